@@ -1,0 +1,78 @@
+//! Exit codes, one table for the whole binary (mirrored in README.md).
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success (also when stdout is closed early, as in `… \| head`) |
+//! | 1    | check failed: the peer answered, but wrongly (an echo that differs) |
+//! | 2    | bad usage: unknown flag, invalid address or value |
+//! | 3    | network error: refused, unreachable, name not found, address in use, permission |
+//! | 4    | timeout: the peer did not answer in time |
+//! | 5    | protocol error: the peer sent something malformed (a bad frame) |
+//! | 6    | local I/O error (stdin, stdout, files) |
+//! | 130  | interrupted by a second Ctrl-C |
+
+use std::error::Error as StdError;
+use std::io;
+
+use crate::echo;
+use crate::net::NetError;
+
+/// Success.
+pub const OK: u8 = 0;
+/// The peer's answer was wrong.
+pub const CHECK_FAILED: u8 = 1;
+/// Bad usage.
+pub const USAGE: u8 = 2;
+/// Network error.
+pub const NETWORK: u8 = 3;
+/// Timeout.
+pub const TIMEOUT: u8 = 4;
+/// Protocol error.
+pub const PROTOCOL: u8 = 5;
+/// Local I/O error.
+pub const LOCAL_IO: u8 = 6;
+
+/// The exit code for an error: the first error in the chain that we recognise decides.
+pub fn code_for(err: &(dyn StdError + 'static)) -> u8 {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(e) = e.downcast_ref::<NetError>() {
+            return match e {
+                NetError::Timeout { .. } => TIMEOUT,
+                NetError::BadAddress { .. } => USAGE,
+                _ => NETWORK,
+            };
+        }
+        if let Some(e) = e.downcast_ref::<echo::client::Error>() {
+            return match e {
+                echo::client::Error::Net(n) => code_for(n),
+                echo::client::Error::Mismatch { .. } => CHECK_FAILED,
+                echo::client::Error::Frame { .. } => PROTOCOL,
+                echo::client::Error::Usage(_) => USAGE,
+                _ => LOCAL_IO,
+            };
+        }
+        if e.downcast_ref::<crate::cli::UsageError>().is_some() {
+            return USAGE;
+        }
+        if e.downcast_ref::<io::Error>().is_some() {
+            return LOCAL_IO;
+        }
+        cur = e.source();
+    }
+    LOCAL_IO
+}
+
+/// True when the error is stdout going away (`| head`), which is not a failure.
+pub fn is_broken_pipe(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::BrokenPipe
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}

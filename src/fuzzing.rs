@@ -1,0 +1,247 @@
+//! Entry points for the fuzz targets in `fuzz/`, one per parser.
+//!
+//! Each function takes arbitrary bytes and must never panic, hang or allocate without bound,
+//! whatever the bytes. The first byte or two choose the codec's configuration and how the rest is
+//! cut into reads; the rest is the stream. Beyond "does not crash", each entry point asserts what
+//! must hold for any input, so that the fuzzer finds wrong answers as well as crashes:
+//!
+//! - decoding the stream all at once and in reads of the chosen size gives the same frames and
+//!   the same errors (split invariance);
+//! - every decoded frame obeys the codec's limits, and encoding it and decoding the result gives
+//!   it back.
+//!
+//! Under `cfg(fuzzing)` the header decoder skips its CRC check, so the fuzzer can reach the code
+//! behind it without forging CRCs.
+
+use bytes::BytesMut;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::frame::delimited::DelimitedCodec;
+use crate::frame::fixed::FixedCodec;
+use crate::frame::header::HeaderCodec;
+use crate::frame::{Frame, FrameError};
+
+/// Fuzzes [`FixedCodec`]: `data[0]` picks the record length (1 to 64), `data[1]` the read size.
+pub fn frame_fixed(data: &[u8]) {
+    let [config, read_size, stream @ ..] = data else {
+        return;
+    };
+    let len = usize::from(config % 64) + 1;
+    for frame in decode_checked(|| FixedCodec::new(len), stream, *read_size) {
+        assert!(frame.payload.len() <= len, "payload longer than the record");
+        assert_ne!(
+            frame.payload.last(),
+            Some(&0),
+            "padding left on the payload"
+        );
+        assert_round_trip(FixedCodec::new(len), frame);
+    }
+}
+
+/// Fuzzes [`DelimitedCodec`]: `data[0]` picks the delimiter length (1 to 3), `data[1]` the limit
+/// (0 to 63 bytes), `data[2]` the read size; the delimiter's bytes follow, then the stream.
+pub fn frame_delimited(data: &[u8]) {
+    let [config, max, read_size, rest @ ..] = data else {
+        return;
+    };
+    let Some((delimiter, stream)) = rest.split_at_checked(usize::from(config % 3) + 1) else {
+        return;
+    };
+    let max_len = usize::from(max % 64);
+    let codec = || DelimitedCodec::new(delimiter.to_vec(), max_len);
+    for frame in decode_checked(codec, stream, *read_size) {
+        assert!(
+            frame.payload.len() <= max_len,
+            "payload longer than the limit"
+        );
+        assert!(
+            !frame
+                .payload
+                .windows(delimiter.len())
+                .any(|w| w == delimiter),
+            "delimiter left in the payload"
+        );
+        assert_round_trip(codec(), frame);
+    }
+}
+
+/// Fuzzes [`HeaderCodec`]: `data[0]` picks the limit (0 to 1020 bytes, in steps of 4), `data[1]`
+/// the read size.
+pub fn frame_header(data: &[u8]) {
+    let [max, read_size, stream @ ..] = data else {
+        return;
+    };
+    let max_len = usize::from(*max) * 4;
+    for frame in decode_checked(|| HeaderCodec::new(max_len), stream, *read_size) {
+        assert!(
+            frame.payload.len() <= max_len,
+            "payload longer than the limit"
+        );
+        assert_round_trip(HeaderCodec::new(max_len), frame);
+    }
+}
+
+/// What decoding produced: a frame, or the kind of error.
+type Outcome = Result<Frame, &'static str>;
+
+/// Decodes `stream` all at once and in reads of `read_size + 1` bytes, asserts both give the same
+/// outcomes, and returns the frames.
+fn decode_checked<C, F>(codec: F, stream: &[u8], read_size: u8) -> Vec<Frame>
+where
+    F: Fn() -> C,
+    C: Decoder<Item = Frame, Error = FrameError>,
+{
+    let whole = decode_in_reads(codec(), stream, stream.len().max(1));
+    let pieces = decode_in_reads(codec(), stream, usize::from(read_size) + 1);
+    assert_eq!(
+        whole, pieces,
+        "decoding depends on how the stream is cut into reads"
+    );
+    whole.into_iter().filter_map(Result::ok).collect()
+}
+
+/// Feeds `stream` to `codec` in reads of `read_size` bytes, as `FramedRead` would, then ends it.
+///
+/// Goes on past errors that consume input (the codec has skipped a bad frame), and stops at the
+/// first that does not (the stream has lost its framing).
+fn decode_in_reads<C>(mut codec: C, stream: &[u8], read_size: usize) -> Vec<Outcome>
+where
+    C: Decoder<Item = Frame, Error = FrameError>,
+{
+    let mut outcomes = Vec::new();
+    let mut buf = BytesMut::new();
+    for read in stream.chunks(read_size) {
+        buf.extend_from_slice(read);
+        if !drain(&mut codec, &mut buf, &mut outcomes, false) {
+            return outcomes;
+        }
+    }
+    drain(&mut codec, &mut buf, &mut outcomes, true);
+    outcomes
+}
+
+/// Decodes until the codec asks for more input. Returns false if decoding must stop for good.
+fn drain<C>(codec: &mut C, buf: &mut BytesMut, outcomes: &mut Vec<Outcome>, eof: bool) -> bool
+where
+    C: Decoder<Item = Frame, Error = FrameError>,
+{
+    loop {
+        let before = buf.len();
+        let result = if eof {
+            codec.decode_eof(buf)
+        } else {
+            codec.decode(buf)
+        };
+        match result {
+            Ok(Some(frame)) => {
+                assert!(buf.len() < before, "a frame came out of no input");
+                outcomes.push(Ok(frame));
+            }
+            Ok(None) => return true,
+            Err(e) => {
+                outcomes.push(Err(kind(&e)));
+                if buf.len() >= before {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Encodes `frame`, decodes the result, and asserts the frame comes back unchanged.
+fn assert_round_trip<C>(mut codec: C, frame: Frame)
+where
+    C: Decoder<Item = Frame, Error = FrameError> + Encoder<Frame, Error = FrameError>,
+{
+    let mut wire = BytesMut::new();
+    if let Err(e) = codec.encode(frame.clone(), &mut wire) {
+        panic!("a decoded frame does not encode: {e}");
+    }
+    match codec.decode_eof(&mut wire) {
+        Ok(Some(again)) => assert_eq!(again, frame, "the frame changed in a round trip"),
+        other => panic!("a re-encoded frame does not decode: {other:?}"),
+    }
+    assert!(wire.is_empty(), "a re-encoded frame left bytes behind");
+}
+
+/// The variant of `e`, without the numbers (which may depend on how the stream was cut).
+fn kind(e: &FrameError) -> &'static str {
+    match e {
+        FrameError::TooLarge { .. } => "too large",
+        FrameError::CrcMismatch { .. } => "crc mismatch",
+        FrameError::BadMagic { .. } => "bad magic",
+        FrameError::UnsupportedVersion { .. } => "unsupported version",
+        FrameError::ReservedFlags { .. } => "reserved flags",
+        FrameError::PartialFrame { .. } => "partial frame",
+        FrameError::PayloadTooLong { .. } => "payload too long",
+        FrameError::DelimiterInPayload { .. } => "delimiter in payload",
+        FrameError::Truncated { .. } => "truncated",
+        FrameError::Io(_) => "io",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::frame::header::encode_to_vec;
+
+    #[test]
+    fn short_inputs_are_ignored() {
+        for data in [&[][..], &[1], &[1, 2], &[1, 2, 3]] {
+            frame_fixed(data);
+            frame_delimited(data);
+            frame_header(data);
+        }
+    }
+
+    #[test]
+    fn header_seed_decodes() {
+        let frame = Frame {
+            id: 7,
+            timestamp_us: 1,
+            payload: "hello".into(),
+        };
+        let mut data = vec![2, 0];
+        data.extend(encode_to_vec(&frame));
+        let frames = decode_checked(|| HeaderCodec::new(8), &data[2..], 0);
+        assert_eq!(frames, [frame]);
+        frame_header(&data);
+    }
+
+    #[test]
+    fn delimited_outcomes_include_recovered_errors() {
+        let stream = b"ok\ntoo long\nok\n";
+        let outcomes = decode_in_reads(DelimitedCodec::new(b"\n".to_vec(), 4), stream, 3);
+        let ok = Ok(Frame::new("ok"));
+        assert_eq!(outcomes, [ok.clone(), Err("too large"), ok]);
+    }
+
+    #[test]
+    fn unrecoverable_error_stops_decoding() {
+        let outcomes = decode_in_reads(HeaderCodec::new(64), b"GET / HTTP/1.1\r\n", 1);
+        assert_eq!(outcomes, [Err("bad magic")]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn entry_points_accept_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            frame_fixed(&data);
+            frame_delimited(&data);
+            frame_header(&data);
+        }
+
+        #[test]
+        fn delimited_accepts_any_stream_over_a_small_alphabet(
+            config in any::<[u8; 3]>(),
+            delimiter in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b')], 3),
+            stream in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b')], 0..100),
+        ) {
+            let data: Vec<u8> = config.iter().chain(&delimiter).chain(&stream).copied().collect();
+            frame_delimited(&data);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! `socklab lab`: every server at once, on loopback, with a line to try each one.
+//!
+//! Later protocols add their rows to [`services`]. All servers share one shutdown token, so
+//! one Ctrl-C stops them all (each with its grace period).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::echo::server as echo;
+use crate::frame::Framing;
+use crate::net::{self, BindOptions};
+
+/// `socklab lab`.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Add N to every port (e.g. --port-base 10000 puts echo on 13500), to run two labs.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub port_base: u16,
+    /// Bind every server to a free port chosen by the kernel (for tests and scripts).
+    #[arg(long, conflicts_with = "port_base")]
+    pub ephemeral: bool,
+}
+
+/// One lab server: what it is and how to try it.
+struct Service {
+    name: &'static str,
+    transport: &'static str,
+    port: u16,
+    kind: Kind,
+}
+
+enum Kind {
+    EchoTcp(Option<Framing>),
+    EchoUdp,
+}
+
+fn services() -> Vec<Service> {
+    vec![
+        Service {
+            name: "echo",
+            transport: "tcp",
+            port: 3500,
+            kind: Kind::EchoTcp(None),
+        },
+        Service {
+            name: "echo",
+            transport: "udp",
+            port: 3500,
+            kind: Kind::EchoUdp,
+        },
+        Service {
+            name: "echo-lines",
+            transport: "tcp, delim:\\n frames",
+            port: 3501,
+            kind: Kind::EchoTcp(Some(Framing::Delimited(b"\n".to_vec()))),
+        },
+        Service {
+            name: "echo-header",
+            transport: "tcp, header frames",
+            port: 3502,
+            kind: Kind::EchoTcp(Some(Framing::Header)),
+        },
+    ]
+}
+
+fn try_lines(s: &Service, addr: SocketAddr) -> (String, String) {
+    let (host, port) = (addr.ip(), addr.port());
+    match (&s.kind, s.name) {
+        (Kind::EchoUdp, _) => (
+            format!("socklab echo send -u {addr} hello"),
+            format!("nc -u {host} {port}"),
+        ),
+        (Kind::EchoTcp(None), _) => (
+            format!("socklab echo send {addr} hello"),
+            format!("nc {host} {port}"),
+        ),
+        (Kind::EchoTcp(Some(Framing::Header)), _) => (
+            format!("socklab echo send --framing header {addr} hello"),
+            "see docs/PROTOCOLS.md (header frame)".into(),
+        ),
+        (Kind::EchoTcp(Some(_)), _) => (
+            format!("socklab echo send --framing 'delim:\\n' {addr} hello"),
+            format!("nc {host} {port}"),
+        ),
+    }
+}
+
+/// Runs the lab until Ctrl-C.
+pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = net::shutdown::on_signals();
+    let mut tasks = JoinSet::new();
+    let mut rows = Vec::new();
+    for s in services() {
+        let port = if args.ephemeral {
+            0
+        } else {
+            s.port.checked_add(args.port_base).with_context(|| {
+                format!(
+                    "--port-base {} pushes port {} past 65535",
+                    args.port_base, s.port
+                )
+            })?
+        };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let what = format!("starting {} ({})", s.name, s.transport);
+        let bound = start(&s, addr, &mut tasks, shutdown.clone()).with_context(|| what)?;
+        let (ours, theirs) = try_lines(&s, bound);
+        rows.push([
+            s.name.to_string(),
+            s.transport.to_string(),
+            bound.to_string(),
+            ours,
+            theirs,
+        ]);
+    }
+    print_table(&rows)?;
+    while let Some(res) = tasks.join_next().await {
+        if let Ok(Err(e)) = res {
+            tracing::error!("a lab server stopped: {e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn start(
+    s: &Service,
+    addr: SocketAddr,
+    tasks: &mut JoinSet<Result<(), net::NetError>>,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, net::NetError> {
+    let local = |r: std::io::Result<SocketAddr>| {
+        r.map_err(|e| net::NetError::Io {
+            what: "reading the bound address".into(),
+            source: e,
+        })
+    };
+    match &s.kind {
+        Kind::EchoTcp(framing) => {
+            let l = net::listen::tcp_listener(addr, BindOptions::default())?;
+            let bound = local(l.local_addr())?;
+            let cfg = echo::Config {
+                framing: framing.clone(),
+                ..echo::Config::default()
+            };
+            tasks.spawn(async move {
+                echo::run_stream(l, cfg, shutdown).await;
+                Ok(())
+            });
+            Ok(bound)
+        }
+        Kind::EchoUdp => {
+            let sock = net::listen::udp_socket(addr, BindOptions::default())?;
+            let bound = local(sock.local_addr())?;
+            tasks.spawn(async move {
+                echo::run_udp(sock, echo::Config::default(), shutdown)
+                    .await
+                    .map(|_| ())
+            });
+            Ok(bound)
+        }
+    }
+}
+
+fn print_table(rows: &[[String; 5]]) -> std::io::Result<()> {
+    use std::io::Write;
+    let header = [
+        "SERVICE",
+        "TRANSPORT",
+        "ADDRESS",
+        "TRY WITH SOCKLAB",
+        "TRY WITH A REAL PEER",
+    ];
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "socklab lab: {} servers on loopback; Ctrl-C stops them all",
+        rows.len()
+    )?;
+    writeln!(out)?;
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 4 {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(header))?;
+    for r in rows {
+        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
+    }
+    out.flush()
+}

@@ -1,0 +1,21 @@
+//! socklab: the classic socket exercises as reference tools.
+//!
+//! How the code is laid out (read docs/ARCHITECTURE.md first):
+//!
+//! - [`net`]: all socket plumbing, written once (addresses, binding, the accept loop,
+//!   timeouts, allow-lists, graceful shutdown, `--trace`, errors a person can act on).
+//! - [`frame`]: sans-IO framing codecs (fixed length, delimiter, header with CRC32).
+//! - one module per protocol ([`echo`], …), each with a sans-IO `proto`, thin `server` and
+//!   `client` drivers, and its own `cli`.
+//! - [`cli`], [`lab`], [`report`], [`exit`]: the binary's glue.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod echo;
+pub mod exit;
+pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod lab;
+pub mod net;
+pub mod report;

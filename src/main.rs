@@ -1,0 +1,49 @@
+//! The `socklab` binary: parse arguments, set up logging and the runtime, dispatch, and turn
+//! errors into the documented exit codes (see `exit.rs` and README.md).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use socklab::cli::{Cli, OutputArgs};
+use socklab::exit;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.out);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("socklab: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::LOCAL_IO);
+        }
+    };
+    let result = runtime.block_on(cli.command.run(cli.out));
+    // Do not wait for connection tasks or threads that outlived their grace period.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(err) if exit::is_broken_pipe(err.as_ref()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("socklab: {err:#}");
+            ExitCode::from(exit::code_for(err.as_ref()))
+        }
+    }
+}
+
+fn init_logging(out: &OutputArgs) {
+    let level = match (out.quiet, out.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

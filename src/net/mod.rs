@@ -1,0 +1,96 @@
+//! The socket plumbing every protocol shares, written once.
+//!
+//! - [`addr`]: the address syntax (`HOST:PORT`, `[V6]:PORT`, `PORT`, `unix:/PATH`).
+//! - [`listen`]: binding with socket2 (`SO_REUSEADDR`, backlog, dual-stack `::`), stale Unix
+//!   socket files.
+//! - [`serve`]: the accept loop with allow-list, connection limit, logging and graceful
+//!   shutdown.
+//! - [`dgram`]: datagram receive that detects truncation (`MSG_TRUNC`).
+//! - [`trace`]: `--trace` hex dumps and byte counting.
+//! - [`shutdown`]: Ctrl-C / SIGTERM.
+//! - [`clock`]: the only place that reads the clock.
+//! - [`error`]: errors a person can act on.
+//!
+//! Protocol drivers (`echo::server`, …) use these and nothing lower.
+
+pub mod addr;
+pub mod allow;
+pub mod blocking;
+pub mod clock;
+pub mod connect;
+pub mod dgram;
+pub mod error;
+pub mod listen;
+pub mod serve;
+pub mod shutdown;
+pub mod trace;
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+pub use addr::Endpoint;
+pub use allow::AllowList;
+pub use error::NetError;
+pub use listen::BindOptions;
+pub use serve::{ConnReport, Peer, ServeOptions};
+pub use trace::{Metered, Tracer};
+
+/// Formats a duration for people: `250µs`, `1.5ms`, `2.003s`, `5m`.
+pub fn fmt_duration(d: Duration) -> String {
+    let us = d.as_micros();
+    if us < 1_000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.3}ms", us as f64 / 1e3)
+    } else if d.as_secs() >= 60 && d.subsec_nanos() == 0 && d.as_secs() % 60 == 0 {
+        format!("{}m", d.as_secs() / 60)
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+/// Runs an I/O future with a deadline; running out of time is an `io::ErrorKind::TimedOut`
+/// error, so a read from a silent peer always ends.
+pub async fn within<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(res) => res,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no data for {}", fmt_duration(limit)),
+        )),
+    }
+}
+
+/// Writes the `listening on ADDR` line (the first line every server prints on stdout, so a
+/// test or script can learn the real port when it asked for port 0).
+pub fn announce(addr: impl std::fmt::Display) -> io::Result<()> {
+    use std::io::Write;
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_duration(Duration::from_micros(250)), "250µs");
+        assert_eq!(fmt_duration(Duration::from_micros(1500)), "1.500ms");
+        assert_eq!(fmt_duration(Duration::from_millis(2003)), "2.003s");
+        assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
+    }
+
+    #[tokio::test]
+    async fn within_times_out() {
+        let err = within(
+            Duration::from_millis(10),
+            std::future::pending::<io::Result<()>>(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+}

@@ -1,0 +1,249 @@
+//! The accept loop every stream server shares.
+//!
+//! ```text
+//!   listener ──accept──▶ allow-list? ──no──▶ log "refused", close
+//!                          │ yes
+//!                          ▼
+//!                  wait for a connection slot (--max-conns; extra clients wait in the
+//!                          │                   kernel's backlog, not in our memory)
+//!                          ▼
+//!                  spawn handler(stream, peer) ──▶ log bytes in/out and duration at close
+//! ```
+//!
+//! On shutdown the loop stops accepting, then waits up to the grace period for open
+//! connections to finish; whatever is still open after that is dropped (closed).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{AllowList, clock, fmt_duration};
+
+/// Who is on the other end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// An internet peer.
+    Inet(SocketAddr),
+    /// A Unix socket peer (usually unnamed).
+    Unix(String),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Inet(a) => write!(f, "{a}"),
+            Peer::Unix(p) => write!(f, "unix:{p}"),
+        }
+    }
+}
+
+/// Something that accepts stream connections: a TCP or Unix listener.
+pub trait Listener: Send + 'static {
+    /// The accepted stream type.
+    type Stream: AsyncRead
+        + AsyncWrite
+        + super::blocking::Readable
+        + super::blocking::IntoBlocking
+        + Unpin
+        + Send
+        + Sync
+        + 'static;
+    /// Accepts one connection.
+    fn accept_peer(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept_peer(&self) -> io::Result<(TcpStream, Peer)> {
+        let (stream, addr) = self.accept().await?;
+        // Small request/reply messages should leave at once, not wait for Nagle.
+        stream.set_nodelay(true)?;
+        Ok((stream, Peer::Inet(addr)))
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+
+    async fn accept_peer(&self) -> io::Result<(UnixStream, Peer)> {
+        let (stream, addr) = self.accept().await?;
+        let name = addr
+            .as_pathname()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(unnamed)".into());
+        Ok((stream, Peer::Unix(name)))
+    }
+}
+
+/// Policy for one server's accept loop.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Who may connect.
+    pub allow: AllowList,
+    /// At most this many connections at once; more wait in the listen backlog.
+    pub max_conns: usize,
+    /// How long open connections may take to finish after shutdown begins.
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            allow: AllowList::any(),
+            max_conns: DEFAULT_MAX_CONNS,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+/// Default connection limit.
+pub const DEFAULT_MAX_CONNS: usize = 20_000;
+/// Default grace period at shutdown.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// What a connection handler reports when it is done.
+#[derive(Debug, Default, Clone)]
+pub struct ConnReport {
+    /// Bytes received from the peer.
+    pub bytes_in: u64,
+    /// Bytes sent to the peer.
+    pub bytes_out: u64,
+    /// Why the connection ended, if not by a clean close.
+    pub error: Option<String>,
+}
+
+/// Totals for a server's lifetime.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServeSummary {
+    /// Connections accepted and handled.
+    pub accepted: u64,
+    /// Connections refused by the allow-list.
+    pub refused: u64,
+    /// Connections still open when the grace period ran out.
+    pub abandoned: usize,
+}
+
+/// Accepts connections until `shutdown` is cancelled, running `handler` for each.
+///
+/// The handler gets the stream, the peer and a token cancelled when the grace period ends
+/// (a handler that blocks outside tokio, like the threads model, uses it to close its
+/// socket).
+pub async fn serve<L, H, F>(
+    listener: L,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+    handler: H,
+) -> ServeSummary
+where
+    L: Listener,
+    H: Fn(L::Stream, Peer, CancellationToken) -> F + Send + Sync + 'static,
+    F: Future<Output = ConnReport> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let slots = Arc::new(Semaphore::new(opts.max_conns.max(1)));
+    let tracker = TaskTracker::new();
+    let hard_stop = CancellationToken::new();
+    let mut summary = ServeSummary::default();
+    let mut backoff = Duration::from_millis(10);
+
+    loop {
+        // Take a slot before accepting: when the server is full, new clients queue in the
+        // kernel (the listen backlog) instead of costing us memory.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept_peer() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => {
+                backoff = Duration::from_millis(10);
+                x
+            }
+            Err(e) if is_transient_accept_error(&e) => {
+                // Out of file descriptors or memory: wait a little instead of spinning.
+                tracing::error!(error = %e, "accept failed; retrying in {}", fmt_duration(backoff));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "accept: connection aborted before we took it");
+                continue;
+            }
+        };
+        if let Peer::Inet(addr) = &peer
+            && !opts.allow.allows(addr.ip())
+        {
+            summary.refused += 1;
+            tracing::warn!(peer = %peer, "refused connection: not in the --allow list");
+            drop(stream);
+            continue;
+        }
+        summary.accepted += 1;
+        tracing::info!("connection from {peer}");
+        let handler = handler.clone();
+        let stop = hard_stop.clone();
+        tracker.spawn(async move {
+            let started = clock::now();
+            let report = handler(stream, peer.clone(), stop).await;
+            let took = fmt_duration(started.elapsed());
+            match &report.error {
+                None => tracing::info!(
+                    "closed {peer}: {} bytes in, {} bytes out, {took}",
+                    report.bytes_in,
+                    report.bytes_out
+                ),
+                Some(err) => tracing::warn!(
+                    "closed {peer}: {err}; {} bytes in, {} bytes out, {took}",
+                    report.bytes_in,
+                    report.bytes_out
+                ),
+            }
+            drop(permit);
+        });
+    }
+
+    tracker.close();
+    let open = tracker.len();
+    if open > 0 {
+        tracing::info!(
+            "stopped accepting; waiting up to {} for {open} open connection(s)",
+            fmt_duration(opts.grace)
+        );
+        if tokio::time::timeout(opts.grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            summary.abandoned = tracker.len();
+            tracing::warn!(
+                "grace period over: closing {} connection(s) still open",
+                summary.abandoned
+            );
+            hard_stop.cancel();
+        }
+    }
+    summary
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
