@@ -1,1 +1,11 @@
+//! Integration tests: each one runs the real `socklab` binary on an ephemeral loopback port
+//! and talks to it with real peers (nc, Python's `socket` module) or raw sockets.
+//!
+//! One test binary (`autotests = false` in Cargo.toml) so it links once.
 
+mod support;
+
+/// Errors, exit codes, tracing, shutdown and the lab.
+mod cli;
+/// Echo over TCP, UDP and Unix sockets, framing, the threads model, control datagrams.
+mod echo;

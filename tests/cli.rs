@@ -1,0 +1,195 @@
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn address_in_use_is_explained() {
+    let srv = Server::start(&["echo", "serve", "-p", "0"]);
+    let out = socklab(&["echo", "serve", "-p", &srv.port().to_string()], b"");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        err_text(&out).contains("already in use"),
+        "{}",
+        err_text(&out)
+    );
+}
+
+#[test]
+fn connection_refused_and_unknown_host() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = socklab(&["echo", "send", &format!("127.0.0.1:{port}"), "x"], b"");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        err_text(&out).contains("connection refused by 127.0.0.1:"),
+        "{}",
+        err_text(&out)
+    );
+    let out = socklab(&["echo", "send", "no-such-host.invalid:7", "x"], b"");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        err_text(&out).contains("cannot resolve host name"),
+        "{}",
+        err_text(&out)
+    );
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    for args in [
+        &["echo", "send", "::1:80", "x"][..],
+        &["echo", "serve", "--framing", "fixed:0"][..],
+        &["echo", "serve", "-u", "--model", "threads"][..],
+        &["echo", "serve", "--timeout", "soon"][..],
+    ] {
+        let out = socklab(args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", err_text(&out));
+        assert!(!err_text(&out).contains("panicked"), "{}", err_text(&out));
+    }
+}
+
+#[test]
+fn trace_shows_each_partial_write() {
+    let srv = Server::start(&["echo", "serve", "-p", "0", "--trace"]);
+    let out = socklab(
+        &["echo", "send", &srv.addr, "abc", "--chunk", "1", "--trace"],
+        b"",
+    );
+    assert_eq!(ok(&out), b"abc\n");
+    let err = err_text(&out);
+    assert_eq!(err.matches("send 1 byte\n").count(), 4, "{err}");
+    assert!(
+        err.contains("0000  61                                                |a|"),
+        "{err}"
+    );
+    assert!(
+        srv.wait_log("recv 0 bytes: the peer closed", Duration::from_secs(5)),
+        "{}",
+        srv.stderr()
+    );
+    assert!(srv.stderr().contains("] recv "), "{}", srv.stderr());
+}
+
+#[test]
+fn json_output_is_one_object_per_line() {
+    let srv = Server::start(&["echo", "serve", "-p", "0"]);
+    let out = socklab(
+        &[
+            "echo", "send", &srv.addr, "x", "-c", "3", "-i", "1ms", "--json",
+        ],
+        b"",
+    );
+    let text = String::from_utf8(ok(&out)).unwrap();
+    let values: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(values.len(), 4, "{text}");
+    assert_eq!(values[2]["seq"], 3);
+    assert_eq!(values[3]["type"], "summary");
+    assert_eq!(values[3]["echoed"], 3);
+    assert!(values[3]["rtt_us"]["p99"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn sigterm_waits_for_open_connections_then_exits() {
+    require("nc");
+    let mut srv = Server::start(&["echo", "serve", "-p", "0", "--grace", "500ms"]);
+    let mut cmd = std::process::Command::new("nc");
+    cmd.args(["127.0.0.1", &srv.port().to_string()]);
+    let _held = Peer::spawn(cmd);
+    assert!(srv.wait_log("connection from", Duration::from_secs(5)));
+    srv.signal("TERM");
+    let st = srv
+        .wait_exit(Duration::from_secs(10))
+        .expect("server did not stop");
+    assert!(st.success(), "{st}");
+    let log = srv.stderr();
+    assert!(
+        log.contains("waiting up to 500.000ms for 1 open connection"),
+        "{log}"
+    );
+    assert!(
+        log.contains("grace period over: closing 1 connection"),
+        "{log}"
+    );
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    let srv = Server::start(&["echo", "serve", "-p", "0", "-q"]);
+    let script = format!(
+        "head -c 4000000 /dev/zero | {} echo send -q {} | head -c 10 > /dev/null; echo ${{PIPESTATUS[1]}}",
+        bin().display(),
+        srv.addr
+    );
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c").arg(script);
+    let out = run_with(cmd, b"", Duration::from_secs(30));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        err_text(&out)
+    );
+    assert!(!err_text(&out).contains("panicked"), "{}", err_text(&out));
+}
+
+#[test]
+fn lab_starts_every_server_and_stops_on_ctrl_c() {
+    let mut child = std::process::Command::new(bin())
+        .args(["lab", "--ephemeral"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut rows = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        if line.starts_with("echo") {
+            rows.push(line);
+        }
+        if rows.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let addr_of = |row: &str| {
+        row.split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .unwrap()
+            .to_string()
+    };
+    let tcp = addr_of(&rows[0]);
+    let out = socklab(&["echo", "send", &tcp, "lab"], b"");
+    assert_eq!(ok(&out), b"lab\n");
+    let udp = addr_of(&rows[1]);
+    assert!(rows[1].contains("udp"), "{}", rows[1]);
+    let out = socklab(&["echo", "send", "-u", &udp, "lab"], b"");
+    assert_eq!(ok(&out), b"lab\n");
+    let header = addr_of(&rows[3]);
+    let out = socklab(
+        &["echo", "send", "--framing", "header", &header, "lab"],
+        b"",
+    );
+    assert_eq!(ok(&out), b"lab\n");
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{st}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lab did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

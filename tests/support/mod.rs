@@ -1,0 +1,289 @@
+//! Test support: spawn `socklab` servers on port 0, learn their address from the first
+//! stdout line, capture their logs, kill them on drop; run peers with a deadline.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_socklab"))
+}
+
+/// Fails the test with a clear message when a peer program is missing (CI installs them).
+pub fn require(program: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is not installed; the interop tests need it (.ci/run installs it with apt-get)"
+    );
+}
+
+/// A running socklab server.
+pub struct Server {
+    child: Child,
+    /// What it printed after `listening on ` (e.g. `127.0.0.1:41234` or `unix:/tmp/x`).
+    pub addr: String,
+    stderr: Arc<Mutex<String>>,
+    stdout_rest: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `socklab ARGS` and waits for its `listening on` line.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn socklab");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err_pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(err_pipe);
+            let mut line = String::new();
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout_rest = Arc::new(Mutex::new(String::new()));
+        let rest = stdout_rest.clone();
+        std::thread::spawn(move || {
+            let mut first = String::new();
+            let _ = out.read_line(&mut first);
+            let _ = tx.send(first);
+            let mut line = String::new();
+            while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                rest.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let first = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let addr = match first.trim_end().strip_prefix("listening on ") {
+            Some(a) => a.to_string(),
+            None => {
+                let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "socklab {args:?} did not print 'listening on': first line {first:?}, stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            stderr,
+            stdout_rest,
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Everything it has logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Stdout after the first line.
+    pub fn stdout_rest(&self) -> String {
+        self.stdout_rest.lock().unwrap().clone()
+    }
+
+    /// Waits until its log contains `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends a signal (e.g. "TERM").
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for it to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to completion with stdin bytes and a deadline (killed after it).
+pub fn run_with(mut cmd: Command, stdin: &[u8], limit: Duration) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = writer.join();
+            panic!(
+                "command {cmd:?} still running after {limit:?}; stderr so far: {}",
+                String::from_utf8_lossy(&err_t.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Runs `socklab ARGS` with stdin, 30 s at most.
+pub fn socklab(args: &[&str], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    run_with(cmd, stdin, Duration::from_secs(30))
+}
+
+/// Runs a Python 3 script (`python3 -c SCRIPT ARGS`), 30 s at most.
+pub fn python(script: &str, args: &[&str], stdin: &[u8]) -> Output {
+    require("python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(args);
+    run_with(cmd, stdin, Duration::from_secs(30))
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(out: &Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "failed with {}: stdout {:?} stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout.clone()
+}
+
+/// Text of stderr.
+pub fn err_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A long-running peer process (nc holding a connection, a Python server), killed on drop.
+pub struct Peer {
+    pub child: Child,
+}
+
+impl Peer {
+    /// Spawns with piped stdin/stdout.
+    pub fn spawn(mut cmd: Command) -> Peer {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Peer {
+            child: cmd.spawn().expect("spawn peer"),
+        }
+    }
+
+    /// Reads the first stdout line (e.g. a port printed by a Python server).
+    pub fn first_line(&mut self) -> String {
+        let out = self.child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            let mut l = String::new();
+            let _ = r.read_line(&mut l);
+            let _ = tx.send(l);
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("peer printed nothing")
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
