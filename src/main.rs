@@ -44,6 +44,9 @@ fn init_logging(out: &OutputArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // Its default reports a failed log write with eprintln!, which panics when stderr is a
+        // closed pipe. A lost log line must never stop a server.
+        .log_internal_errors(false)
         .with_target(false)
         .init();
 }

@@ -193,3 +193,45 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A server whose stdout and stderr readers went away (a closed pipe) keeps serving and still
+/// stops on SIGTERM: a failed log write must not panic a task.
+#[test]
+fn server_survives_closed_stderr_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin())
+        .args(["echo", "serve", "-p", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    drop(child.stderr.take()); // closes the read ends: every log write now fails
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    for _ in 0..3 {
+        let out = socklab(&["echo", "send", &addr, "still here"], b"");
+        assert_eq!(ok(&out), b"still here\n");
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{st}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -315,12 +315,12 @@ fn allow_list_drops_others_tcp_and_udp() {
     );
 
     let srv = Server::start(&["echo", "serve", "-p", "0", "--allow", "10.0.0.0/8"]);
-    let out = python(
-        PY_TCP_CLIENT,
-        &["127.0.0.1", &srv.port().to_string(), "x"],
-        b"",
+    let out = python(PY_REFUSED, &["127.0.0.1", &srv.port().to_string()], b"");
+    assert_eq!(
+        ok(&out),
+        b"closed\n",
+        "a refused client must get nothing back"
     );
-    assert_eq!(ok(&out), b"", "refused client must get nothing");
     assert!(
         srv.wait_log("refused connection", Duration::from_secs(5)),
         "{}",
@@ -658,4 +658,30 @@ fn backlog_experiment() {
     }
     // Linux queues backlog+1 completed connections.
     assert_eq!(counts, vec![2, 6], "queued connections for backlog 1 and 5");
+}
+
+/// `-b ::` is dual-stack: IPv4 clients arrive as `::ffff:a.b.c.d`. Binding `::` means every
+/// interface, so the test runs in a private network namespace (loopback only) it creates.
+#[test]
+fn dual_stack_any_address_in_a_private_namespace() {
+    require("unshare");
+    require("ip");
+    let script = format!(
+        r#"set -e
+ip link set lo up
+exec 3< <(exec {bin} echo serve -b :: -p 0 2>&1)
+server=$!
+trap 'kill $server' EXIT
+read -r first <&3
+port=${{first##*:}}
+{bin} echo send -q 127.0.0.1:$port four
+{bin} echo send -q [::1]:$port six
+echo "$first""#,
+        bin = bin().display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-n", "bash", "-c", &script]);
+    let out = run_with(cmd, b"", Duration::from_secs(30));
+    let text = String::from_utf8(ok(&out)).unwrap();
+    assert!(text.starts_with("four\nsix\nlistening on [::]:"), "{text}");
 }

@@ -3,6 +3,9 @@
 //!
 //! One test binary (`autotests = false` in Cargo.toml) so it links once.
 
+// Tests measure real time against real processes; the clock rule is for protocol code.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 /// Errors, exit codes, tracing, shutdown and the lab.

@@ -43,7 +43,7 @@ pub fn fmt_duration(d: Duration) -> String {
         format!("{us}µs")
     } else if us < 1_000_000 {
         format!("{:.3}ms", us as f64 / 1e3)
-    } else if d.as_secs() >= 60 && d.subsec_nanos() == 0 && d.as_secs() % 60 == 0 {
+    } else if d.as_secs() >= 60 && d.subsec_nanos() == 0 && d.as_secs().is_multiple_of(60) {
         format!("{}m", d.as_secs() / 60)
     } else {
         format!("{:.3}s", d.as_secs_f64())

@@ -22,11 +22,13 @@ pub fn on_signals() -> CancellationToken {
             tracing::warn!("cannot install signal handlers; Ctrl-C will stop at once");
             return;
         };
-        tokio::select! {
-            _ = int.recv() => tracing::info!("interrupted: shutting down (Ctrl-C again to force)"),
-            _ = term.recv() => tracing::info!("terminated: shutting down (signal again to force)"),
-        }
+        // Cancel first, log second: logging must never stand between a signal and shutdown.
+        let what = tokio::select! {
+            _ = int.recv() => "interrupted",
+            _ = term.recv() => "terminated",
+        };
         cancel.cancel();
+        tracing::info!("{what}: shutting down (signal again to force)");
         tokio::select! {
             _ = int.recv() => {},
             _ = term.recv() => {},

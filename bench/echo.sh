@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# bench/echo.sh: echo server benchmark for socklab, against the C measuring sticks.
+#
+# Builds socklab (release) and the C sticks from /work/shared/bench, then in ONE run
+# measures four TCP echo servers on 127.0.0.1:
+#   socklab async      socklab echo serve --model async   (tokio, one worker per usable core)
+#   socklab threads    socklab echo serve --model threads (one OS thread per client)
+#   C echo_epoll       single-threaded epoll server: the practical limit, the 1.00x reference
+#   Python threaded    bench/py_echo_threaded.py (socket + threading, as a student writes it)
+# with the C `pingpong` load client:
+#   1. 64-byte ping-pong over 1 and over 100 connections: round trips/s, p50/p99 latency
+#   2. one-connection streaming throughput through the echo (MB/s, one direction)
+# and prints each figure with its ratio to the C server. Then:
+#   3. bench/idle_conns.py holds 10,000 idle connections against socklab async and
+#      echo_epoll and reports the server's RSS.
+#
+# On a machine with 2 or more cores the server runs on core 0 and the load generator on
+# core 1 (taskset), so the servers are compared on one core each. Compare ratios within a
+# run, not absolute figures across runs or machines.
+#
+# Environment (all optional):
+#   DURATION=5  WARMUP=1        seconds measured / warm-up seconds per ping-pong run
+#   MANY_CONNS=100              connections for the concurrent ping-pong run
+#   STREAM_BYTES=1073741824     bytes for the streaming run (1 GiB); STREAM_TIMEOUT=30 s cap
+#   IDLE_CONNS=10000 IDLE_HOLD=3   idle-connection test; IDLE_CONNS=0 skips it
+#   SERVERS="async threads c python"   which servers to run in the throughput part
+#   PIN=1  SERVER_CPU=0  CLIENT_CPU=1  pinning (PIN=0 disables it)
+#   CARGO_TARGET_DIR            where cargo builds (default: the repo's target/)
+#   SHARED_BENCH=/work/shared/bench   where the C sources are
+# Quick run: DURATION=2 WARMUP=0.5 STREAM_BYTES=268435456 IDLE_CONNS=2000 bash bench/echo.sh
+#
+# Output and logs go to bench/out/ (ignored by git).
+
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+OUT="$HERE/out"
+LOGS="$OUT/logs"
+
+DURATION="${DURATION:-5}"
+WARMUP="${WARMUP:-1}"
+MSG_SIZE="${MSG_SIZE:-64}"
+MANY_CONNS="${MANY_CONNS:-100}"
+STREAM_BYTES="${STREAM_BYTES:-1073741824}"
+STREAM_TIMEOUT="${STREAM_TIMEOUT:-30}"
+IDLE_CONNS="${IDLE_CONNS:-10000}"
+IDLE_HOLD="${IDLE_HOLD:-3}"
+SERVERS="${SERVERS:-async threads c python}"
+PIN="${PIN:-1}"
+SERVER_CPU="${SERVER_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+SHARED_BENCH="${SHARED_BENCH:-/work/shared/bench}"
+NOFILE_WANT=65536
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in
+/*) ;;
+*) TARGET_DIR="$PWD/$TARGET_DIR" ;;
+esac
+export CARGO_TARGET_DIR="$TARGET_DIR"
+
+SOCKLAB="$TARGET_DIR/release/socklab"
+CBENCH="$OUT/cbench"
+ECHO_EPOLL="$CBENCH/build/echo_epoll"
+PINGPONG="$CBENCH/build/pingpong"
+PY_SERVER="$HERE/py_echo_threaded.py"
+IDLE_CLIENT="$HERE/idle_conns.py"
+CLK_TCK="$(getconf CLK_TCK)"
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+	log "echo.sh: $*"
+	exit 1
+}
+
+# ---------------------------------------------------------------- servers and cleanup
+SERVER_PIDS=()
+
+# True while $1 is a live process (a zombie that has not been reaped does not count).
+is_running() {
+	local st
+	st="$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null || true)"
+	[[ -n "$st" && "$st" != Z ]]
+}
+
+stop_pid() {
+	local pid="$1" i
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do # up to 5 s (socklab runs with --grace 1s)
+		is_running "$pid" || break
+		sleep 0.1
+	done
+	if is_running "$pid"; then
+		log "server $pid ignored SIGTERM; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local pid
+	for pid in "${SERVER_PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	SERVER_PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+SRV_PIN=()
+CLI_PIN=()
+
+# start_server NAME PORT_OR_EMPTY CMD...: starts CMD pinned to the server core, logs in
+# $LOGS/NAME.*. With an empty PORT the server must print "listening on HOST:PORT" first on
+# stdout. Sets SRV_PID and SRV_PORT.
+start_server() {
+	local name="$1" port="$2" i line=""
+	shift 2
+	: >"$LOGS/$name.stdout"
+	"${SRV_PIN[@]}" "$@" >"$LOGS/$name.stdout" 2>"$LOGS/$name.stderr" &
+	SRV_PID=$!
+	SERVER_PIDS+=("$SRV_PID")
+	for ((i = 0; i < 100; i++)); do # up to 10 s
+		is_running "$SRV_PID" || die "$name exited at start; see $LOGS/$name.stderr"
+		if [[ -z "$port" ]]; then
+			line="$(grep -m1 '^listening on ' "$LOGS/$name.stdout" || true)"
+			[[ -n "$line" ]] && port="${line##*:}"
+		fi
+		if [[ -n "$port" ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			SRV_PORT="$port"
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "$name did not start listening within 10 s; see $LOGS/$name.stderr"
+}
+
+stop_server() {
+	local pid="$1" p keep=()
+	stop_pid "$pid"
+	for p in "${SERVER_PIDS[@]}"; do
+		[[ "$p" == "$pid" ]] || keep+=("$p")
+	done
+	SERVER_PIDS=("${keep[@]}")
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts server KEY; sets SRV_PID and SRV_PORT.
+start_by_key() {
+	case "$1" in
+	async | threads)
+		start_server "socklab-$1" "" "$SOCKLAB" echo serve -p 0 -b 127.0.0.1 --model "$1" -q --grace 1s
+		;;
+	c)
+		local port
+		port="$(free_port)"
+		start_server c-epoll "$port" "$ECHO_EPOLL" "$port" 127.0.0.1
+		;;
+	python) start_server python "" python3 "$PY_SERVER" 0 ;;
+	*) die "unknown server $1 (use async, threads, c, python)" ;;
+	esac
+}
+
+label_of() {
+	case "$1" in
+	async) echo "socklab async" ;;
+	threads) echo "socklab threads" ;;
+	c) echo "C echo_epoll" ;;
+	python) echo "Python threaded" ;;
+	esac
+}
+
+# ---------------------------------------------------------------- measuring
+# kv LINE KEY: the value of KEY=VALUE in LINE, or "na".
+kv() {
+	local w
+	for w in $1; do
+		if [[ "$w" == "$2="* ]]; then
+			printf '%s' "${w#*=}"
+			return 0
+		fi
+	done
+	printf 'na'
+}
+
+# CPU ticks (user+system, all threads) used so far by PID.
+cpu_ticks() {
+	local stat rest
+	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || {
+		echo 0
+		return
+	}
+	rest="${stat##*) }"
+	# shellcheck disable=SC2086 # split on purpose
+	set -- $rest
+	echo $((${12} + ${13})) # utime, stime (fields 14 and 15 of the full line)
+}
+
+declare -A R=()
+RESULTS_FILE="$OUT/results.txt"
+
+# run_client KEY TAG PID CMD...: runs the load client pinned to the client core, stores
+# its RESULT line in R[KEY,TAG] and the server's / client's CPU use in R[KEY,TAG,scpu]
+# and R[KEY,TAG,ccpu] (percent of one core over the whole client run).
+run_client() {
+	local key="$1" tag="$2" pid="$3" t0 t1 out rc=0 real user sys
+	shift 3
+	t0="$(cpu_ticks "$pid")"
+	out="$(
+		TIMEFORMAT='%R %U %S'
+		{ time "${CLI_PIN[@]}" "$@" 2>&1; } 2>&1
+	)" || rc=$?
+	t1="$(cpu_ticks "$pid")"
+	read -r real user sys <<<"$(tail -n1 <<<"$out")"
+	local line
+	line="$(grep -m1 '^RESULT ' <<<"$out" || true)"
+	[[ -n "$line" ]] || line="RESULT error=no_result rc=$rc"
+	[[ $rc -eq 0 ]] || line+=" client_rc=$rc"
+	R["$key,$tag"]="$line"
+	R["$key,$tag,scpu"]="$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" -v r="$real" \
+		'BEGIN { if (r > 0) printf "%.0f", (b - a) / hz / r * 100; else print "na" }')"
+	R["$key,$tag,ccpu"]="$(awk -v u="$user" -v s="$sys" -v r="$real" \
+		'BEGIN { if (r > 0) printf "%.0f", (u + s) / r * 100; else print "na" }')"
+	printf '%-8s %-7s %s server_cpu_pct=%s client_cpu_pct=%s\n' "$key" "$tag" "$line" \
+		"${R["$key,$tag,scpu"]}" "${R["$key,$tag,ccpu"]}" >>"$RESULTS_FILE"
+}
+
+measure_server() {
+	local key="$1"
+	log "== $(label_of "$key")"
+	start_by_key "$key"
+	local pid="$SRV_PID" port="$SRV_PORT"
+	log "   listening on 127.0.0.1:$port (pid $pid); ping-pong, 1 connection"
+	run_client "$key" pp1 "$pid" "$PINGPONG" -p "$port" -m pingpong -c 1 \
+		-d "$DURATION" -w "$WARMUP" -s "$MSG_SIZE"
+	log "   ping-pong, $MANY_CONNS connections"
+	run_client "$key" ppN "$pid" "$PINGPONG" -p "$port" -m pingpong -c "$MANY_CONNS" \
+		-d "$DURATION" -w "$WARMUP" -s "$MSG_SIZE"
+	log "   stream, $STREAM_BYTES bytes"
+	run_client "$key" stream "$pid" "$PINGPONG" -p "$port" -m stream \
+		-b "$STREAM_BYTES" -t "$STREAM_TIMEOUT"
+	stop_server "$pid"
+}
+
+# ---------------------------------------------------------------- table
+ratio() { # value reference
+	awk -v v="$1" -v r="$2" 'BEGIN {
+		if (v == "na" || r == "na" || r + 0 == 0) { print "-"; exit }
+		printf "%.2fx", v / r }'
+}
+
+num() { # pretty number: thousands separators for big ones, one decimal for small ones
+	awk -v v="$1" 'BEGIN {
+		if (v == "na" || v == "") { print "-"; exit }
+		if (v + 0 >= 1000) {
+			s = sprintf("%.0f", v); out = ""
+			while (length(s) > 3) { out = "," substr(s, length(s) - 2) out; s = substr(s, 1, length(s) - 3) }
+			print s out
+		} else printf "%.1f\n", v }'
+}
+
+# Notes on a RESULT line that make its figure suspect.
+problems() {
+	local line="$1" p="" e
+	e="$(kv "$line" error)"
+	[[ "$e" == na || "$e" == 0 ]] || p+=" error=$e"
+	e="$(kv "$line" errors)"
+	[[ "$e" == na || "$e" == 0 ]] || p+=" errors=$e"
+	e="$(kv "$line" mismatches)"
+	[[ "$e" == na || "$e" == 0 ]] || p+=" MISMATCHES=$e"
+	e="$(kv "$line" opened)"
+	[[ "$e" == na || "$e" == "$(kv "$line" conns)" ]] || p+=" opened=$e"
+	e="$(kv "$line" client_rc)"
+	[[ "$e" == na ]] || p+=" rc=$e"
+	printf '%s' "${p# }"
+}
+
+print_pingpong_table() {
+	local tag="$1" title="$2" key line ref_rps ref_p50 ref_p99 rps p50 p99
+	ref_rps="$(kv "${R[c,$tag]:-}" rps)"
+	ref_p50="$(kv "${R[c,$tag]:-}" p50_us)"
+	ref_p99="$(kv "${R[c,$tag]:-}" p99_us)"
+	echo
+	echo "$title"
+	printf '  %-16s %12s %6s  %8s %6s  %8s %6s  %5s %5s  %s\n' server "round trips/s" "xC" \
+		"p50 us" "xC" "p99 us" "xC" "srv%" "cli%" notes
+	for key in $SERVERS; do
+		line="${R[$key,$tag]:-}"
+		[[ -n "$line" ]] || continue
+		rps="$(kv "$line" rps)"
+		p50="$(kv "$line" p50_us)"
+		p99="$(kv "$line" p99_us)"
+		printf '  %-16s %12s %6s  %8s %6s  %8s %6s  %5s %5s  %s\n' "$(label_of "$key")" \
+			"$(num "$rps")" "$(ratio "$rps" "$ref_rps")" \
+			"$(num "$p50")" "$(ratio "$p50" "$ref_p50")" \
+			"$(num "$p99")" "$(ratio "$p99" "$ref_p99")" \
+			"${R[$key,$tag,scpu]}" "${R[$key,$tag,ccpu]}" "$(problems "$line")"
+	done
+}
+
+print_stream_table() {
+	local key line ref mbps
+	ref="$(kv "${R[c,stream]:-}" MBps)"
+	echo
+	echo "Streaming, 1 connection, $(num "$STREAM_BYTES") bytes echoed (MB/s one direction, 1 MB = 10^6 B)"
+	printf '  %-16s %12s %6s  %8s  %5s %5s  %s\n' server "MB/s" "xC" "seconds" "srv%" "cli%" notes
+	for key in $SERVERS; do
+		line="${R[$key,stream]:-}"
+		[[ -n "$line" ]] || continue
+		mbps="$(kv "$line" MBps)"
+		printf '  %-16s %12s %6s  %8s  %5s %5s  %s\n' "$(label_of "$key")" \
+			"$(num "$mbps")" "$(ratio "$mbps" "$ref")" "$(kv "$line" secs)" \
+			"${R[$key,stream,scpu]}" "${R[$key,stream,ccpu]}" "$(problems "$line")"
+	done
+}
+
+# ---------------------------------------------------------------- idle connections
+IDLE_LINES=()
+
+idle_test() {
+	local key="$1" line out rc=0
+	log "== idle connections: $(label_of "$key"), $IDLE_CONNS connections"
+	start_by_key "$key"
+	local pid="$SRV_PID" port="$SRV_PORT"
+	sleep 0.3 # let the server settle before the "before" RSS
+	out="$("${CLI_PIN[@]}" python3 "$IDLE_CLIENT" -p "$port" --pid "$pid" -n "$IDLE_CONNS" \
+		--hold "$IDLE_HOLD" --sample 100 --batch 500 2>&1)" || rc=$?
+	printf '%s\n' "$out" >"$LOGS/idle-$key.txt"
+	line="$(grep -m1 '^RESULT ' <<<"$out" || echo "RESULT error=no_result")"
+	[[ $rc -eq 0 ]] || line+=" client_rc=$rc"
+	printf 'idle     %-8s %s\n' "$key" "$line" >>"$RESULTS_FILE"
+	IDLE_LINES+=("$key|$line")
+	stop_server "$pid"
+}
+
+mb() { awk -v k="$1" 'BEGIN { if (k == "na" || k == "") print "-"; else printf "%.1f", k / 1024 }'; }
+
+print_idle_table() {
+	local entry key line
+	echo
+	echo "Idle connections: $IDLE_CONNS held ${IDLE_HOLD}s, then an 8-byte echo on every 100th (server VmRSS in MB)"
+	printf '  %-16s %11s %6s %7s %8s  %9s %9s %9s  %s\n' server established failed "closed" \
+		"echo ok" "RSS idle" "RSS held" "RSS echo" "RSS per conn"
+	for entry in "${IDLE_LINES[@]}"; do
+		key="${entry%%|*}"
+		line="${entry#*|}"
+		local b h e per
+		b="$(kv "$line" rss_before_kb)"
+		h="$(kv "$line" rss_held_kb)"
+		e="$(kv "$line" rss_after_echo_kb)"
+		per="$(awk -v b="$b" -v h="$h" -v n="$(kv "$line" established)" 'BEGIN {
+			if (b == "na" || h == "na" || n + 0 == 0) print "-"; else printf "%.2f KB", (h - b) / n }')"
+		printf '  %-16s %11s %6s %7s %8s  %9s %9s %9s  %s\n' "$(label_of "$key")" \
+			"$(kv "$line" established)" "$(kv "$line" failed)" "$(kv "$line" closed_by_server)" \
+			"$(kv "$line" echo_ok)/$(kv "$line" echo_sample)" "$(mb "$b")" "$(mb "$h")" "$(mb "$e")" "$per"
+	done
+}
+
+# ---------------------------------------------------------------- main
+mkdir -p "$OUT" "$LOGS"
+: >"$RESULTS_FILE"
+
+command -v python3 >/dev/null || die "python3 is needed"
+command -v cargo >/dev/null || die "cargo is needed"
+[[ -f "$SHARED_BENCH/pingpong.c" ]] || die "no C sources in $SHARED_BENCH (set SHARED_BENCH)"
+
+# Descriptor limit for the servers and clients started below (they inherit it).
+if ! ulimit -n "$NOFILE_WANT" 2>/dev/null; then
+	hard="$(ulimit -Hn)"
+	ulimit -n "$hard"
+	log "note: cannot raise the open-file limit to $NOFILE_WANT; using the hard limit $hard"
+fi
+NOFILE="$(ulimit -n)"
+if [[ "$IDLE_CONNS" -gt 0 && "$NOFILE" != unlimited && "$NOFILE" -lt $((IDLE_CONNS + 64)) ]]; then
+	die "open-file limit $NOFILE is too low for IDLE_CONNS=$IDLE_CONNS"
+fi
+
+log "== building socklab (release) in $TARGET_DIR"
+(cd "$ROOT" && cargo build --release --quiet --bin socklab)
+[[ -x "$SOCKLAB" ]] || die "no binary at $SOCKLAB"
+
+log "== building the C measuring sticks in $CBENCH"
+mkdir -p "$CBENCH"
+cp "$SHARED_BENCH"/Makefile "$SHARED_BENCH"/*.c "$CBENCH"/
+make -s -C "$CBENCH" >"$LOGS/cbench-make.log" 2>&1 || {
+	cat "$LOGS/cbench-make.log" >&2
+	die "building the C sticks failed"
+}
+
+NCPU="$(nproc)"
+PIN_NOTE="not pinned ($NCPU core(s))"
+if [[ "$PIN" != 0 && "$NCPU" -ge 2 ]]; then
+	command -v taskset >/dev/null || die "taskset is needed for pinning (or set PIN=0)"
+	SRV_PIN=(taskset -c "$SERVER_CPU")
+	CLI_PIN=(taskset -c "$CLIENT_CPU")
+	PIN_NOTE="server pinned to core $SERVER_CPU, load generator to core $CLIENT_CPU (taskset -c)"
+fi
+
+started="$(date +%s)"
+for key in $SERVERS; do
+	measure_server "$key"
+done
+if [[ "$IDLE_CONNS" -gt 0 ]]; then
+	for key in async c; do
+		idle_test "$key"
+	done
+fi
+elapsed=$(($(date +%s) - started))
+
+# ---- report
+rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+dirty="$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | head -c1 || true)"
+cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+echo
+echo "socklab echo benchmark  $(date '+%Y-%m-%d %H:%M:%S %Z')"
+echo "  socklab ${rev}${dirty:+ (src modified)}, $(uname -sr), ${cpu_model:-unknown CPU}, $NCPU core(s)"
+echo "  $PIN_NOTE"
+echo "  ping-pong: ${MSG_SIZE}-byte messages, ${WARMUP}s warm-up + ${DURATION}s measured per run;" \
+	"open-file limit $NOFILE"
+echo "  xC = ratio to the C echo_epoll server in this run (round trips, MB/s: higher is better;" \
+	"latency: lower is better)"
+echo "  srv% / cli% = CPU used by the server / the load client over the run, in % of one core"
+
+print_pingpong_table pp1 "Ping-pong, 1 connection"
+print_pingpong_table ppN "Ping-pong, $MANY_CONNS concurrent connections"
+print_stream_table
+[[ ${#IDLE_LINES[@]} -eq 0 ]] || print_idle_table
+
+# ---- targets from the issue
+echo
+echo "Targets"
+if [[ -n "${R[async,ppN]:-}" && -n "${R[c,ppN]:-}" ]]; then
+	a="$(kv "${R[async,ppN]}" rps)"
+	c="$(kv "${R[c,ppN]}" rps)"
+	verdict="$(awk -v a="$a" -v c="$c" 'BEGIN {
+		if (a == "na" || c == "na" || c + 0 == 0) { print "n/a"; exit }
+		r = a / c; printf "%.2fx -> %s", r, (r >= 0.9 ? "MET" : "NOT MET") }')"
+	echo "  socklab async at $MANY_CONNS connections >= 0.90x C round trips/s: $verdict"
+fi
+for entry in "${IDLE_LINES[@]}"; do
+	[[ "${entry%%|*}" == async ]] || continue
+	line="${entry#*|}"
+	h="$(kv "$line" rss_held_kb)"
+	est="$(kv "$line" established)"
+	ok="$(awk -v h="$h" -v n="$est" -v want="$IDLE_CONNS" -v e="$(kv "$line" echo_failed)" \
+		-v d="$(kv "$line" closed_by_server)" 'BEGIN {
+		if (h == "na") { print "n/a"; exit }
+		good = (h / 1024 < 100 && n == want && e == 0 && d == 0)
+		printf "%.1f MB with %s/%s held -> %s", h / 1024, n, want, (good ? "MET" : "NOT MET") }')"
+	echo "  socklab async holds $IDLE_CONNS idle connections with RSS < 100 MB: $ok"
+done
+echo
+echo "Run took ${elapsed}s (excluding builds). Raw RESULT lines: $RESULTS_FILE; server logs: $LOGS/"
