@@ -25,6 +25,7 @@
 #   IDLE_CONNS=10000 IDLE_HOLD=3   idle-connection test; IDLE_CONNS=0 skips it
 #   SERVERS="async threads c python"   which servers to run in the throughput part
 #   PIN=1  SERVER_CPU=0  CLIENT_CPU=1  pinning (PIN=0 disables it)
+#   BUSY_PCT=25                 flag runs where other work used this much CPU (% of a core)
 #   CARGO_TARGET_DIR            where cargo builds (default: the repo's target/)
 #   SHARED_BENCH=/work/shared/bench   where the C sources are
 # Quick run: DURATION=2 WARMUP=0.5 STREAM_BYTES=268435456 IDLE_CONNS=2000 bash bench/echo.sh
@@ -52,6 +53,7 @@ SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 SHARED_BENCH="${SHARED_BENCH:-/work/shared/bench}"
 NOFILE_WANT=65536
+BUSY_PCT="${BUSY_PCT:-25}"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in
@@ -188,6 +190,13 @@ kv() {
 	printf 'na'
 }
 
+# Busy CPU ticks of the whole machine (all cores; user, nice, system, irq, softirq, steal).
+machine_ticks() {
+	local _cpu user nice system _idle _iowait irq softirq steal _rest
+	read -r _cpu user nice system _idle _iowait irq softirq steal _rest </proc/stat
+	echo $((user + nice + system + irq + softirq + steal))
+}
+
 # CPU ticks (user+system, all threads) used so far by PID.
 cpu_ticks() {
 	local stat rest
@@ -208,14 +217,16 @@ RESULTS_FILE="$OUT/results.txt"
 # its RESULT line in R[KEY,TAG] and the server's / client's CPU use in R[KEY,TAG,scpu]
 # and R[KEY,TAG,ccpu] (percent of one core over the whole client run).
 run_client() {
-	local key="$1" tag="$2" pid="$3" t0 t1 out rc=0 real user sys
+	local key="$1" tag="$2" pid="$3" t0 t1 m0 m1 out rc=0 real user sys
 	shift 3
+	m0="$(machine_ticks)"
 	t0="$(cpu_ticks "$pid")"
 	out="$(
 		TIMEFORMAT='%R %U %S'
 		{ time "${CLI_PIN[@]}" "$@" 2>&1; } 2>&1
 	)" || rc=$?
 	t1="$(cpu_ticks "$pid")"
+	m1="$(machine_ticks)"
 	read -r real user sys <<<"$(tail -n1 <<<"$out")"
 	local line
 	line="$(grep -m1 '^RESULT ' <<<"$out" || true)"
@@ -226,8 +237,16 @@ run_client() {
 		'BEGIN { if (r > 0) printf "%.0f", (b - a) / hz / r * 100; else print "na" }')"
 	R["$key,$tag,ccpu"]="$(awk -v u="$user" -v s="$sys" -v r="$real" \
 		'BEGIN { if (r > 0) printf "%.0f", (u + s) / r * 100; else print "na" }')"
-	printf '%-8s %-7s %s server_cpu_pct=%s client_cpu_pct=%s\n' "$key" "$tag" "$line" \
-		"${R["$key,$tag,scpu"]}" "${R["$key,$tag,ccpu"]}" >>"$RESULTS_FILE"
+	# Everything else the machine did meanwhile (other processes, plus loopback softirq work
+	# the kernel does not charge to either process): a busy machine makes figures unreliable.
+	R["$key,$tag,ocpu"]="$(awk -v m="$((m1 - m0))" -v s="$((t1 - t0))" -v u="$user" -v y="$sys" \
+		-v hz="$CLK_TCK" -v r="$real" 'BEGIN {
+		if (r <= 0) { print "na"; exit }
+		o = (m - s) / hz - (u + y); if (o < 0) o = 0
+		printf "%.0f", o / r * 100 }')"
+	printf '%-8s %-7s %s server_cpu_pct=%s client_cpu_pct=%s other_cpu_pct=%s\n' "$key" "$tag" \
+		"$line" "${R["$key,$tag,scpu"]}" "${R["$key,$tag,ccpu"]}" "${R["$key,$tag,ocpu"]}" \
+		>>"$RESULTS_FILE"
 }
 
 measure_server() {
@@ -264,9 +283,9 @@ num() { # pretty number: thousands separators for big ones, one decimal for smal
 		} else printf "%.1f\n", v }'
 }
 
-# Notes on a RESULT line that make its figure suspect.
+# Notes on a RESULT line (and the other-CPU share $2) that make its figure suspect.
 problems() {
-	local line="$1" p="" e
+	local line="$1" other="${2:-na}" p="" e
 	e="$(kv "$line" error)"
 	[[ "$e" == na || "$e" == 0 ]] || p+=" error=$e"
 	e="$(kv "$line" errors)"
@@ -277,6 +296,7 @@ problems() {
 	[[ "$e" == na || "$e" == "$(kv "$line" conns)" ]] || p+=" opened=$e"
 	e="$(kv "$line" client_rc)"
 	[[ "$e" == na ]] || p+=" rc=$e"
+	[[ "$other" == na || "$other" -lt "$BUSY_PCT" ]] || p+=" BUSY MACHINE"
 	printf '%s' "${p# }"
 }
 
@@ -287,19 +307,20 @@ print_pingpong_table() {
 	ref_p99="$(kv "${R[c,$tag]:-}" p99_us)"
 	echo
 	echo "$title"
-	printf '  %-16s %12s %6s  %8s %6s  %8s %6s  %5s %5s  %s\n' server "round trips/s" "xC" \
-		"p50 us" "xC" "p99 us" "xC" "srv%" "cli%" notes
+	printf '  %-16s %12s %6s  %8s %6s  %8s %6s  %5s %5s %5s  %s\n' server "round trips/s" "xC" \
+		"p50 us" "xC" "p99 us" "xC" "srv%" "cli%" "oth%" notes
 	for key in $SERVERS; do
 		line="${R[$key,$tag]:-}"
 		[[ -n "$line" ]] || continue
 		rps="$(kv "$line" rps)"
 		p50="$(kv "$line" p50_us)"
 		p99="$(kv "$line" p99_us)"
-		printf '  %-16s %12s %6s  %8s %6s  %8s %6s  %5s %5s  %s\n' "$(label_of "$key")" \
+		printf '  %-16s %12s %6s  %8s %6s  %8s %6s  %5s %5s %5s  %s\n' "$(label_of "$key")" \
 			"$(num "$rps")" "$(ratio "$rps" "$ref_rps")" \
 			"$(num "$p50")" "$(ratio "$p50" "$ref_p50")" \
 			"$(num "$p99")" "$(ratio "$p99" "$ref_p99")" \
-			"${R[$key,$tag,scpu]}" "${R[$key,$tag,ccpu]}" "$(problems "$line")"
+			"${R[$key,$tag,scpu]}" "${R[$key,$tag,ccpu]}" "${R[$key,$tag,ocpu]}" \
+			"$(problems "$line" "${R[$key,$tag,ocpu]}")"
 	done
 }
 
@@ -308,14 +329,16 @@ print_stream_table() {
 	ref="$(kv "${R[c,stream]:-}" MBps)"
 	echo
 	echo "Streaming, 1 connection, $(num "$STREAM_BYTES") bytes echoed (MB/s one direction, 1 MB = 10^6 B)"
-	printf '  %-16s %12s %6s  %8s  %5s %5s  %s\n' server "MB/s" "xC" "seconds" "srv%" "cli%" notes
+	printf '  %-16s %12s %6s  %8s  %5s %5s %5s  %s\n' server "MB/s" "xC" "seconds" "srv%" "cli%" \
+		"oth%" notes
 	for key in $SERVERS; do
 		line="${R[$key,stream]:-}"
 		[[ -n "$line" ]] || continue
 		mbps="$(kv "$line" MBps)"
-		printf '  %-16s %12s %6s  %8s  %5s %5s  %s\n' "$(label_of "$key")" \
+		printf '  %-16s %12s %6s  %8s  %5s %5s %5s  %s\n' "$(label_of "$key")" \
 			"$(num "$mbps")" "$(ratio "$mbps" "$ref")" "$(kv "$line" secs)" \
-			"${R[$key,stream,scpu]}" "${R[$key,stream,ccpu]}" "$(problems "$line")"
+			"${R[$key,stream,scpu]}" "${R[$key,stream,ccpu]}" "${R[$key,stream,ocpu]}" \
+			"$(problems "$line" "${R[$key,stream,ocpu]}")"
 	done
 }
 
@@ -343,7 +366,8 @@ mb() { awk -v k="$1" 'BEGIN { if (k == "na" || k == "") print "-"; else printf "
 print_idle_table() {
 	local entry key line
 	echo
-	echo "Idle connections: $IDLE_CONNS held ${IDLE_HOLD}s, then an 8-byte echo on every 100th (server VmRSS in MB)"
+	echo "Idle connections: $IDLE_CONNS held ${IDLE_HOLD}s, then an 8-byte echo on every 100th" \
+		"(server VmRSS in MiB = 2^20 B)"
 	printf '  %-16s %11s %6s %7s %8s  %9s %9s %9s  %s\n' server established failed "closed" \
 		"echo ok" "RSS idle" "RSS held" "RSS echo" "RSS per conn"
 	for entry in "${IDLE_LINES[@]}"; do
@@ -354,10 +378,11 @@ print_idle_table() {
 		h="$(kv "$line" rss_held_kb)"
 		e="$(kv "$line" rss_after_echo_kb)"
 		per="$(awk -v b="$b" -v h="$h" -v n="$(kv "$line" established)" 'BEGIN {
-			if (b == "na" || h == "na" || n + 0 == 0) print "-"; else printf "%.2f KB", (h - b) / n }')"
+			if (b == "na" || h == "na" || n + 0 == 0) print "-"; else printf "%.2f KiB", (h - b) / n }')"
 		printf '  %-16s %11s %6s %7s %8s  %9s %9s %9s  %s\n' "$(label_of "$key")" \
 			"$(kv "$line" established)" "$(kv "$line" failed)" "$(kv "$line" closed_by_server)" \
-			"$(kv "$line" echo_ok)/$(kv "$line" echo_sample)" "$(mb "$b")" "$(mb "$h")" "$(mb "$e")" "$per"
+			"$(kv "$line" echo_ok)/$(kv "$line" echo_sample)" "$(mb "$b")" "$(mb "$h")" "$(mb "$e")" \
+			"$per"
 	done
 }
 
@@ -401,6 +426,20 @@ if [[ "$PIN" != 0 && "$NCPU" -ge 2 ]]; then
 	PIN_NOTE="server pinned to core $SERVER_CPU, load generator to core $CLIENT_CPU (taskset -c)"
 fi
 
+# How busy is the machine before we start (in % of one core, all cores together)?
+busy_now() {
+	local a b
+	a="$(machine_ticks)"
+	sleep 1
+	b="$(machine_ticks)"
+	echo $(((b - a) * 100 / CLK_TCK))
+}
+BUSY_BEFORE="$(busy_now)"
+if [[ "$BUSY_BEFORE" -ge "$BUSY_PCT" ]]; then
+	log "warning: the machine is already ${BUSY_BEFORE}% busy (of one core) before the benchmark;" \
+		"figures will be noisy"
+fi
+
 started="$(date +%s)"
 for key in $SERVERS; do
 	measure_server "$key"
@@ -420,11 +459,14 @@ echo
 echo "socklab echo benchmark  $(date '+%Y-%m-%d %H:%M:%S %Z')"
 echo "  socklab ${rev}${dirty:+ (src modified)}, $(uname -sr), ${cpu_model:-unknown CPU}, $NCPU core(s)"
 echo "  $PIN_NOTE"
+echo "  machine busy before the run: ${BUSY_BEFORE}% of one core (other work; should be near 0)"
 echo "  ping-pong: ${MSG_SIZE}-byte messages, ${WARMUP}s warm-up + ${DURATION}s measured per run;" \
 	"open-file limit $NOFILE"
 echo "  xC = ratio to the C echo_epoll server in this run (round trips, MB/s: higher is better;" \
 	"latency: lower is better)"
-echo "  srv% / cli% = CPU used by the server / the load client over the run, in % of one core"
+echo "  srv% / cli% = CPU used by the server / the load client over the run, in % of one core;"
+echo "  oth% = the rest of the machine's busy CPU (other processes, loopback softirq work);" \
+	"runs with oth% >= $BUSY_PCT are marked BUSY MACHINE and should be repeated on a quiet machine"
 
 print_pingpong_table pp1 "Ping-pong, 1 connection"
 print_pingpong_table ppN "Ping-pong, $MANY_CONNS concurrent connections"
@@ -451,8 +493,9 @@ for entry in "${IDLE_LINES[@]}"; do
 		-v d="$(kv "$line" closed_by_server)" 'BEGIN {
 		if (h == "na") { print "n/a"; exit }
 		good = (h / 1024 < 100 && n == want && e == 0 && d == 0)
-		printf "%.1f MB with %s/%s held -> %s", h / 1024, n, want, (good ? "MET" : "NOT MET") }')"
-	echo "  socklab async holds $IDLE_CONNS idle connections with RSS < 100 MB: $ok"
+		printf "%.1f MiB (%.1f MB) with %s/%s held -> %s", h / 1024, h * 1.024 / 1000, n, want,
+			(good ? "MET" : "NOT MET") }')"
+	echo "  socklab async holds $IDLE_CONNS idle connections with RSS < 100 MiB: $ok"
 done
 echo
 echo "Run took ${elapsed}s (excluding builds). Raw RESULT lines: $RESULTS_FILE; server logs: $LOGS/"

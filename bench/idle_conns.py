@@ -175,7 +175,7 @@ def echo_sample(socks, timeout):
 
 
 def mb(kb):
-    return "n/a" if kb is None else f"{kb / 1024:.1f} MB"
+    return "n/a" if kb is None else f"{kb / 1024:.1f} MiB"
 
 
 def main():

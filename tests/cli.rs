@@ -235,3 +235,20 @@ fn server_survives_closed_stderr_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An unprivileged user binding port 7 gets the hint from the issue, not a raw EACCES.
+#[test]
+fn privileged_port_error_suggests_another_port() {
+    require("setpriv");
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .args(["echo", "serve", "-p", "7"]);
+    let out = run_with(cmd, b"", Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
+    assert!(
+        err_text(&out).contains("port 7 needs root; try --port 7007"),
+        "{}",
+        err_text(&out)
+    );
+}

@@ -327,6 +327,9 @@ fn allow_list_drops_others_tcp_and_udp() {
         srv.stderr()
     );
 
+    let out = socklab(&["echo", "send", &srv.addr, "let me in"], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
+
     let srv = Server::start(&["echo", "serve", "-p", "0", "--allow", "127.0.0.1"]);
     let out = python(
         PY_TCP_CLIENT,
@@ -437,6 +440,12 @@ fn unix_stream_and_datagram() {
         err_text(&out)
     );
     drop(srv);
+
+    // The threads model serves Unix streams too.
+    let tpath = dir.path().join("threads.sock");
+    let tpath_s = tpath.to_str().unwrap();
+    let _srv = Server::start(&["echo", "serve", "--unix", tpath_s, "--model", "threads"]);
+    assert_eq!(ok(&python(PY_UNIX_STREAM, &[tpath_s], b"")), b"over unix\n");
 
     let dpath = dir.path().join("echo.dgram");
     let dpath_s = dpath.to_str().unwrap();

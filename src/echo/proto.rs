@@ -162,11 +162,11 @@ impl Verifier {
 
     /// Checks bytes that came back.
     pub fn received(&mut self, data: &[u8]) -> Result<(), Mismatch> {
-        for &b in data {
+        for (i, &b) in data.iter().enumerate() {
             let Some(expected) = self.pending.pop_front() else {
                 return Err(Mismatch::Extra {
                     sent: self.sent,
-                    extra: (self.got + data.len() as u64).saturating_sub(self.sent),
+                    extra: (data.len() - i) as u64,
                 });
             };
             if b != expected {

@@ -533,7 +533,7 @@ mod tests {
                 }
             }
             for frame in &sent {
-                prop_assert_eq!(codec.decode(&mut wire).unwrap().as_ref(), Some(frame));
+                prop_assert_eq!(codec.decode(&mut wire).unwrap(), Some(frame.clone()));
             }
             prop_assert_eq!(codec.decode_eof(&mut wire).unwrap(), None);
         }

@@ -60,7 +60,6 @@ pub const VERSION: u8 = 0x01;
 
 /// Whether decoding checks the CRC. Under `cfg(fuzzing)` it does not, so that the fuzzer can
 /// reach the code behind the check without having to forge CRCs.
-#[allow(unexpected_cfgs)] // cargo-fuzz sets cfg(fuzzing)
 const VERIFY_CRC: bool = !cfg!(fuzzing);
 
 /// The byte ranges of the header fields.
@@ -309,20 +308,20 @@ impl fmt::Display for Repr {
 /// Lets the decoder refuse a peer that is not speaking this protocol as soon as its first bytes
 /// arrive, rather than after 24 of them (a line typed into `nc` may never reach 24 bytes).
 fn check_prefix(header: &[u8]) -> Result<(), FrameError> {
-    if let [a, b, ..] = *header {
-        if [a, b] != MAGIC {
-            return Err(FrameError::BadMagic { found: [a, b] });
-        }
+    if let [a, b, ..] = *header
+        && [a, b] != MAGIC
+    {
+        return Err(FrameError::BadMagic { found: [a, b] });
     }
-    if let Some(&version) = header.get(field::VERSION) {
-        if version != VERSION {
-            return Err(FrameError::UnsupportedVersion { version });
-        }
+    if let Some(&version) = header.get(field::VERSION)
+        && version != VERSION
+    {
+        return Err(FrameError::UnsupportedVersion { version });
     }
-    if let Some(&flags) = header.get(field::FLAGS) {
-        if flags != 0 {
-            return Err(FrameError::ReservedFlags { flags });
-        }
+    if let Some(&flags) = header.get(field::FLAGS)
+        && flags != 0
+    {
+        return Err(FrameError::ReservedFlags { flags });
     }
     Ok(())
 }
@@ -530,7 +529,7 @@ mod tests {
 
     #[test]
     fn packet_setters_and_payload_mut() {
-        let mut buf = vec![0; HEADER_LEN + 2];
+        let mut buf = [0; HEADER_LEN + 2];
         let mut packet = Packet::new_unchecked(&mut buf[..]);
         Repr::for_frame(&Frame::new("hi"))
             .unwrap()
@@ -855,7 +854,7 @@ mod tests {
                 codec.encode(frame.clone(), &mut wire).unwrap();
             }
             for frame in &frames {
-                prop_assert_eq!(codec.decode(&mut wire).unwrap().as_ref(), Some(frame));
+                prop_assert_eq!(codec.decode(&mut wire).unwrap(), Some(frame.clone()));
             }
             prop_assert_eq!(codec.decode_eof(&mut wire).unwrap(), None);
         }

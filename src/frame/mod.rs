@@ -521,3 +521,250 @@ pub(crate) mod testing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+    use tokio_util::codec::{Decoder, Encoder};
+
+    use super::testing::assert_split_invariant;
+    use super::*;
+
+    fn parse(s: &str) -> Result<Framing, String> {
+        s.parse()
+    }
+
+    #[test]
+    fn framing_parses_each_form() {
+        assert_eq!(parse("fixed:1024"), Ok(Framing::Fixed(1024)));
+        assert_eq!(parse("fixed:1"), Ok(Framing::Fixed(1)));
+        assert_eq!(
+            parse("fixed:16777216"),
+            Ok(Framing::Fixed(DEFAULT_MAX_FRAME))
+        );
+        assert_eq!(parse("header"), Ok(Framing::Header));
+        assert_eq!(parse("delim:;"), Ok(Framing::Delimited(b";".to_vec())));
+        assert_eq!(parse("delim::"), Ok(Framing::Delimited(b":".to_vec())));
+        assert_eq!(parse("delim:END"), Ok(Framing::Delimited(b"END".to_vec())));
+    }
+
+    #[test]
+    fn framing_understands_escapes() {
+        assert_eq!(parse("delim:\\n"), Ok(Framing::Delimited(b"\n".to_vec())));
+        assert_eq!(
+            parse("delim:\\r\\n"),
+            Ok(Framing::Delimited(b"\r\n".to_vec()))
+        );
+        assert_eq!(
+            parse("delim:\\t\\0\\\\"),
+            Ok(Framing::Delimited(b"\t\0\\".to_vec()))
+        );
+        assert_eq!(
+            parse("delim:\\x00\\xfF|"),
+            Ok(Framing::Delimited(b"\x00\xff|".to_vec()))
+        );
+        assert_eq!(
+            parse("delim:é"),
+            Ok(Framing::Delimited("é".as_bytes().to_vec()))
+        );
+    }
+
+    #[test]
+    fn framing_errors_name_the_accepted_forms() {
+        let error = parse("lines").unwrap_err();
+        assert_eq!(
+            error,
+            "unknown framing \"lines\": expected fixed:N, delim:STR or header"
+        );
+        assert!(
+            parse("")
+                .unwrap_err()
+                .contains("expected fixed:N, delim:STR or header")
+        );
+        assert!(parse("header:x").unwrap_err().contains("unknown framing"));
+        assert!(parse("FIXED:8").unwrap_err().contains("unknown framing"));
+    }
+
+    #[test]
+    fn framing_refuses_bad_record_lengths() {
+        for bad in [
+            "fixed:0",
+            "fixed:",
+            "fixed:-1",
+            "fixed:abc",
+            "fixed:16777217",
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(
+                error.contains("fixed:N needs a record length from 1 to 16777216 bytes"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn framing_refuses_bad_delimiters() {
+        assert!(parse("delim:").unwrap_err().contains("non-empty delimiter"));
+        assert!(
+            parse("delim:\\q")
+                .unwrap_err()
+                .contains("unknown escape \\q")
+        );
+        assert!(
+            parse("delim:a\\")
+                .unwrap_err()
+                .contains("trailing backslash")
+        );
+        assert!(parse("delim:\\x4").unwrap_err().contains("two hex digits"));
+        assert!(parse("delim:\\xzz").unwrap_err().contains("two hex digits"));
+        assert!(parse("delim:\\x+1").unwrap_err().contains("two hex digits"));
+    }
+
+    #[test]
+    fn framing_display() {
+        assert_eq!(Framing::Fixed(1024).to_string(), "fixed:1024");
+        assert_eq!(Framing::Header.to_string(), "header");
+        assert_eq!(
+            Framing::Delimited(b"\r\n".to_vec()).to_string(),
+            "delim:\\r\\n"
+        );
+        assert_eq!(
+            Framing::Delimited(b"a\\\t\0\x7f\xff".to_vec()).to_string(),
+            "delim:a\\\\\\t\\0\\x7f\\xff"
+        );
+    }
+
+    #[test]
+    fn frame_new_has_zero_id_and_timestamp() {
+        let frame = Frame::new("x");
+        assert_eq!((frame.id, frame.timestamp_us), (0, 0));
+        assert_eq!(&frame.payload[..], b"x");
+    }
+
+    #[test]
+    fn frame_codec_dispatches_to_each_framing() {
+        let cases: [(&str, &[u8]); 3] = [
+            ("fixed:4", b"hi\0\0"),
+            ("delim:\\r\\n", b"hi\r\n"),
+            (
+                "header",
+                b"SL\x01\0\0\0\0\x02\0\0\0\0\0\0\0\0\0\0\0\0\xd8\x93\x2a\xac",
+            ),
+        ];
+        for (framing, wire) in cases {
+            let framing = parse(framing).unwrap();
+            let mut codec = FrameCodec::new(&framing, 64);
+            let mut dst = BytesMut::new();
+            codec.encode(Frame::new("hi"), &mut dst).unwrap();
+            let expected = [wire, b"hi"].concat();
+            let expected = if framing == Framing::Header {
+                &expected[..]
+            } else {
+                wire
+            };
+            assert_eq!(&dst[..], expected, "{framing}");
+            assert_split_invariant(
+                || FrameCodec::new(&framing, 64),
+                expected,
+                &[Frame::new("hi")],
+            );
+        }
+    }
+
+    #[test]
+    fn frame_codec_max_frame_bounds_peer_lengths() {
+        let mut codec = FrameCodec::new(&Framing::Delimited(b"\n".to_vec()), 2);
+        let error = codec.decode(&mut BytesMut::from(&b"abcd"[..])).unwrap_err();
+        assert!(
+            matches!(error, FrameError::TooLarge { len: 4, max: 2 }),
+            "{error:?}"
+        );
+        let mut codec = FrameCodec::new(&Framing::Header, 2);
+        let error = codec
+            .encode(Frame::new("abc"), &mut BytesMut::new())
+            .unwrap_err();
+        assert!(
+            matches!(error, FrameError::TooLarge { len: 3, max: 2 }),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn frame_codec_decode_eof_reports_partial_frames() {
+        for framing in ["fixed:4", "delim:\\n", "header"] {
+            let mut codec = FrameCodec::new(&parse(framing).unwrap(), 64);
+            let error = codec
+                .decode_eof(&mut BytesMut::from(&b"S"[..]))
+                .unwrap_err();
+            assert!(
+                matches!(error, FrameError::PartialFrame { buffered: 1 }),
+                "{framing}: {error:?}"
+            );
+            assert_eq!(codec.decode_eof(&mut BytesMut::new()).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn error_messages_are_lowercase_without_trailing_period() {
+        let errors = [
+            FrameError::TooLarge {
+                len: 20_000_000,
+                max: DEFAULT_MAX_FRAME,
+            },
+            FrameError::CrcMismatch {
+                id: 7,
+                expected: 1,
+                actual: 2,
+            },
+            FrameError::BadMagic { found: *b"GE" },
+            FrameError::UnsupportedVersion { version: 9 },
+            FrameError::ReservedFlags { flags: 1 },
+            FrameError::PartialFrame { buffered: 3 },
+            FrameError::PayloadTooLong { len: 5, max: 4 },
+            FrameError::DelimiterInPayload { offset: 2 },
+            FrameError::Truncated { len: 1, needed: 24 },
+        ];
+        for error in &errors {
+            let message = error.to_string();
+            assert!(
+                message.starts_with(|c: char| c.is_ascii_lowercase()),
+                "{message}"
+            );
+            assert!(!message.ends_with('.'), "{message}");
+        }
+        assert_eq!(
+            errors[0].to_string(),
+            "frame of 20000000 bytes exceeds the limit of 16777216 bytes"
+        );
+        assert_eq!(
+            errors[1].to_string(),
+            "crc32 mismatch in message 7: header says 0x00000001, payload has 0x00000002"
+        );
+        assert_eq!(
+            errors[7].to_string(),
+            "payload would contain the delimiter at byte offset 2 (delimited framing has no escaping)"
+        );
+    }
+
+    fn framing() -> impl Strategy<Value = Framing> {
+        prop_oneof![
+            (1..=DEFAULT_MAX_FRAME).prop_map(Framing::Fixed),
+            proptest::collection::vec(any::<u8>(), 1..6).prop_map(Framing::Delimited),
+            Just(Framing::Header),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn framing_display_then_parse_is_identity(framing in framing()) {
+            prop_assert_eq!(parse(&framing.to_string()), Ok(framing));
+        }
+
+        #[test]
+        fn framing_parse_never_panics(s in "\\PC{0,12}") {
+            let _ = parse(&s);
+            let _ = parse(&format!("delim:{s}"));
+        }
+    }
+}

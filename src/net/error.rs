@@ -27,6 +27,14 @@ pub enum NetError {
         /// The address tried.
         addr: String,
     },
+    /// The peer reset the connection (closed it abruptly, with data unread or an RST).
+    #[error(
+        "{addr} reset the connection (the server closed it abruptly; is this client allowed there?)"
+    )]
+    Reset {
+        /// The peer.
+        addr: String,
+    },
     /// The network or host cannot be reached.
     #[error("no route to {addr}: the host or its network is unreachable")]
     Unreachable {
@@ -110,6 +118,7 @@ impl NetError {
         let addr = addr.to_string();
         match err.kind() {
             io::ErrorKind::ConnectionRefused => NetError::Refused { addr },
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => NetError::Reset { addr },
             io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
                 NetError::Unreachable { addr }
             }
