@@ -180,6 +180,16 @@ fn kind(e: &FrameError) -> &'static str {
     }
 }
 
+/// Echo's control-datagram parser (`SHUTDOWN`, `EXEC <command>`): any datagram must parse
+/// or be refused without panicking, and a recognised command must come from the datagram.
+pub fn echo_control(data: &[u8]) {
+    use crate::echo::proto::Control;
+    if let Some(Control::Exec(cmd)) = Control::parse(data) {
+        assert!(!cmd.is_empty() && !cmd.contains('\0'));
+        assert!(data.windows(cmd.len()).any(|w| w == cmd.as_bytes()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -232,6 +242,7 @@ mod tests {
             frame_fixed(&data);
             frame_delimited(&data);
             frame_header(&data);
+            echo_control(&data);
         }
 
         #[test]
