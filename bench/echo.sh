@@ -27,6 +27,8 @@
 #   SERVERS="async threads c python"   which servers to run in the throughput part
 #   PIN=1  SERVER_CPU=0  CLIENT_CPU=1  pinning (PIN=0 disables it)
 #   BUSY_PCT=25                 flag runs where other work used this much CPU (% of a core)
+#   QUIET_BUDGET=60             seconds in all the script may wait for other work to calm down
+#                               before a run (0: never wait; busy runs are flagged either way)
 #   CARGO_TARGET_DIR            where cargo builds (default: the repo's target/)
 #   SHARED_BENCH=/work/shared/bench   where the C sources are
 # Quick run: DURATION=2 WARMUP=0.5 STREAM_BYTES=268435456 IDLE_CONNS=2000 bash bench/echo.sh
@@ -55,6 +57,7 @@ CLIENT_CPU="${CLIENT_CPU:-1}"
 SHARED_BENCH="${SHARED_BENCH:-/work/shared/bench}"
 NOFILE_WANT=65536
 BUSY_PCT="${BUSY_PCT:-25}"
+QUIET_BUDGET="${QUIET_BUDGET:-60}"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in
@@ -198,6 +201,28 @@ machine_ticks() {
 	echo $((user + nice + system + irq + softirq + steal))
 }
 
+# Busy CPU over the next half second, in % of one core (all cores together).
+busy_now() {
+	local a b
+	a="$(machine_ticks)"
+	sleep 0.5
+	b="$(machine_ticks)"
+	echo $(((b - a) * 200 / CLK_TCK))
+}
+
+# Before a run: wait while other work keeps the machine busy, within QUIET_BUDGET overall.
+QUIET_WAITED=0
+wait_quiet() {
+	local b
+	while true; do
+		b="$(busy_now)"
+		[[ "$b" -ge "$BUSY_PCT" && "$QUIET_WAITED" -lt "$QUIET_BUDGET" ]] || return 0
+		[[ "$QUIET_WAITED" -gt 0 ]] || log "   machine busy (${b}% of a core): waiting for it to calm down"
+		sleep 1.5
+		QUIET_WAITED=$((QUIET_WAITED + 2))
+	done
+}
+
 # CPU ticks (user+system, all threads) used so far by PID.
 cpu_ticks() {
 	local stat rest
@@ -220,6 +245,7 @@ RESULTS_FILE="$OUT/results.txt"
 run_client() {
 	local key="$1" tag="$2" pid="$3" t0 t1 m0 m1 out rc=0 real user sys
 	shift 3
+	wait_quiet
 	m0="$(machine_ticks)"
 	t0="$(cpu_ticks "$pid")"
 	out="$(
@@ -433,13 +459,6 @@ if [[ "$PIN" != 0 && "$NCPU" -ge 2 ]]; then
 fi
 
 # How busy is the machine before we start (in % of one core, all cores together)?
-busy_now() {
-	local a b
-	a="$(machine_ticks)"
-	sleep 1
-	b="$(machine_ticks)"
-	echo $(((b - a) * 100 / CLK_TCK))
-}
 BUSY_BEFORE="$(busy_now)"
 if [[ "$BUSY_BEFORE" -ge "$BUSY_PCT" ]]; then
 	log "warning: the machine is already ${BUSY_BEFORE}% busy (of one core) before the benchmark;" \
@@ -465,7 +484,8 @@ echo
 echo "socklab echo benchmark  $(date '+%Y-%m-%d %H:%M:%S %Z')"
 echo "  socklab ${rev}${dirty:+ (src modified)}, $(uname -sr), ${cpu_model:-unknown CPU}, $NCPU core(s)"
 echo "  $PIN_NOTE"
-echo "  machine busy before the run: ${BUSY_BEFORE}% of one core (other work; should be near 0)"
+echo "  machine busy before the run: ${BUSY_BEFORE}% of one core (other work; should be near 0);" \
+	"waited ${QUIET_WAITED}s in all for other work to calm down"
 echo "  ping-pong: ${MSG_SIZE}-byte messages, ${WARMUP}s warm-up + ${DURATION}s measured per run;" \
 	"open-file limit $NOFILE"
 echo "  xC = ratio to the C echo_epoll server in this run (round trips, MB/s: higher is better;" \

@@ -157,7 +157,7 @@ fn start(
             let sock = net::listen::udp_socket(addr, BindOptions::default())?;
             let bound = local(sock.local_addr())?;
             tasks.spawn(async move {
-                echo::run_udp(sock, echo::Config::default(), shutdown)
+                echo::run_datagram(sock, echo::Config::default(), shutdown)
                     .await
                     .map(|_| ())
             });

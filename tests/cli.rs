@@ -177,21 +177,8 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         b"",
     );
     assert_eq!(ok(&out), b"lab\n");
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            assert!(st.success(), "{st}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "lab did not stop on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let st = stop_child(&mut child, "INT").expect("lab did not stop on Ctrl-C");
+    assert!(st.success(), "{st}");
 }
 
 /// A server whose stdout and stderr readers went away (a closed pipe) keeps serving and still
@@ -219,21 +206,8 @@ fn server_survives_closed_stderr_and_stops_on_sigterm() {
         let out = socklab(&["echo", "send", &addr, "still here"], b"");
         assert_eq!(ok(&out), b"still here\n");
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            assert!(st.success(), "{st}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let st = stop_child(&mut child, "TERM").expect("server ignored SIGTERM");
+    assert!(st.success(), "{st}");
 }
 
 /// An unprivileged user binding port 7 gets the hint from the issue, not a raw EACCES.

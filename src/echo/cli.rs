@@ -250,9 +250,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let result = if args.net.udp {
             let sock = net::listen::unix_datagram(path)?;
             net::announce(&shown)?;
-            server::run_unix_datagram(sock, cfg, shutdown)
-                .await
-                .map(|_| ())
+            server::run_datagram(sock, cfg, shutdown).await.map(|_| ())
         } else {
             let listener = net::listen::unix_listener(path, args.net.bind_options())?;
             net::announce(&shown)?;
@@ -268,7 +266,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.net.udp {
         let sock = net::listen::udp_socket(addr, args.net.bind_options())?;
         net::announce(sock.local_addr()?)?;
-        server::run_udp(sock, cfg, shutdown).await?;
+        server::run_datagram(sock, cfg, shutdown).await?;
     } else {
         let listener = net::listen::tcp_listener(addr, args.net.bind_options())?;
         net::announce(listener.local_addr()?)?;

@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use super::proto::{self, Control, ExecStatus};
 use crate::frame::{FrameCodec, Framing};
 use crate::net::blocking::{BlockingStream, IntoBlocking, Readable};
-use crate::net::dgram::{self, Received};
+use crate::net::dgram::DatagramSocket;
 use crate::net::serve::{self, Listener, ServeSummary};
+use crate::net::trace::Direction;
 use crate::net::{AllowList, ConnReport, Metered, NetError, Peer, ServeOptions, Tracer, within};
 
 /// Default TCP/UDP port (the course's).
@@ -298,23 +299,23 @@ pub struct DatagramStats {
     pub control_refused: AtomicU64,
 }
 
-/// Runs a UDP echo server on an already bound socket until `shutdown` (or a `SHUTDOWN`
-/// control datagram).
-pub async fn run_udp(
-    sock: tokio::net::UdpSocket,
+/// Runs a datagram echo server (UDP or Unix) on an already bound socket until `shutdown` (or
+/// an accepted `SHUTDOWN` control datagram).
+pub async fn run_datagram<D: DatagramSocket>(
+    sock: D,
     cfg: Config,
     shutdown: CancellationToken,
 ) -> Result<Arc<DatagramStats>, NetError> {
     let sock = Arc::new(sock);
     let stats = Arc::new(DatagramStats::default());
     let mut buf = vec![0u8; cfg.buffer];
-    let tracer = cfg.trace.then(|| Tracer::new("udp"));
+    let tracer = cfg.trace.then(|| Tracer::new("dgram"));
     loop {
         let got = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = dgram::recv_udp(&sock, &mut buf) => r,
+            r = sock.recv_dgram(&mut buf) => r,
         };
-        let got: Received<std::net::SocketAddr> = match got {
+        let got = match got {
             Ok(g) => g,
             // An ICMP error from an earlier reply surfaces here on some systems; it concerns
             // that old peer, not this socket.
@@ -326,37 +327,44 @@ pub async fn run_udp(
                 });
             }
         };
-        let from = got.from;
-        if !cfg.serve.allow.allows(from.ip()) {
+        let from = got.from.clone();
+        let ip = D::ip_of(&from);
+        if let Some(ip) = ip
+            && !cfg.serve.allow.allows(ip)
+        {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("dropped datagram from {from}: not in the --allow list");
             continue;
         }
         let data = &buf[..got.copied];
         if let Some(t) = &tracer {
-            t.event(crate::net::trace::Direction::Recv, data);
+            t.event(Direction::Recv, data);
         }
         if got.truncated() {
-            stats.truncated.fetch_add(1, Ordering::Relaxed);
+            // Never echo part of a datagram: the client would get a wrong echo and no hint.
+            let n = stats.truncated.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
                 "datagram from {from} is {} bytes, larger than the {}-byte buffer: not echoed \
-                 (raise --buffer); {} truncated so far",
+                 (raise --buffer); {n} truncated so far",
                 got.size,
                 cfg.buffer,
-                stats.truncated.load(Ordering::Relaxed)
             );
             continue;
         }
-        if let Some(policy) = &cfg.control
+        if !D::can_reply(&from) {
+            tracing::warn!("datagram from {from}: the sender has no address to reply to");
+            continue;
+        }
+        if let (Some(policy), Some(ip)) = (&cfg.control, ip)
             && let Some(ctrl) = Control::parse(data)
         {
-            handle_control(ctrl, from, policy, &sock, &stats, &shutdown).await;
+            handle_control(ctrl, (from, ip), policy, &sock, &stats, &shutdown).await;
             continue;
         }
         if let Some(t) = &tracer {
-            t.event(crate::net::trace::Direction::Send, data);
+            t.event(Direction::Send, data);
         }
-        match sock.send_to(data, from).await {
+        match sock.send_dgram(data, &from).await {
             Ok(_) => {
                 stats.echoed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("echoed {} bytes to {from}", data.len());
@@ -365,7 +373,7 @@ pub async fn run_udp(
         }
     }
     tracing::info!(
-        "udp echo stopped: {} echoed, {} truncated, {} refused",
+        "datagram echo stopped: {} echoed, {} truncated, {} refused",
         stats.echoed.load(Ordering::Relaxed),
         stats.truncated.load(Ordering::Relaxed),
         stats.refused.load(Ordering::Relaxed)
@@ -373,24 +381,24 @@ pub async fn run_udp(
     Ok(stats)
 }
 
-async fn handle_control(
+async fn handle_control<D: DatagramSocket>(
     ctrl: Control<'_>,
-    from: std::net::SocketAddr,
+    (from, ip): (D::Addr, std::net::IpAddr),
     policy: &ControlPolicy,
-    sock: &Arc<tokio::net::UdpSocket>,
+    sock: &Arc<D>,
     stats: &DatagramStats,
     shutdown: &CancellationToken,
 ) {
-    if !policy.from.allows(from.ip()) {
+    if !policy.from.allows(ip) {
         stats.control_refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("refused control request {ctrl:?} from {from}: not in --control-from");
-        let _ = sock.send_to(proto::REFUSED_REPLY, from).await;
+        let _ = sock.send_dgram(proto::REFUSED_REPLY, &from).await;
         return;
     }
     match ctrl {
         Control::Shutdown => {
             tracing::warn!("SHUTDOWN requested by {from}");
-            let _ = sock.send_to(proto::SHUTDOWN_REPLY, from).await;
+            let _ = sock.send_dgram(proto::SHUTDOWN_REPLY, &from).await;
             shutdown.cancel();
         }
         Control::Exec(cmd) => {
@@ -402,7 +410,7 @@ async fn handle_control(
                 let (status, output) = run_command(&cmd).await;
                 tracing::info!("EXEC {cmd:?} from {from} ended: {status}");
                 let _ = sock
-                    .send_to(&proto::exit_reply(status, &output), from)
+                    .send_dgram(&proto::exit_reply(status, &output), &from)
                     .await;
             });
         }
@@ -435,54 +443,4 @@ async fn run_command(cmd: &str) -> (ExecStatus, Vec<u8>) {
             (status, bytes)
         }
     }
-}
-
-/// Runs a Unix datagram echo server until `shutdown`. Replies go to the sender's socket path;
-/// a sender with an unbound socket cannot be answered (logged).
-pub async fn run_unix_datagram(
-    sock: tokio::net::UnixDatagram,
-    cfg: Config,
-    shutdown: CancellationToken,
-) -> Result<Arc<DatagramStats>, NetError> {
-    let stats = Arc::new(DatagramStats::default());
-    let mut buf = vec![0u8; cfg.buffer];
-    let tracer = cfg.trace.then(|| Tracer::new("unix-dgram"));
-    loop {
-        let got = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = dgram::recv_unix(&sock, &mut buf) => r,
-        };
-        let got = got.map_err(|e| NetError::Io {
-            what: "receiving a datagram".into(),
-            source: e,
-        })?;
-        let data = &buf[..got.copied];
-        if let Some(t) = &tracer {
-            t.event(crate::net::trace::Direction::Recv, data);
-        }
-        if got.truncated() {
-            stats.truncated.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "datagram of {} bytes is larger than the {}-byte buffer: not echoed (raise --buffer)",
-                got.size,
-                cfg.buffer
-            );
-            continue;
-        }
-        let to = got.from;
-        if to.is_unnamed() {
-            tracing::warn!("datagram from an unbound Unix socket: no address to reply to");
-            continue;
-        }
-        if let Some(t) = &tracer {
-            t.event(crate::net::trace::Direction::Send, data);
-        }
-        match dgram::send_unix(&sock, data, &to).await {
-            Ok(_) => {
-                stats.echoed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tracing::warn!("cannot reply to {to}: {e}"),
-        }
-    }
-    Ok(stats)
 }

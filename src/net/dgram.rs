@@ -102,6 +102,67 @@ pub async fn send_unix(sock: &UnixDatagram, data: &[u8], to: &UnixPeer) -> io::R
     .await
 }
 
+/// A bound datagram socket a server can receive on and reply from: UDP or Unix.
+pub trait DatagramSocket: Send + Sync + 'static {
+    /// The sender's address type.
+    type Addr: Clone + std::fmt::Display + Send + Sync + 'static;
+    /// Receives one datagram, reporting its real size.
+    fn recv_dgram(
+        &self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = io::Result<Received<Self::Addr>>> + Send;
+    /// Sends one datagram to `to`.
+    fn send_dgram(
+        &self,
+        data: &[u8],
+        to: &Self::Addr,
+    ) -> impl std::future::Future<Output = io::Result<usize>> + Send;
+    /// The sender's IP address, for allow-lists (None for Unix senders).
+    fn ip_of(addr: &Self::Addr) -> Option<std::net::IpAddr>;
+    /// Whether a reply can reach `addr` (an unbound Unix socket has no address).
+    fn can_reply(addr: &Self::Addr) -> bool;
+}
+
+impl DatagramSocket for UdpSocket {
+    type Addr = SocketAddr;
+
+    async fn recv_dgram(&self, buf: &mut [u8]) -> io::Result<Received<SocketAddr>> {
+        recv_udp(self, buf).await
+    }
+
+    async fn send_dgram(&self, data: &[u8], to: &SocketAddr) -> io::Result<usize> {
+        self.send_to(data, to).await
+    }
+
+    fn ip_of(addr: &SocketAddr) -> Option<std::net::IpAddr> {
+        Some(addr.ip())
+    }
+
+    fn can_reply(_: &SocketAddr) -> bool {
+        true
+    }
+}
+
+impl DatagramSocket for UnixDatagram {
+    type Addr = UnixPeer;
+
+    async fn recv_dgram(&self, buf: &mut [u8]) -> io::Result<Received<UnixPeer>> {
+        recv_unix(self, buf).await
+    }
+
+    async fn send_dgram(&self, data: &[u8], to: &UnixPeer) -> io::Result<usize> {
+        send_unix(self, data, to).await
+    }
+
+    fn ip_of(_: &UnixPeer) -> Option<std::net::IpAddr> {
+        None
+    }
+
+    fn can_reply(addr: &UnixPeer) -> bool {
+        !addr.is_unnamed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

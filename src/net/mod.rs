@@ -71,6 +71,28 @@ pub fn announce(addr: impl std::fmt::Display) -> io::Result<()> {
     out.flush()
 }
 
+/// Raises the soft limit on open files to the hard limit, as servers that hold thousands of
+/// clients must (the usual soft limit, 1024, would stop an echo server at about 1000 clients
+/// with "Too many open files"). Returns the new soft limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +103,13 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_micros(1500)), "1.500ms");
         assert_eq!(fmt_duration(Duration::from_millis(2003)), "2.003s");
         assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
+    }
+
+    #[test]
+    fn fd_limit_only_goes_up() {
+        let before = raise_fd_limit().unwrap();
+        assert!(raise_fd_limit().unwrap() >= before);
+        assert!(before >= 1024, "soft limit {before}");
     }
 
     #[tokio::test]
