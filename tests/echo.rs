@@ -694,3 +694,55 @@ echo "$first""#,
     let text = String::from_utf8(ok(&out)).unwrap();
     assert!(text.starts_with("four\nsix\nlistening on [::]:"), "{text}");
 }
+
+/// A lossy UDP echo server: ignores the first datagram, echoes the next.
+const PY_LOSSY_UDP: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', 0))
+print(s.getsockname()[1], flush=True)
+seen = 0
+while True:
+    data, addr = s.recvfrom(65535)
+    seen += 1
+    if seen % 2 == 1:
+        continue
+    s.sendto(data, addr)
+"#;
+
+#[test]
+fn udp_client_retransmits_a_lost_datagram() {
+    require("python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(PY_LOSSY_UDP);
+    let mut py = Peer::spawn(cmd);
+    let addr = format!("127.0.0.1:{}", py.first_line());
+    let out = socklab(&["-v", "echo", "send", "-u", &addr, "again"], b"");
+    assert_eq!(ok(&out), b"again\n");
+    assert!(
+        err_text(&out).contains("no reply from"),
+        "{}",
+        err_text(&out)
+    );
+    // With no retries the lost datagram is a timeout (exit 4), after about the first wait.
+    let out = socklab(
+        &[
+            "echo",
+            "send",
+            "-u",
+            &addr,
+            "once",
+            "--retries",
+            "0",
+            "-t",
+            "2s",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", err_text(&out));
+    assert!(
+        err_text(&out).contains("1 datagram(s) sent"),
+        "{}",
+        err_text(&out)
+    );
+}
