@@ -141,6 +141,13 @@ impl ServerNetArgs {
     pub async fn bind_addr(&self, default_port: u16) -> anyhow::Result<SocketAddr> {
         let port = self.port.unwrap_or(default_port);
         let host = self.bind.trim_start_matches('[').trim_end_matches(']');
+        if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(UsageError(format!(
+                "--bind takes an address without a port ({:?}); give the port with -p",
+                self.bind
+            ))
+            .into());
+        }
         let addrs = net::addr::resolve_host(host, port).await?;
         Ok(addrs[0])
     }

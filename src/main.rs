@@ -30,10 +30,27 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if exit::is_broken_pipe(err.as_ref()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("socklab: {err:#}");
+            eprintln!("socklab: {}", describe(&err));
             ExitCode::from(exit::code_for(err.as_ref()))
         }
     }
+}
+
+/// The error and its causes, "outer: inner", skipping a cause whose text the message
+/// already contains (many of our errors quote their cause).
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn init_logging(out: &OutputArgs) {

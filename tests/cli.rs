@@ -44,6 +44,17 @@ fn bad_usage_exits_2() {
         &["echo", "serve", "--framing", "fixed:0"][..],
         &["echo", "serve", "-u", "--model", "threads"][..],
         &["echo", "serve", "--timeout", "soon"][..],
+        &["echo", "serve", "-b", "127.0.0.1:3612"][..],
+        &["echo", "serve", "-u", "--unix", "/tmp/x", "--control"][..],
+        // Refused before connecting (port 1 has no server: a network error would be 3).
+        &[
+            "echo",
+            "send",
+            "--framing",
+            "fixed:4",
+            "127.0.0.1:1",
+            "hello",
+        ][..],
     ] {
         let out = socklab(args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", err_text(&out));
@@ -109,7 +120,7 @@ fn sigterm_waits_for_open_connections_then_exits() {
     assert!(st.success(), "{st}");
     let log = srv.stderr();
     assert!(
-        log.contains("waiting up to 500.000ms for 1 open connection"),
+        log.contains("waiting up to 500ms for 1 open connection"),
         "{log}"
     );
     assert!(

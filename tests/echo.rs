@@ -181,10 +181,12 @@ fn our_client_detects_a_wrong_echo() {
         b"",
     );
     assert_eq!(out.status.code(), Some(1), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("echo differs at byte 0"),
-        "{}",
-        err_text(&out)
+    let err = err_text(&out);
+    assert!(err.contains("echo differs at byte 0"), "{err}");
+    assert_eq!(
+        err.matches("echo differs").count(),
+        1,
+        "cause printed twice: {err}"
     );
 }
 
@@ -744,5 +746,49 @@ fn udp_client_retransmits_a_lost_datagram() {
         err_text(&out).contains("1 datagram(s) sent"),
         "{}",
         err_text(&out)
+    );
+}
+
+/// A slow UDP echo server: the first copy of each message is answered after 0.7 s, so the
+/// client (first wait 0.5 s) retransmits and then gets two echoes of the same message.
+const PY_SLOW_UDP: &str = r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', 0))
+print(s.getsockname()[1], flush=True)
+seen = set()
+while True:
+    data, addr = s.recvfrom(65535)
+    if data not in seen:
+        seen.add(data)
+        time.sleep(0.7)
+    s.sendto(data, addr)
+"#;
+
+#[test]
+fn udp_late_duplicate_is_not_taken_for_the_next_echo() {
+    require("python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(PY_SLOW_UDP);
+    let mut py = Peer::spawn(cmd);
+    let addr = format!("127.0.0.1:{}", py.first_line());
+    let out = socklab(&["echo", "send", "-u", &addr], b"first\nsecond\n");
+    assert_eq!(ok(&out), b"first\nsecond\n");
+}
+
+#[test]
+fn unbound_unix_datagram_sender_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let srv = Server::start(&["echo", "serve", "-u", "--unix", path.to_str().unwrap()]);
+    let script = "import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b'x', sys.argv[1])";
+    ok(&python(script, &[path.to_str().unwrap()], b""));
+    assert!(
+        srv.wait_log(
+            "the sender has no address to reply to",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        srv.stderr()
     );
 }

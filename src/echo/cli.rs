@@ -109,6 +109,12 @@ impl TryFrom<&ServeArgs> for server::Config {
                 "--framing applies to streams; a datagram is already a message".into(),
             ));
         }
+        if a.control && a.net.unix.is_some() {
+            return Err(UsageError(
+                "--control works on UDP ports only (its allow-list is by IP address), not --unix"
+                    .into(),
+            ));
+        }
         if a.buffer == 0 || a.buffer > server::MAX_BUFFER {
             return Err(UsageError(format!(
                 "--buffer must be between 1 and {} bytes",
@@ -213,6 +219,17 @@ impl TryFrom<&SendArgs> for client::Config {
             }
             m
         });
+        // Refuse a message its framing cannot carry before connecting to anyone.
+        if let (Some(framing), Some(msg)) = (&a.framing.framing, &message) {
+            use tokio_util::codec::Encoder;
+            let mut codec = crate::frame::FrameCodec::new(framing, a.framing.max_frame);
+            let frame = crate::frame::Frame::new(msg.clone());
+            if let Err(e) = codec.encode(frame, &mut bytes::BytesMut::new()) {
+                return Err(
+                    UsageError(format!("cannot send this message as {framing}: {e}")).into(),
+                );
+            }
+        }
         if message.is_none() && a.count != 1 {
             return Err(UsageError("--count needs a MESSAGE (stdin is sent once)".into()).into());
         }

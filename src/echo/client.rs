@@ -521,6 +521,9 @@ async fn datagram_rounds(
     let mut messages = Messages::new(cfg);
     let mut buf = vec![0u8; 65536];
     let mut seq = 0u64;
+    // Messages of earlier rounds: after a retransmission the server may answer twice, and
+    // the late copy must not be taken for the next round's echo.
+    let mut recent: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
     while let Some(msg) = messages.next().await? {
         if msg.len() > 65507 {
             return Err(Error::Usage(format!(
@@ -544,9 +547,20 @@ async fn datagram_rounds(
             }
             sock.send(&msg).await.map_err(|e| udp_error(e, &addr))?;
             let until = (tokio::time::Instant::now() + wait).min(deadline);
-            match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
-                Ok(Ok(n)) => break n,
-                Ok(Err(e)) => return Err(udp_error(e, &addr)),
+            let got = loop {
+                match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
+                    Ok(Ok(n))
+                        if buf[..n] != msg[..] && recent.iter().any(|m| m[..] == buf[..n]) =>
+                    {
+                        tracing::debug!("ignoring a late duplicate echo of an earlier message");
+                    }
+                    Ok(Ok(n)) => break Ok(n),
+                    Ok(Err(e)) => return Err(udp_error(e, &addr)),
+                    Err(elapsed) => break Err(elapsed),
+                }
+            };
+            match got {
+                Ok(n) => break n,
                 Err(_) if attempt <= cfg.retries && tokio::time::Instant::now() < deadline => {
                     tracing::info!(
                         "no reply from {addr} after {}; retrying",
@@ -574,6 +588,12 @@ async fn datagram_rounds(
                 addr,
                 source: first_difference(&msg, echo),
             });
+        }
+        if attempt > 1 {
+            if recent.len() == 8 {
+                recent.pop_front();
+            }
+            recent.push_back(msg.clone());
         }
         let rtt = started.elapsed();
         summary.echoed += 1;

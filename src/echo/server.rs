@@ -309,7 +309,6 @@ pub async fn run_datagram<D: DatagramSocket>(
     let sock = Arc::new(sock);
     let stats = Arc::new(DatagramStats::default());
     let mut buf = vec![0u8; cfg.buffer];
-    let tracer = cfg.trace.then(|| Tracer::new("dgram"));
     loop {
         let got = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -337,8 +336,16 @@ pub async fn run_datagram<D: DatagramSocket>(
             continue;
         }
         let data = &buf[..got.copied];
+        // Only with --trace: a tracer labelled with this datagram's sender.
+        let tracer = cfg.trace.then(|| Tracer::new(from.to_string()));
         if let Some(t) = &tracer {
             t.event(Direction::Recv, data);
+            if got.truncated() {
+                t.note(&format!(
+                    "the datagram was {} bytes; the rest was cut off",
+                    got.size
+                ));
+            }
         }
         if got.truncated() {
             // Never echo part of a datagram: the client would get a wrong echo and no hint.

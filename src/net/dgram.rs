@@ -60,9 +60,9 @@ pub async fn recv_udp(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received<S
 pub struct UnixPeer(socket2::SockAddr);
 
 impl UnixPeer {
-    /// True when the sender has no address, so no reply can reach it.
+    /// True when the sender has no address (an unbound socket), so no reply can reach it.
     pub fn is_unnamed(&self) -> bool {
-        self.0.is_unnamed()
+        self.0.as_pathname().is_none() && self.0.as_abstract_namespace().is_none()
     }
 }
 

@@ -36,17 +36,25 @@ pub use listen::BindOptions;
 pub use serve::{ConnReport, Peer, ServeOptions};
 pub use trace::{Metered, Tracer};
 
-/// Formats a duration for people: `250µs`, `1.5ms`, `2.003s`, `5m`.
+/// Formats a duration for people: `250µs`, `1.5ms`, `2.003s`, `30s`, `5m`.
 pub fn fmt_duration(d: Duration) -> String {
     let us = d.as_micros();
     if us < 1_000 {
         format!("{us}µs")
     } else if us < 1_000_000 {
-        format!("{:.3}ms", us as f64 / 1e3)
+        format!("{}ms", trim_zeros(format!("{:.3}", us as f64 / 1e3)))
     } else if d.as_secs() >= 60 && d.subsec_nanos() == 0 && d.as_secs().is_multiple_of(60) {
         format!("{}m", d.as_secs() / 60)
     } else {
-        format!("{:.3}s", d.as_secs_f64())
+        format!("{}s", trim_zeros(format!("{:.3}", d.as_secs_f64())))
+    }
+}
+
+fn trim_zeros(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 
@@ -100,8 +108,10 @@ mod tests {
     #[test]
     fn durations_read_well() {
         assert_eq!(fmt_duration(Duration::from_micros(250)), "250µs");
-        assert_eq!(fmt_duration(Duration::from_micros(1500)), "1.500ms");
+        assert_eq!(fmt_duration(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(fmt_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(fmt_duration(Duration::from_millis(2003)), "2.003s");
+        assert_eq!(fmt_duration(Duration::from_secs(30)), "30s");
         assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
     }
 

@@ -68,6 +68,9 @@ impl Listener for TcpListener {
         let (stream, addr) = self.accept().await?;
         // Small request/reply messages should leave at once, not wait for Nagle.
         stream.set_nodelay(true)?;
+        // On a dual-stack `::` listener IPv4 clients arrive as ::ffff:a.b.c.d; show (and
+        // allow-list) them as the IPv4 addresses they are.
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         Ok((stream, Peer::Inet(addr)))
     }
 }
@@ -191,7 +194,7 @@ where
             && !opts.allow.allows(addr.ip())
         {
             summary.refused += 1;
-            tracing::warn!(peer = %peer, "refused connection: not in the --allow list");
+            tracing::warn!("refused connection from {peer}: not in the --allow list");
             drop(stream);
             continue;
         }
