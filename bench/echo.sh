@@ -14,24 +14,29 @@
 #   3. bench/idle_conns.py holds 10,000 idle connections against socklab async and
 #      echo_epoll and reports the server's RSS.
 #
+# The measurements run in ROUNDS interleaved rounds (every server once per round, in a
+# rotating order) and the tables show the median of the rounds, with the spread of the main
+# figure, because a shared or virtual machine drifts by tens of percent over a minute.
 # On a machine with 2 or more cores the server runs on core 0 and the load generator on
 # core 1 (taskset), so the servers are compared on one core each. Compare ratios within a
 # run, not absolute figures across runs or machines.
 #
 # Environment (all optional):
-#   DURATION=5  WARMUP=1        seconds measured / warm-up seconds per ping-pong run
+#   ROUNDS=3                    interleaved rounds; medians are reported
+#   DURATION=3  WARMUP=1        seconds measured / warm-up seconds per ping-pong run
 #   MANY_CONNS=100              connections for the concurrent ping-pong run
-#   STREAM_BYTES=4294967296     bytes for the streaming run (4 GiB); STREAM_TIMEOUT=30 caps it
-#                               in seconds (MB/s is then over what got through)
+#   STREAM_BYTES=2147483648     bytes for each streaming run (2 GiB); STREAM_TIMEOUT=30 caps
+#                               it in seconds (MB/s is then over what got through)
 #   IDLE_CONNS=10000 IDLE_HOLD=3   idle-connection test; IDLE_CONNS=0 skips it
-#   SERVERS="async threads c python"   which servers to run in the throughput part
+#   IDLE_SERVERS="async c"      servers for the idle-connection test
+#   SERVERS="async threads c python"   servers for the throughput part
 #   PIN=1  SERVER_CPU=0  CLIENT_CPU=1  pinning (PIN=0 disables it)
 #   BUSY_PCT=25                 flag runs where other work used this much CPU (% of a core)
 #   QUIET_BUDGET=60             seconds in all the script may wait for other work to calm down
 #                               before a run (0: never wait; busy runs are flagged either way)
 #   CARGO_TARGET_DIR            where cargo builds (default: the repo's target/)
 #   SHARED_BENCH=/work/shared/bench   where the C sources are
-# Quick run: DURATION=2 WARMUP=0.5 STREAM_BYTES=268435456 IDLE_CONNS=2000 bash bench/echo.sh
+# Quick run: ROUNDS=1 DURATION=2 WARMUP=0.5 STREAM_BYTES=268435456 IDLE_CONNS=2000 bash bench/echo.sh
 #
 # Output and logs go to bench/out/ (ignored by git).
 
@@ -42,22 +47,24 @@ ROOT="$(cd "$HERE/.." && pwd)"
 OUT="$HERE/out"
 LOGS="$OUT/logs"
 
-DURATION="${DURATION:-5}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-3}"
 WARMUP="${WARMUP:-1}"
 MSG_SIZE="${MSG_SIZE:-64}"
 MANY_CONNS="${MANY_CONNS:-100}"
-STREAM_BYTES="${STREAM_BYTES:-4294967296}"
+STREAM_BYTES="${STREAM_BYTES:-2147483648}"
 STREAM_TIMEOUT="${STREAM_TIMEOUT:-30}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
 IDLE_HOLD="${IDLE_HOLD:-3}"
+IDLE_SERVERS="${IDLE_SERVERS:-async c}"
 SERVERS="${SERVERS:-async threads c python}"
 PIN="${PIN:-1}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
-SHARED_BENCH="${SHARED_BENCH:-/work/shared/bench}"
-NOFILE_WANT=65536
 BUSY_PCT="${BUSY_PCT:-25}"
 QUIET_BUDGET="${QUIET_BUDGET:-60}"
+SHARED_BENCH="${SHARED_BENCH:-/work/shared/bench}"
+NOFILE_WANT=65536
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in
@@ -156,18 +163,18 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Starts server KEY; sets SRV_PID and SRV_PORT.
+# start_by_key KEY LOGNAME: starts server KEY; sets SRV_PID and SRV_PORT.
 start_by_key() {
+	local port
 	case "$1" in
 	async | threads)
-		start_server "socklab-$1" "" "$SOCKLAB" echo serve -p 0 -b 127.0.0.1 --model "$1" -q --grace 1s
+		start_server "$2" "" "$SOCKLAB" echo serve -p 0 -b 127.0.0.1 --model "$1" -q --grace 1s
 		;;
 	c)
-		local port
 		port="$(free_port)"
-		start_server c-epoll "$port" "$ECHO_EPOLL" "$port" 127.0.0.1
+		start_server "$2" "$port" "$ECHO_EPOLL" "$port" 127.0.0.1
 		;;
-	python) start_server python "" python3 "$PY_SERVER" 0 ;;
+	python) start_server "$2" "" python3 "$PY_SERVER" 0 ;;
 	*) die "unknown server $1 (use async, threads, c, python)" ;;
 	esac
 }
@@ -181,19 +188,7 @@ label_of() {
 	esac
 }
 
-# ---------------------------------------------------------------- measuring
-# kv LINE KEY: the value of KEY=VALUE in LINE, or "na".
-kv() {
-	local w
-	for w in $1; do
-		if [[ "$w" == "$2="* ]]; then
-			printf '%s' "${w#*=}"
-			return 0
-		fi
-	done
-	printf 'na'
-}
-
+# ---------------------------------------------------------------- machine load
 # Busy CPU ticks of the whole machine (all cores; user, nice, system, irq, softirq, steal).
 machine_ticks() {
 	local _cpu user nice system _idle _iowait irq softirq steal _rest
@@ -236,15 +231,28 @@ cpu_ticks() {
 	echo $((${12} + ${13})) # utime, stime (fields 14 and 15 of the full line)
 }
 
+# ---------------------------------------------------------------- measuring
+# kv LINE KEY: the value of KEY=VALUE in LINE, or "na".
+kv() {
+	local w
+	for w in $1; do
+		if [[ "$w" == "$2="* ]]; then
+			printf '%s' "${w#*=}"
+			return 0
+		fi
+	done
+	printf 'na'
+}
+
+# R["KEY,TAG,ROUND"] holds the client's RESULT line plus the CPU shares appended as
+# srv_pct= cli_pct= oth_pct= (percent of one core over the whole client run).
 declare -A R=()
 RESULTS_FILE="$OUT/results.txt"
 
-# run_client KEY TAG PID CMD...: runs the load client pinned to the client core, stores
-# its RESULT line in R[KEY,TAG] and the server's / client's CPU use in R[KEY,TAG,scpu]
-# and R[KEY,TAG,ccpu] (percent of one core over the whole client run).
+# run_client KEY TAG ROUND PID CMD...: runs the load client pinned to the client core.
 run_client() {
-	local key="$1" tag="$2" pid="$3" t0 t1 m0 m1 out rc=0 real user sys
-	shift 3
+	local key="$1" tag="$2" round="$3" pid="$4" t0 t1 m0 m1 out rc=0 real user sys line
+	shift 4
 	wait_quiet
 	m0="$(machine_ticks)"
 	t0="$(cpu_ticks "$pid")"
@@ -255,45 +263,85 @@ run_client() {
 	t1="$(cpu_ticks "$pid")"
 	m1="$(machine_ticks)"
 	read -r real user sys <<<"$(tail -n1 <<<"$out")"
-	local line
 	line="$(grep -m1 '^RESULT ' <<<"$out" || true)"
-	[[ -n "$line" ]] || line="RESULT error=no_result rc=$rc"
+	[[ -n "$line" ]] || line="RESULT error=no_result"
 	[[ $rc -eq 0 ]] || line+=" client_rc=$rc"
-	R["$key,$tag"]="$line"
-	R["$key,$tag,scpu"]="$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" -v r="$real" \
-		'BEGIN { if (r > 0) printf "%.0f", (b - a) / hz / r * 100; else print "na" }')"
-	R["$key,$tag,ccpu"]="$(awk -v u="$user" -v s="$sys" -v r="$real" \
-		'BEGIN { if (r > 0) printf "%.0f", (u + s) / r * 100; else print "na" }')"
-	# Everything else the machine did meanwhile (other processes, plus loopback softirq work
-	# the kernel does not charge to either process): a busy machine makes figures unreliable.
-	R["$key,$tag,ocpu"]="$(awk -v m="$((m1 - m0))" -v s="$((t1 - t0))" -v u="$user" -v y="$sys" \
+	# oth: everything else the machine did meanwhile (other processes, plus loopback softirq
+	# work the kernel charges to neither process); a busy machine makes figures unreliable.
+	line+="$(awk -v s="$((t1 - t0))" -v m="$((m1 - m0))" -v u="$user" -v y="$sys" \
 		-v hz="$CLK_TCK" -v r="$real" 'BEGIN {
-		if (r <= 0) { print "na"; exit }
+		if (r <= 0) { print " srv_pct=na cli_pct=na oth_pct=na"; exit }
 		o = (m - s) / hz - (u + y); if (o < 0) o = 0
-		printf "%.0f", o / r * 100 }')"
-	printf '%-8s %-7s %s server_cpu_pct=%s client_cpu_pct=%s other_cpu_pct=%s\n' "$key" "$tag" \
-		"$line" "${R["$key,$tag,scpu"]}" "${R["$key,$tag,ccpu"]}" "${R["$key,$tag,ocpu"]}" \
-		>>"$RESULTS_FILE"
+		printf " srv_pct=%.0f cli_pct=%.0f oth_pct=%.0f", s / hz / r * 100, (u + y) / r * 100, o / r * 100 }')"
+	R["$key,$tag,$round"]="$line"
+	printf 'round=%s server=%s run=%s %s\n' "$round" "$key" "$tag" "$line" >>"$RESULTS_FILE"
 }
 
 measure_server() {
-	local key="$1"
-	log "== $(label_of "$key")"
-	start_by_key "$key"
-	local pid="$SRV_PID" port="$SRV_PORT"
+	local key="$1" round="$2" pid port
+	log "== round $round/$ROUNDS: $(label_of "$key")"
+	start_by_key "$key" "$key-round$round"
+	pid="$SRV_PID"
+	port="$SRV_PORT"
 	log "   listening on 127.0.0.1:$port (pid $pid); ping-pong, 1 connection"
-	run_client "$key" pp1 "$pid" "$PINGPONG" -p "$port" -m pingpong -c 1 \
+	run_client "$key" pp1 "$round" "$pid" "$PINGPONG" -p "$port" -m pingpong -c 1 \
 		-d "$DURATION" -w "$WARMUP" -s "$MSG_SIZE"
 	log "   ping-pong, $MANY_CONNS connections"
-	run_client "$key" ppN "$pid" "$PINGPONG" -p "$port" -m pingpong -c "$MANY_CONNS" \
+	run_client "$key" ppN "$round" "$pid" "$PINGPONG" -p "$port" -m pingpong -c "$MANY_CONNS" \
 		-d "$DURATION" -w "$WARMUP" -s "$MSG_SIZE"
 	log "   stream, $STREAM_BYTES bytes"
-	run_client "$key" stream "$pid" "$PINGPONG" -p "$port" -m stream \
+	run_client "$key" stream "$round" "$pid" "$PINGPONG" -p "$port" -m stream \
 		-b "$STREAM_BYTES" -t "$STREAM_TIMEOUT"
 	stop_server "$pid"
 }
 
-# ---------------------------------------------------------------- table
+# ---------------------------------------------------------------- aggregating
+# The values of FIELD over the rounds for KEY,TAG (space separated, "na" left out).
+values() {
+	local key="$1" tag="$2" field="$3" r v out=""
+	for ((r = 1; r <= ROUNDS; r++)); do
+		[[ -n "${R[$key,$tag,$r]:-}" ]] || continue
+		v="$(kv "${R[$key,$tag,$r]}" "$field")"
+		[[ "$v" == na ]] || out+=" $v"
+	done
+	printf '%s' "${out# }"
+}
+
+median() { # values...
+	[[ $# -gt 0 ]] || {
+		printf 'na'
+		return
+	}
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+		if (NR % 2) printf "%s", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+spread() { # values...: (max - min) / median, in percent
+	[[ $# -gt 1 ]] || {
+		printf -- '-'
+		return
+	}
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		if (m + 0 == 0) { printf "-"; exit }
+		printf "%.0f%%", (v[NR] - v[1]) / m * 100 }'
+}
+
+# med KEY TAG FIELD: the median of FIELD over the rounds.
+med() {
+	local v
+	v="$(values "$1" "$2" "$3")"
+	# shellcheck disable=SC2086 # split on purpose
+	median $v
+}
+
+spr() {
+	local v
+	v="$(values "$1" "$2" "$3")"
+	# shellcheck disable=SC2086 # split on purpose
+	spread $v
+}
+
 ratio() { # value reference
 	awk -v v="$1" -v r="$2" 'BEGIN {
 		if (v == "na" || r == "na" || r + 0 == 0) { print "-"; exit }
@@ -310,9 +358,11 @@ num() { # pretty number: thousands separators for big ones, one decimal for smal
 		} else printf "%.1f\n", v }'
 }
 
-# Notes on a RESULT line (and the other-CPU share $2) that make its figure suspect.
-problems() {
-	local line="$1" other="${2:-na}" p="" e
+pct() { [[ "$1" == na ]] && printf -- '-' || printf '%.0f' "$1"; }
+
+# Notes on one RESULT line that make its figure suspect.
+problems_of() {
+	local line="$1" p="" e
 	e="$(kv "$line" error)"
 	if [[ "$e" == 2 && "$(kv "$line" mode)" == stream ]]; then
 		p+=" hit the ${STREAM_TIMEOUT}s cap (partial)"
@@ -327,50 +377,62 @@ problems() {
 	[[ "$e" == na || "$e" == "$(kv "$line" conns)" ]] || p+=" opened=$e"
 	e="$(kv "$line" client_rc)"
 	[[ "$e" == na ]] || p+=" rc=$e"
-	[[ "$other" == na || "$other" -lt "$BUSY_PCT" ]] || p+=" BUSY MACHINE"
+	e="$(kv "$line" oth_pct)"
+	[[ "$e" == na || "$e" -lt "$BUSY_PCT" ]] || p+=" busy"
 	printf '%s' "${p# }"
 }
 
+# Notes over the rounds: "r2: busy; r3: errors=1".
+problems() {
+	local key="$1" tag="$2" r p out=""
+	for ((r = 1; r <= ROUNDS; r++)); do
+		[[ -n "${R[$key,$tag,$r]:-}" ]] || continue
+		p="$(problems_of "${R[$key,$tag,$r]}")"
+		[[ -z "$p" ]] || out+="; r$r: $p"
+	done
+	printf '%s' "${out#; }"
+}
+
+# ---------------------------------------------------------------- tables
 print_pingpong_table() {
-	local tag="$1" title="$2" key line ref_rps ref_p50 ref_p99 rps p50 p99
-	ref_rps="$(kv "${R[c,$tag]:-}" rps)"
-	ref_p50="$(kv "${R[c,$tag]:-}" p50_us)"
-	ref_p99="$(kv "${R[c,$tag]:-}" p99_us)"
+	local tag="$1" title="$2" key ref_rps ref_p50 ref_p99 rps p50 p99
+	ref_rps="$(med c "$tag" rps)"
+	ref_p50="$(med c "$tag" p50_us)"
+	ref_p99="$(med c "$tag" p99_us)"
 	echo
 	echo "$title"
-	printf '  %-16s %12s %6s  %8s %6s  %8s %6s  %5s %5s %5s  %s\n' server "round trips/s" "xC" \
-		"p50 us" "xC" "p99 us" "xC" "srv%" "cli%" "oth%" notes
+	printf '  %-16s %13s %6s %7s  %8s %6s  %8s %6s  %4s %4s %4s  %s\n' server "round trips/s" \
+		"xC" spread "p50 us" "xC" "p99 us" "xC" "srv%" "cli%" "oth%" notes
 	for key in $SERVERS; do
-		line="${R[$key,$tag]:-}"
-		[[ -n "$line" ]] || continue
-		rps="$(kv "$line" rps)"
-		p50="$(kv "$line" p50_us)"
-		p99="$(kv "$line" p99_us)"
-		printf '  %-16s %12s %6s  %8s %6s  %8s %6s  %5s %5s %5s  %s\n' "$(label_of "$key")" \
-			"$(num "$rps")" "$(ratio "$rps" "$ref_rps")" \
+		[[ -n "$(values "$key" "$tag" rps)" ]] || continue
+		rps="$(med "$key" "$tag" rps)"
+		p50="$(med "$key" "$tag" p50_us)"
+		p99="$(med "$key" "$tag" p99_us)"
+		printf '  %-16s %13s %6s %7s  %8s %6s  %8s %6s  %4s %4s %4s  %s\n' "$(label_of "$key")" \
+			"$(num "$rps")" "$(ratio "$rps" "$ref_rps")" "$(spr "$key" "$tag" rps)" \
 			"$(num "$p50")" "$(ratio "$p50" "$ref_p50")" \
 			"$(num "$p99")" "$(ratio "$p99" "$ref_p99")" \
-			"${R[$key,$tag,scpu]}" "${R[$key,$tag,ccpu]}" "${R[$key,$tag,ocpu]}" \
-			"$(problems "$line" "${R[$key,$tag,ocpu]}")"
+			"$(pct "$(med "$key" "$tag" srv_pct)")" "$(pct "$(med "$key" "$tag" cli_pct)")" \
+			"$(pct "$(med "$key" "$tag" oth_pct)")" "$(problems "$key" "$tag")"
 	done
 }
 
 print_stream_table() {
-	local key line ref mbps
-	ref="$(kv "${R[c,stream]:-}" MBps)"
+	local key ref mbps
+	ref="$(med c stream MBps)"
 	echo
 	echo "Streaming, 1 connection, $(awk -v b="$STREAM_BYTES" 'BEGIN { printf "%g GiB", b / 2^30 }')" \
-		"echoed (MB/s in one direction, 1 MB = 10^6 B)"
-	printf '  %-16s %12s %6s  %8s  %5s %5s %5s  %s\n' server "MB/s" "xC" "seconds" "srv%" "cli%" \
-		"oth%" notes
+		"echoed per run (MB/s in one direction, 1 MB = 10^6 B)"
+	printf '  %-16s %13s %6s %7s  %8s  %4s %4s %4s  %s\n' server "MB/s" "xC" spread "seconds" \
+		"srv%" "cli%" "oth%" notes
 	for key in $SERVERS; do
-		line="${R[$key,stream]:-}"
-		[[ -n "$line" ]] || continue
-		mbps="$(kv "$line" MBps)"
-		printf '  %-16s %12s %6s  %8s  %5s %5s %5s  %s\n' "$(label_of "$key")" \
-			"$(num "$mbps")" "$(ratio "$mbps" "$ref")" "$(kv "$line" secs)" \
-			"${R[$key,stream,scpu]}" "${R[$key,stream,ccpu]}" "${R[$key,stream,ocpu]}" \
-			"$(problems "$line" "${R[$key,stream,ocpu]}")"
+		[[ -n "$(values "$key" stream MBps)" ]] || continue
+		mbps="$(med "$key" stream MBps)"
+		printf '  %-16s %13s %6s %7s  %8s  %4s %4s %4s  %s\n' "$(label_of "$key")" \
+			"$(num "$mbps")" "$(ratio "$mbps" "$ref")" "$(spr "$key" stream MBps)" \
+			"$(med "$key" stream secs)" "$(pct "$(med "$key" stream srv_pct)")" \
+			"$(pct "$(med "$key" stream cli_pct)")" "$(pct "$(med "$key" stream oth_pct)")" \
+			"$(problems "$key" stream)"
 	done
 }
 
@@ -378,25 +440,26 @@ print_stream_table() {
 IDLE_LINES=()
 
 idle_test() {
-	local key="$1" line out rc=0
+	local key="$1" line out rc=0 pid port
 	log "== idle connections: $(label_of "$key"), $IDLE_CONNS connections"
-	start_by_key "$key"
-	local pid="$SRV_PID" port="$SRV_PORT"
+	start_by_key "$key" "$key-idle"
+	pid="$SRV_PID"
+	port="$SRV_PORT"
 	sleep 0.3 # let the server settle before the "before" RSS
 	out="$("${CLI_PIN[@]}" python3 "$IDLE_CLIENT" -p "$port" --pid "$pid" -n "$IDLE_CONNS" \
 		--hold "$IDLE_HOLD" --sample 100 --batch 500 2>&1)" || rc=$?
 	printf '%s\n' "$out" >"$LOGS/idle-$key.txt"
 	line="$(grep -m1 '^RESULT ' <<<"$out" || echo "RESULT error=no_result")"
 	[[ $rc -eq 0 ]] || line+=" client_rc=$rc"
-	printf 'idle     %-8s %s\n' "$key" "$line" >>"$RESULTS_FILE"
+	printf 'idle server=%s %s\n' "$key" "$line" >>"$RESULTS_FILE"
 	IDLE_LINES+=("$key|$line")
 	stop_server "$pid"
 }
 
-mb() { awk -v k="$1" 'BEGIN { if (k == "na" || k == "") print "-"; else printf "%.1f", k / 1024 }'; }
+mib() { awk -v k="$1" 'BEGIN { if (k == "na" || k == "") print "-"; else printf "%.1f", k / 1024 }'; }
 
 print_idle_table() {
-	local entry key line
+	local entry key line b h e per
 	echo
 	echo "Idle connections: $IDLE_CONNS held ${IDLE_HOLD}s, then an 8-byte echo on every 100th" \
 		"(server VmRSS in MiB = 2^20 B)"
@@ -405,7 +468,6 @@ print_idle_table() {
 	for entry in "${IDLE_LINES[@]}"; do
 		key="${entry%%|*}"
 		line="${entry#*|}"
-		local b h e per
 		b="$(kv "$line" rss_before_kb)"
 		h="$(kv "$line" rss_held_kb)"
 		e="$(kv "$line" rss_after_echo_kb)"
@@ -413,7 +475,7 @@ print_idle_table() {
 			if (b == "na" || h == "na" || n + 0 == 0) print "-"; else printf "%.2f KiB", (h - b) / n }')"
 		printf '  %-16s %11s %6s %7s %8s  %9s %9s %9s  %s\n' "$(label_of "$key")" \
 			"$(kv "$line" established)" "$(kv "$line" failed)" "$(kv "$line" closed_by_server)" \
-			"$(kv "$line" echo_ok)/$(kv "$line" echo_sample)" "$(mb "$b")" "$(mb "$h")" "$(mb "$e")" \
+			"$(kv "$line" echo_ok)/$(kv "$line" echo_sample)" "$(mib "$b")" "$(mib "$h")" "$(mib "$e")" \
 			"$per"
 	done
 }
@@ -425,6 +487,7 @@ mkdir -p "$OUT" "$LOGS"
 command -v python3 >/dev/null || die "python3 is needed"
 command -v cargo >/dev/null || die "cargo is needed"
 [[ -f "$SHARED_BENCH/pingpong.c" ]] || die "no C sources in $SHARED_BENCH (set SHARED_BENCH)"
+[[ "$ROUNDS" -ge 1 ]] || die "ROUNDS must be at least 1"
 
 # Descriptor limit for the servers and clients started below (they inherit it).
 if ! ulimit -n "$NOFILE_WANT" 2>/dev/null; then
@@ -458,7 +521,6 @@ if [[ "$PIN" != 0 && "$NCPU" -ge 2 ]]; then
 	PIN_NOTE="server pinned to core $SERVER_CPU, load generator to core $CLIENT_CPU (taskset -c)"
 fi
 
-# How busy is the machine before we start (in % of one core, all cores together)?
 BUSY_BEFORE="$(busy_now)"
 if [[ "$BUSY_BEFORE" -ge "$BUSY_PCT" ]]; then
 	log "warning: the machine is already ${BUSY_BEFORE}% busy (of one core) before the benchmark;" \
@@ -466,11 +528,15 @@ if [[ "$BUSY_BEFORE" -ge "$BUSY_PCT" ]]; then
 fi
 
 started="$(date +%s)"
-for key in $SERVERS; do
-	measure_server "$key"
+read -r -a server_list <<<"$SERVERS"
+for ((round = 1; round <= ROUNDS; round++)); do
+	n="${#server_list[@]}"
+	for ((i = 0; i < n; i++)); do # rotate the order each round
+		measure_server "${server_list[$(((i + round - 1) % n))]}" "$round"
+	done
 done
 if [[ "$IDLE_CONNS" -gt 0 ]]; then
-	for key in async c; do
+	for key in $IDLE_SERVERS; do
 		idle_test "$key"
 	done
 fi
@@ -482,17 +548,19 @@ dirty="$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/n
 cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
 echo
 echo "socklab echo benchmark  $(date '+%Y-%m-%d %H:%M:%S %Z')"
-echo "  socklab ${rev}${dirty:+ (src modified)}, $(uname -sr), ${cpu_model:-unknown CPU}, $NCPU core(s)"
+echo "  socklab ${rev}${dirty:+ + uncommitted changes in src}, $(uname -sr), ${cpu_model:-unknown CPU}," \
+	"$NCPU core(s)"
 echo "  $PIN_NOTE"
-echo "  machine busy before the run: ${BUSY_BEFORE}% of one core (other work; should be near 0);" \
-	"waited ${QUIET_WAITED}s in all for other work to calm down"
+echo "  $ROUNDS interleaved round(s); medians shown; spread = (max - min) / median of the main figure"
 echo "  ping-pong: ${MSG_SIZE}-byte messages, ${WARMUP}s warm-up + ${DURATION}s measured per run;" \
 	"open-file limit $NOFILE"
 echo "  xC = ratio to the C echo_epoll server in this run (round trips, MB/s: higher is better;" \
 	"latency: lower is better)"
-echo "  srv% / cli% = CPU used by the server / the load client over the run, in % of one core;"
+echo "  srv% / cli% = CPU used by the server / the load client during the run, in % of one core;"
 echo "  oth% = the rest of the machine's busy CPU (other processes, loopback softirq work);" \
-	"runs with oth% >= $BUSY_PCT are marked BUSY MACHINE and should be repeated on a quiet machine"
+	"'busy' marks rounds with oth% >= $BUSY_PCT"
+echo "  machine busy before the run: ${BUSY_BEFORE}% of one core; waited ${QUIET_WAITED}s in all" \
+	"for other work to calm down"
 
 print_pingpong_table pp1 "Ping-pong, 1 connection"
 print_pingpong_table ppN "Ping-pong, $MANY_CONNS concurrent connections"
@@ -502,21 +570,24 @@ print_stream_table
 # ---- targets from the issue
 echo
 echo "Targets"
-if [[ -n "${R[async,ppN]:-}" && -n "${R[c,ppN]:-}" ]]; then
-	a="$(kv "${R[async,ppN]}" rps)"
-	c="$(kv "${R[c,ppN]}" rps)"
+if [[ -n "$(values async ppN rps)" && -n "$(values c ppN rps)" ]]; then
+	a="$(med async ppN rps)"
+	c="$(med c ppN rps)"
 	verdict="$(awk -v a="$a" -v c="$c" 'BEGIN {
 		if (a == "na" || c == "na" || c + 0 == 0) { print "n/a"; exit }
 		r = a / c; printf "%.2fx -> %s", r, (r >= 0.9 ? "MET" : "NOT MET") }')"
-	echo "  socklab async at $MANY_CONNS connections >= 0.90x C round trips/s: $verdict"
+	per_round=""
+	for ((r = 1; r <= ROUNDS; r++)); do
+		per_round+=" $(ratio "$(kv "${R[async,ppN,$r]:-}" rps)" "$(kv "${R[c,ppN,$r]:-}" rps)")"
+	done
+	echo "  socklab async at $MANY_CONNS connections >= 0.90x C round trips/s: $verdict" \
+		"(per round:$per_round)"
 fi
 for entry in "${IDLE_LINES[@]}"; do
 	[[ "${entry%%|*}" == async ]] || continue
 	line="${entry#*|}"
-	h="$(kv "$line" rss_held_kb)"
-	est="$(kv "$line" established)"
-	ok="$(awk -v h="$h" -v n="$est" -v want="$IDLE_CONNS" -v e="$(kv "$line" echo_failed)" \
-		-v d="$(kv "$line" closed_by_server)" 'BEGIN {
+	ok="$(awk -v h="$(kv "$line" rss_held_kb)" -v n="$(kv "$line" established)" -v want="$IDLE_CONNS" \
+		-v e="$(kv "$line" echo_failed)" -v d="$(kv "$line" closed_by_server)" 'BEGIN {
 		if (h == "na") { print "n/a"; exit }
 		good = (h / 1024 < 100 && n == want && e == 0 && d == 0)
 		printf "%.1f MiB (%.1f MB) with %s/%s held -> %s", h / 1024, h * 1.024 / 1000, n, want,
