@@ -32,6 +32,16 @@ pub const DEFAULT_BUFFER: usize = 65535;
 pub const MAX_BUFFER: usize = 16 * 1024 * 1024;
 /// Stream read buffer per active connection (allocated on the first byte, not at accept).
 const STREAM_BUFFER: usize = 16 * 1024;
+/// A connection whose reads keep filling the buffer (a bulk transfer) grows it up to this,
+/// so streaming takes fewer system calls while chatty clients stay small.
+const STREAM_BUFFER_MAX: usize = 256 * 1024;
+
+/// Doubles `buf` (up to [`STREAM_BUFFER_MAX`]) when a read filled it completely.
+fn grow_if_full(buf: &mut Vec<u8>, n: usize) {
+    if n == buf.len() && buf.len() < STREAM_BUFFER_MAX {
+        buf.resize(buf.len() * 2, 0);
+    }
+}
 /// How long an `EXEC` command may run.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stack size of a connection thread in the threads model (echo needs little).
@@ -152,6 +162,7 @@ where
         within(timeout, s.write_all(&buf[..n]))
             .await
             .map_err(|e| format!("writing: {e}"))?;
+        grow_if_full(&mut buf, n);
     }
 }
 
@@ -247,6 +258,7 @@ fn echo_bytes_blocking<S: Read + Write>(s: &mut S) -> Result<(), String> {
         }
         s.write_all(&buf[..n])
             .map_err(|e| format!("writing: {e}"))?;
+        grow_if_full(&mut buf, n);
     }
 }
 
@@ -449,5 +461,22 @@ async fn run_command(cmd: &str) -> (ExecStatus, Vec<u8>) {
             bytes.extend_from_slice(&out.stderr);
             (status, bytes)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_grows_only_when_reads_fill_it_and_stops_at_the_cap() {
+        let mut buf = vec![0u8; STREAM_BUFFER];
+        grow_if_full(&mut buf, 100);
+        assert_eq!(buf.len(), STREAM_BUFFER);
+        for _ in 0..10 {
+            let n = buf.len();
+            grow_if_full(&mut buf, n);
+        }
+        assert_eq!(buf.len(), STREAM_BUFFER_MAX);
     }
 }
