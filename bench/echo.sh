@@ -36,6 +36,8 @@
 #                               before a run (0: never wait; busy runs are flagged either way)
 #   CARGO_TARGET_DIR            where cargo builds (default: the repo's target/)
 #   SHARED_BENCH=/work/shared/bench   where the C sources are
+#   SOCKLAB_BACKLOG=4096        socklab's --backlog (echo_epoll listens with 4096; socklab's
+#                               default is 1024, and a 10,000-connection burst can overflow it)
 # Quick run: ROUNDS=1 DURATION=2 WARMUP=0.5 STREAM_BYTES=268435456 IDLE_CONNS=2000 bash bench/echo.sh
 #
 # Output and logs go to bench/out/ (ignored by git).
@@ -64,6 +66,7 @@ CLIENT_CPU="${CLIENT_CPU:-1}"
 BUSY_PCT="${BUSY_PCT:-25}"
 QUIET_BUDGET="${QUIET_BUDGET:-60}"
 SHARED_BENCH="${SHARED_BENCH:-/work/shared/bench}"
+SOCKLAB_BACKLOG="${SOCKLAB_BACKLOG:-4096}"
 NOFILE_WANT=65536
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -168,7 +171,8 @@ start_by_key() {
 	local port
 	case "$1" in
 	async | threads)
-		start_server "$2" "" "$SOCKLAB" echo serve -p 0 -b 127.0.0.1 --model "$1" -q --grace 1s
+		start_server "$2" "" "$SOCKLAB" echo serve -p 0 -b 127.0.0.1 --model "$1" -q --grace 1s \
+			--backlog "$SOCKLAB_BACKLOG"
 		;;
 	c)
 		port="$(free_port)"
@@ -395,25 +399,28 @@ problems() {
 
 # ---------------------------------------------------------------- tables
 print_pingpong_table() {
-	local tag="$1" title="$2" key ref_rps ref_p50 ref_p99 rps p50 p99
+	local tag="$1" title="$2" key ref_rps ref_p50 ref_p99 rps p50 p99 srv
 	ref_rps="$(med c "$tag" rps)"
 	ref_p50="$(med c "$tag" p50_us)"
 	ref_p99="$(med c "$tag" p99_us)"
 	echo
 	echo "$title"
-	printf '  %-16s %13s %6s %7s  %8s %6s  %8s %6s  %4s %4s %4s  %s\n' server "round trips/s" \
-		"xC" spread "p50 us" "xC" "p99 us" "xC" "srv%" "cli%" "oth%" notes
+	printf '  %-16s %13s %6s %7s  %8s %6s  %8s %6s  %4s %4s %4s %7s  %s\n' server "round trips/s" \
+		"xC" spread "p50 us" "xC" "p99 us" "xC" "srv%" "cli%" "oth%" "srv us" notes
 	for key in $SERVERS; do
 		[[ -n "$(values "$key" "$tag" rps)" ]] || continue
 		rps="$(med "$key" "$tag" rps)"
 		p50="$(med "$key" "$tag" p50_us)"
 		p99="$(med "$key" "$tag" p99_us)"
-		printf '  %-16s %13s %6s %7s  %8s %6s  %8s %6s  %4s %4s %4s  %s\n' "$(label_of "$key")" \
+		srv="$(med "$key" "$tag" srv_pct)"
+		printf '  %-16s %13s %6s %7s  %8s %6s  %8s %6s  %4s %4s %4s %7s  %s\n' "$(label_of "$key")" \
 			"$(num "$rps")" "$(ratio "$rps" "$ref_rps")" "$(spr "$key" "$tag" rps)" \
 			"$(num "$p50")" "$(ratio "$p50" "$ref_p50")" \
 			"$(num "$p99")" "$(ratio "$p99" "$ref_p99")" \
-			"$(pct "$(med "$key" "$tag" srv_pct)")" "$(pct "$(med "$key" "$tag" cli_pct)")" \
-			"$(pct "$(med "$key" "$tag" oth_pct)")" "$(problems "$key" "$tag")"
+			"$(pct "$srv")" "$(pct "$(med "$key" "$tag" cli_pct)")" \
+			"$(pct "$(med "$key" "$tag" oth_pct)")" \
+			"$(awk -v s="$srv" -v r="$rps" 'BEGIN { if (s == "na" || r == "na" || r + 0 == 0) print "-"
+				else printf "%.1f", s / 100 / r * 1e6 }')" "$(problems "$key" "$tag")"
 	done
 }
 
@@ -461,10 +468,12 @@ mib() { awk -v k="$1" 'BEGIN { if (k == "na" || k == "") print "-"; else printf 
 print_idle_table() {
 	local entry key line b h e per
 	echo
-	echo "Idle connections: $IDLE_CONNS held ${IDLE_HOLD}s, then an 8-byte echo on every 100th" \
-		"(server VmRSS in MiB = 2^20 B)"
-	printf '  %-16s %11s %6s %7s %8s  %9s %9s %9s  %s\n' server established failed "closed" \
-		"echo ok" "RSS idle" "RSS held" "RSS echo" "RSS per conn"
+	echo "Idle connections: $IDLE_CONNS opened in batches of 500, held ${IDLE_HOLD}s, then an 8-byte" \
+		"echo on every 100th (server VmRSS in MiB = 2^20 B)"
+	echo "  SYN drops = kernel ListenOverflows+ListenDrops while connecting (listen queue full;" \
+		"each costs a 1 s+ SYN retransmit)"
+	printf '  %-16s %11s %6s %6s %8s %9s %9s  %8s %8s %8s  %s\n' server established failed closed \
+		"echo ok" "connect s" "SYN drops" "RSS idle" "RSS held" "RSS echo" "RSS per conn"
 	for entry in "${IDLE_LINES[@]}"; do
 		key="${entry%%|*}"
 		line="${entry#*|}"
@@ -473,10 +482,10 @@ print_idle_table() {
 		e="$(kv "$line" rss_after_echo_kb)"
 		per="$(awk -v b="$b" -v h="$h" -v n="$(kv "$line" established)" 'BEGIN {
 			if (b == "na" || h == "na" || n + 0 == 0) print "-"; else printf "%.2f KiB", (h - b) / n }')"
-		printf '  %-16s %11s %6s %7s %8s  %9s %9s %9s  %s\n' "$(label_of "$key")" \
+		printf '  %-16s %11s %6s %6s %8s %9s %9s  %8s %8s %8s  %s\n' "$(label_of "$key")" \
 			"$(kv "$line" established)" "$(kv "$line" failed)" "$(kv "$line" closed_by_server)" \
-			"$(kv "$line" echo_ok)/$(kv "$line" echo_sample)" "$(mib "$b")" "$(mib "$h")" "$(mib "$e")" \
-			"$per"
+			"$(kv "$line" echo_ok)/$(kv "$line" echo_sample)" "$(kv "$line" connect_s)" \
+			"$(kv "$line" syn_drops)" "$(mib "$b")" "$(mib "$h")" "$(mib "$e")" "$per"
 	done
 }
 
@@ -551,12 +560,14 @@ echo "socklab echo benchmark  $(date '+%Y-%m-%d %H:%M:%S %Z')"
 echo "  socklab ${rev}${dirty:+ + uncommitted changes in src}, $(uname -sr), ${cpu_model:-unknown CPU}," \
 	"$NCPU core(s)"
 echo "  $PIN_NOTE"
+echo "  socklab runs with --backlog $SOCKLAB_BACKLOG (echo_epoll listens with 4096, Python with 1024)"
 echo "  $ROUNDS interleaved round(s); medians shown; spread = (max - min) / median of the main figure"
 echo "  ping-pong: ${MSG_SIZE}-byte messages, ${WARMUP}s warm-up + ${DURATION}s measured per run;" \
 	"open-file limit $NOFILE"
 echo "  xC = ratio to the C echo_epoll server in this run (round trips, MB/s: higher is better;" \
 	"latency: lower is better)"
 echo "  srv% / cli% = CPU used by the server / the load client during the run, in % of one core;"
+echo "  srv us = server CPU time per round trip in microseconds (srv% / round trips/s; lower is leaner)"
 echo "  oth% = the rest of the machine's busy CPU (other processes, loopback softirq work);" \
 	"'busy' marks rounds with oth% >= $BUSY_PCT"
 echo "  machine busy before the run: ${BUSY_BEFORE}% of one core; waited ${QUIET_WAITED}s in all" \

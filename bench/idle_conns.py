@@ -5,9 +5,11 @@ usage: idle_conns.py -p PORT [--pid SERVER_PID] [-n 10000] [--hold 3] [--sample 
                      [--batch 500] [--host 127.0.0.1]
 
 1. Reads the server's VmRSS (from /proc/PID/status) before connecting.
-2. Opens N connections in batches of --batch non-blocking connects (each batch completes
-   before the next starts, so the listen backlog is never flooded), then waits until the
-   server holds them all (its open descriptor count, when --pid is given).
+2. Opens N connections in batches of --batch non-blocking connects (each batch's handshakes
+   complete before the next batch starts, so at most --batch SYNs are in flight; a server
+   that accepts more slowly than that can still overflow its listen queue, which shows up
+   as SYN drops in the report), then waits until the server holds them all (its open
+   descriptor count, when --pid is given).
 3. Holds them idle for --hold seconds and reads VmRSS again ("held").
 4. Checks that no connection was closed by the server, then every --sample-th connection
    sends 8 bytes and must get the same 8 bytes back; reads VmRSS once more ("after echo").
@@ -51,6 +53,26 @@ def fd_count(pid):
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
+
+
+def listen_drops():
+    """The kernel's ListenOverflows + ListenDrops counters (system wide), or None.
+
+    They grow when a SYN is dropped because a listen queue is full: the client then waits
+    for the SYN retransmit (1 s, then 2 s, ...), so bursts of connects get slow."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:]))
+            try:
+                return int(table["ListenOverflows"]) + int(table["ListenDrops"])
+            except (KeyError, ValueError):
+                return None
+    return None
 
 
 def raise_nofile(want):
@@ -199,6 +221,7 @@ def main():
     rss0 = rss_kb(args.pid)
     fds0 = fd_count(args.pid)
 
+    drops0 = listen_drops()
     t0 = time.monotonic()
     socks, errors = [], {}
     while len(socks) + sum(errors.values()) < args.conns:
@@ -212,6 +235,8 @@ def main():
     if sum(errors.values()) and len(socks) + sum(errors.values()) < args.conns:
         errors["not_tried"] = args.conns - len(socks) - sum(errors.values())
     connect_s = time.monotonic() - t0
+    drops1 = listen_drops()
+    syn_drops = None if drops0 is None or drops1 is None else drops1 - drops0
 
     # The kernel completes handshakes on its own; wait (bounded) until the server has
     # actually accepted them, judged by its descriptor count.
@@ -240,6 +265,9 @@ def main():
     print(f"target {args.host}:{args.port}, {args.conns} connections in batches of {args.batch}")
     print(f"  established    {len(socks)} in {connect_s:.2f} s, failed {failed}"
           + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(errors.items()))})" if errors else ""))
+    if syn_drops is not None:
+        print(f"  listen queue   {syn_drops} SYNs dropped while connecting (kernel ListenOverflows"
+              " + ListenDrops, system wide); each costs that client a 1 s+ SYN retransmit")
     if accepted is not None:
         print(f"  server holds   {accepted} more descriptors than before")
     print(f"  after {args.hold:g} s idle: {len(dead)} closed by the server")
@@ -256,7 +284,7 @@ def main():
         f" closed_by_server={len(dead)} server_accepted={kv(accepted)}"
         f" echo_sample={len(sample)} echo_ok={echo_ok} echo_failed={echo_failed}"
         f" rss_before_kb={kv(rss0)} rss_held_kb={kv(rss_held)} rss_after_echo_kb={kv(rss_echo)}"
-        f" connect_s={connect_s:.2f}",
+        f" connect_s={connect_s:.2f} syn_drops={kv(syn_drops)}",
         flush=True,
     )
     for s in socks:

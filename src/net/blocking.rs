@@ -74,24 +74,69 @@ impl BlockingStream for std::os::unix::net::UnixStream {
 /// put off allocating its buffer until a client actually sends (10,000 idle clients then cost
 /// no buffers at all).
 pub trait Readable {
-    /// Waits for readability (data, end of stream or an error).
+    /// Waits until a byte, the end of the stream or an error is there to read.
     fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send;
+}
+
+/// Waits for real data with a 1-byte `MSG_PEEK`. `readable()` alone is not enough: tokio
+/// marks a freshly accepted socket readable before anything arrives (tokio #8435), which
+/// would have every idle client allocate its buffer at once.
+macro_rules! peek_wait {
+    ($sock:expr) => {{
+        let sock = $sock;
+        loop {
+            sock.readable().await?;
+            let peeked = sock.try_io(tokio::io::Interest::READABLE, || {
+                let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+                socket2::SockRef::from(sock).peek(&mut byte)
+            });
+            match peeked {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }};
 }
 
 impl Readable for tokio::net::TcpStream {
     async fn wait_readable(&self) -> io::Result<()> {
-        self.readable().await
+        peek_wait!(self)
     }
 }
 
 impl Readable for tokio::net::UnixStream {
     async fn wait_readable(&self) -> io::Result<()> {
-        self.readable().await
+        peek_wait!(self)
     }
 }
 
 impl<S: Readable + Sync> Readable for super::Metered<S> {
     async fn wait_readable(&self) -> io::Result<()> {
         self.get_ref().wait_readable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[tokio::test]
+    async fn fresh_idle_connection_is_not_readable_until_data_arrives() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let idle = tokio::time::timeout(Duration::from_millis(100), server.wait_readable()).await;
+        assert!(idle.is_err(), "an idle client must not look readable");
+        client.write_all(b"x").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server.wait_readable())
+            .await
+            .expect("readable after a byte")
+            .unwrap();
+        // Peeking consumed nothing.
+        let mut b = [0u8; 1];
+        assert_eq!(server.try_read(&mut b).unwrap(), 1);
     }
 }

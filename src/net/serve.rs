@@ -152,6 +152,29 @@ where
     H: Fn(L::Stream, Peer, CancellationToken) -> F + Send + Sync + 'static,
     F: Future<Output = ConnReport> + Send + 'static,
 {
+    // Run the loop on a runtime worker, not on whatever thread awaits us (often main's
+    // `block_on`): accepting there costs a thread switch per connection.
+    let task = tokio::spawn(accept_loop(listener, opts, shutdown, handler));
+    match task.await {
+        Ok(summary) => summary,
+        Err(e) => {
+            tracing::error!("the accept loop failed: {e}");
+            ServeSummary::default()
+        }
+    }
+}
+
+async fn accept_loop<L, H, F>(
+    listener: L,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+    handler: H,
+) -> ServeSummary
+where
+    L: Listener,
+    H: Fn(L::Stream, Peer, CancellationToken) -> F + Send + Sync + 'static,
+    F: Future<Output = ConnReport> + Send + 'static,
+{
     let handler = Arc::new(handler);
     let slots = Arc::new(Semaphore::new(opts.max_conns.max(1)));
     let tracker = TaskTracker::new();
