@@ -35,7 +35,7 @@
 #   QUIET_BUDGET=60             seconds in all the script may wait for other work to calm down
 #                               before a run (0: never wait; busy runs are flagged either way)
 #   CARGO_TARGET_DIR            where cargo builds (default: the repo's target/)
-#   SHARED_BENCH=/work/shared/bench   where the C sources are
+#   SHARED_BENCH=../shared/bench      where the C sources are (beside the repository)
 #   SOCKLAB_BACKLOG=4096        socklab's --backlog (echo_epoll listens with 4096; socklab's
 #                               default is 1024, and a 10,000-connection burst can overflow it)
 # Quick run: ROUNDS=1 DURATION=2 WARMUP=0.5 STREAM_BYTES=268435456 IDLE_CONNS=2000 bash bench/echo.sh
@@ -65,7 +65,7 @@ SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 BUSY_PCT="${BUSY_PCT:-25}"
 QUIET_BUDGET="${QUIET_BUDGET:-60}"
-SHARED_BENCH="${SHARED_BENCH:-/work/shared/bench}"
+SHARED_BENCH="${SHARED_BENCH:-$ROOT/../shared/bench}"
 SOCKLAB_BACKLOG="${SOCKLAB_BACKLOG:-4096}"
 NOFILE_WANT=65536
 
