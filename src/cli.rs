@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::net::{self, AllowList, BindOptions, ServeOptions};
-use crate::{echo, lab};
+use crate::{calc, echo, lab};
 
 /// socklab: reference clients and servers for the classic socket exercises.
 #[derive(Debug, Parser)]
@@ -59,6 +59,12 @@ pub enum Command {
         #[command(subcommand)]
         role: echo::cli::Role,
     },
+    /// Postfix calculator protocol on TCP 51216 (the course's exercise).
+    Calc {
+        /// Server or client.
+        #[command(subcommand)]
+        role: calc::cli::Role,
+    },
     /// Start every server on loopback and show how to try each one.
     Lab(lab::LabArgs),
 }
@@ -68,6 +74,7 @@ impl Command {
     pub async fn run(self, out: OutputArgs) -> anyhow::Result<ExitCode> {
         match self {
             Command::Echo { role } => role.run(out).await,
+            Command::Calc { role } => role.run(out).await,
             Command::Lab(args) => lab::run(args).await,
         }
     }

@@ -10,6 +10,7 @@
 //! - [`cli`], [`lab`], [`report`], [`exit`]: the binary's glue.
 #![warn(missing_docs)]
 
+pub mod calc;
 pub mod cli;
 pub mod echo;
 pub mod exit;

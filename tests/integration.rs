@@ -8,6 +8,8 @@
 
 mod support;
 
+/// The postfix calculator protocol.
+mod calc;
 /// Errors, exit codes, tracing, shutdown and the lab.
 mod cli;
 /// Echo over TCP, UDP and Unix sockets, framing, the threads model, control datagrams.

@@ -1,0 +1,3 @@
+//! The postfix calculator protocol (placeholder; being written).
+
+pub mod cli;
