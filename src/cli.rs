@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::net::{self, AllowList, BindOptions, ServeOptions};
-use crate::{calc, echo, lab};
+use crate::simple::proto::Service;
+use crate::{calc, echo, lab, simple};
 
 /// socklab: reference clients and servers for the classic socket exercises.
 #[derive(Debug, Parser)]
@@ -59,6 +60,39 @@ pub enum Command {
         #[command(subcommand)]
         role: echo::cli::Role,
     },
+    /// Discard (RFC 863): a server that throws away what it gets, and a client.
+    Discard {
+        /// Server or client.
+        #[command(subcommand)]
+        role: simple::cli::DiscardRole,
+    },
+    /// Character generator (RFC 864): an endless pattern of printable lines.
+    Chargen {
+        /// Server or client.
+        #[command(subcommand)]
+        role: simple::cli::Role,
+    },
+    /// Quote of the day (RFC 865).
+    Qotd {
+        /// Server or client.
+        #[command(subcommand)]
+        role: simple::cli::Role,
+    },
+    /// Daytime (RFC 867): the date and time as text; the client shows the clock offset.
+    Daytime {
+        /// Server or client.
+        #[command(subcommand)]
+        role: simple::cli::Role,
+    },
+    /// Time (RFC 868): seconds since 1900 in 4 bytes; the client shows the clock offset.
+    Time {
+        /// Server or client.
+        #[command(subcommand)]
+        role: simple::cli::Role,
+    },
+    /// All six simple services (echo, discard, daytime, qotd, chargen, time) on TCP and UDP,
+    /// like inetd's built-ins.
+    Inetd(simple::cli::InetdArgs),
     /// Postfix calculator protocol on TCP 51216 (the course's exercise).
     Calc {
         /// Server or client.
@@ -75,6 +109,12 @@ impl Command {
         match self {
             Command::Echo { role } => role.run(out).await,
             Command::Calc { role } => role.run(out).await,
+            Command::Discard { role } => role.run(out).await,
+            Command::Chargen { role } => role.run(Service::Chargen, out).await,
+            Command::Qotd { role } => role.run(Service::Qotd, out).await,
+            Command::Daytime { role } => role.run(Service::Daytime, out).await,
+            Command::Time { role } => role.run(Service::Time, out).await,
+            Command::Inetd(args) => simple::cli::inetd(args).await,
             Command::Lab(args) => lab::run(args).await,
         }
     }

@@ -20,3 +20,4 @@ pub mod fuzzing;
 pub mod lab;
 pub mod net;
 pub mod report;
+pub mod simple;

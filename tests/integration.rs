@@ -14,3 +14,5 @@ mod calc;
 mod cli;
 /// Echo over TCP, UDP and Unix sockets, framing, the threads model, control datagrams.
 mod echo;
+/// RFC 862-868 simple services, inetd, the reflection guard, xinetd and rdate interop.
+mod simple;

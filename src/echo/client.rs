@@ -24,8 +24,6 @@ use crate::report::Reporter;
 const MAX_AHEAD: usize = 4 * 1024 * 1024;
 /// Longest stdin line sent as one frame or datagram.
 const MAX_LINE: usize = 1024 * 1024;
-/// First wait for a UDP reply; doubles after each retry.
-const FIRST_RETRY_WAIT: Duration = Duration::from_millis(500);
 
 /// Everything `echo send` needs, already checked.
 #[derive(Debug, Clone)]
@@ -488,24 +486,10 @@ impl Dgram {
             inet => Dgram::Udp(net::connect::udp(inet).await?.0),
         })
     }
-
-    async fn send(&self, data: &[u8]) -> io::Result<usize> {
-        match self {
-            Dgram::Udp(s) => s.send(data).await,
-            Dgram::Unix(s) => s.send(data).await,
-        }
-    }
-
-    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Dgram::Udp(s) => s.recv(buf).await,
-            Dgram::Unix(s) => s.recv(buf).await,
-        }
-    }
 }
 
-/// One datagram per message. A lost datagram (or reply) is retransmitted after a wait that
-/// doubles each time, `--retries` times, all within `--timeout`.
+/// One datagram per message, through [`net::exchange`] (retransmission with doubling waits
+/// within `--timeout`).
 async fn datagram_rounds(
     cfg: &Config,
     out: Reporter,
@@ -519,11 +503,17 @@ async fn datagram_rounds(
         rtt_us: Vec::new(),
     };
     let mut messages = Messages::new(cfg);
-    let mut buf = vec![0u8; 65536];
     let mut seq = 0u64;
     // Messages of earlier rounds: after a retransmission the server may answer twice, and
     // the late copy must not be taken for the next round's echo.
     let mut recent: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let exchange = net::exchange::Exchange {
+        service: "echo",
+        addr: &addr,
+        timeout: cfg.timeout,
+        retries: cfg.retries,
+        tracer: tracer.as_ref(),
+    };
     while let Some(msg) = messages.next().await? {
         if msg.len() > 65507 {
             return Err(Error::Usage(format!(
@@ -537,59 +527,19 @@ async fn datagram_rounds(
         }
         summary.sent += 1;
         let started = clock::now();
-        let deadline = tokio::time::Instant::now() + cfg.timeout;
-        let mut wait = FIRST_RETRY_WAIT;
-        let mut attempt = 0;
-        let reply = loop {
-            attempt += 1;
-            if let Some(t) = &tracer {
-                t.event(net::trace::Direction::Send, &msg);
-            }
-            sock.send(&msg).await.map_err(|e| udp_error(e, &addr))?;
-            let until = (tokio::time::Instant::now() + wait).min(deadline);
-            let got = loop {
-                match tokio::time::timeout_at(until, sock.recv(&mut buf)).await {
-                    Ok(Ok(n))
-                        if buf[..n] != msg[..] && recent.iter().any(|m| m[..] == buf[..n]) =>
-                    {
-                        tracing::debug!("ignoring a late duplicate echo of an earlier message");
-                    }
-                    Ok(Ok(n)) => break Ok(n),
-                    Ok(Err(e)) => return Err(udp_error(e, &addr)),
-                    Err(elapsed) => break Err(elapsed),
-                }
-            };
-            match got {
-                Ok(n) => break n,
-                Err(_) if attempt <= cfg.retries && tokio::time::Instant::now() < deadline => {
-                    tracing::info!(
-                        "no reply from {addr} after {}; retrying",
-                        fmt_duration(wait)
-                    );
-                    wait *= 2;
-                }
-                Err(_) => {
-                    return Err(NetError::Timeout {
-                        what: format!(
-                            "waiting for the echo from {addr} ({attempt} datagram(s) sent)"
-                        ),
-                        after: started.elapsed(),
-                    }
-                    .into());
-                }
-            }
+        let fresh = |r: &[u8]| r == &msg[..] || !recent.iter().any(|m| m[..] == *r);
+        let reply = match &sock {
+            Dgram::Udp(s) => exchange.run(s, &msg, fresh).await?,
+            Dgram::Unix(s) => exchange.run(s, &msg, fresh).await?,
         };
-        let echo = &buf[..reply];
-        if let Some(t) = &tracer {
-            t.event(net::trace::Direction::Recv, echo);
-        }
+        let echo = &reply.data[..];
         if echo != msg.as_slice() {
             return Err(Error::Mismatch {
                 addr,
                 source: first_difference(&msg, echo),
             });
         }
-        if attempt > 1 {
+        if reply.attempts > 1 {
             if recent.len() == 8 {
                 recent.pop_front();
             }
@@ -602,16 +552,4 @@ async fn datagram_rounds(
         report_round(&out, cfg, seq, msg.len(), rtt)?;
     }
     Ok(summary)
-}
-
-fn udp_error(e: io::Error, addr: &str) -> Error {
-    if e.kind() == io::ErrorKind::ConnectionRefused {
-        NetError::PortUnreachable {
-            service: "echo",
-            addr: addr.to_string(),
-        }
-        .into()
-    } else {
-        NetError::from_io(e, addr, format!("talking to {addr}")).into()
-    }
 }

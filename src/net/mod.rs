@@ -20,6 +20,8 @@ pub mod clock;
 pub mod connect;
 pub mod dgram;
 pub mod error;
+pub mod exchange;
+pub mod guard;
 pub mod listen;
 pub mod serve;
 pub mod shutdown;
