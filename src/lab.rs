@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::echo::server as echo;
 use crate::frame::Framing;
 use crate::net::{self, BindOptions};
+use crate::simple::proto::Service;
+use crate::simple::server as simple;
 
 /// `socklab lab`.
 #[derive(Debug, Args)]
@@ -27,7 +29,7 @@ pub struct LabArgs {
 }
 
 /// One lab server: what it is and how to try it.
-struct Service {
+struct Entry {
     name: &'static str,
     transport: &'static str,
     port: u16,
@@ -37,40 +39,72 @@ struct Service {
 enum Kind {
     EchoTcp(Option<Framing>),
     EchoUdp,
+    /// A simple service on TCP and UDP, on its RFC port + [`SIMPLE_BASE`].
+    Simple(Service),
 }
 
-fn services() -> Vec<Service> {
-    vec![
-        Service {
+/// The lab runs the simple services on RFC port + 10000 (daytime on 10013), so no root is
+/// needed.
+pub const SIMPLE_BASE: u16 = 10000;
+
+fn services() -> Vec<Entry> {
+    let mut list = vec![
+        Entry {
             name: "echo",
             transport: "tcp",
             port: 3500,
             kind: Kind::EchoTcp(None),
         },
-        Service {
+        Entry {
             name: "echo",
             transport: "udp",
             port: 3500,
             kind: Kind::EchoUdp,
         },
-        Service {
+        Entry {
             name: "echo-lines",
             transport: "tcp, delim:\\n frames",
             port: 3501,
             kind: Kind::EchoTcp(Some(Framing::Delimited(b"\n".to_vec()))),
         },
-        Service {
+        Entry {
             name: "echo-header",
             transport: "tcp, header frames",
             port: 3502,
             kind: Kind::EchoTcp(Some(Framing::Header)),
         },
-    ]
+    ];
+    for service in [
+        Service::Discard,
+        Service::Daytime,
+        Service::Qotd,
+        Service::Chargen,
+        Service::Time,
+    ] {
+        list.push(Entry {
+            name: service.name(),
+            transport: "tcp+udp",
+            port: service.rfc_port() + SIMPLE_BASE,
+            kind: Kind::Simple(service),
+        });
+    }
+    list
 }
 
-fn try_lines(s: &Service, addr: SocketAddr) -> (String, String) {
+fn try_lines(s: &Entry, addr: SocketAddr) -> (String, String) {
     let (host, port) = (addr.ip(), addr.port());
     match (&s.kind, s.name) {
+        (Kind::Simple(service), _) => (
+            match service {
+                Service::Discard => format!("socklab discard send {addr} hello"),
+                _ => format!("socklab {service} get {addr}"),
+            },
+            match service {
+                Service::Time => format!("rdate -p -o {port} {host}"),
+                Service::Discard => format!("nc -N {host} {port} < /etc/hostname"),
+                _ => format!("nc {host} {port}; nc -u {host} {port}"),
+            },
+        ),
         (Kind::EchoUdp, _) => (
             format!("socklab echo send -u {addr} hello"),
             format!("nc -u {host} {port}"),
@@ -128,7 +162,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn start(
-    s: &Service,
+    s: &Entry,
     addr: SocketAddr,
     tasks: &mut JoinSet<Result<(), net::NetError>>,
     shutdown: CancellationToken,
@@ -161,6 +195,21 @@ fn start(
                     .await
                     .map(|_| ())
             });
+            Ok(bound)
+        }
+        Kind::Simple(service) => {
+            let service = *service;
+            let listener = net::listen::tcp_listener(addr, BindOptions::default())?;
+            let bound = local(listener.local_addr())?;
+            // UDP on the same port as TCP, as inetd does (with --ephemeral, TCP's free port).
+            let sock = net::listen::udp_socket(bound, BindOptions::default())?;
+            let cfg = simple::Config::default();
+            let (c2, s2) = (cfg.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                simple::run_tcp(service, listener, cfg, shutdown).await;
+                Ok(())
+            });
+            tasks.spawn(async move { simple::run_udp(service, sock, c2, s2).await });
             Ok(bound)
         }
     }

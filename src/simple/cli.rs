@@ -208,6 +208,7 @@ async fn serve(service: Service, args: ServeArgs) -> anyhow::Result<ExitCode> {
         quotes: load_quotes(args.quotes.as_ref())?,
         guard: args.guard.config(&[port])?,
         tz: jiff::tz::TimeZone::system(),
+        daytime: Arc::default(),
     };
     let addr = args.net.bind_addr(service.rfc_port()).await?;
     let shutdown = net::shutdown::on_signals();
@@ -438,6 +439,7 @@ pub async fn inetd(args: InetdArgs) -> anyhow::Result<ExitCode> {
         quotes,
         guard: args.guard.config(&service_ports)?,
         tz: jiff::tz::TimeZone::system(),
+        daytime: Arc::default(),
     };
     let shutdown = net::shutdown::on_signals();
     let mut tasks = JoinSet::new();

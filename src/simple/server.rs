@@ -31,6 +31,35 @@ pub struct Config {
     pub guard: GuardConfig,
     /// The zone daytime replies are written in.
     pub tz: jiff::tz::TimeZone,
+    /// The current second's daytime reply, shared by all connections.
+    pub daytime: Arc<DaytimeCache>,
+}
+
+/// The daytime line changes once a second, and formatting it (time zone rules, names) costs
+/// more than the rest of a request; so it is built once per second and shared.
+#[derive(Debug, Default)]
+pub struct DaytimeCache {
+    current: std::sync::Mutex<Option<(i64, Arc<[u8]>)>>,
+}
+
+impl DaytimeCache {
+    /// The reply for `now` in `tz`.
+    pub fn reply(&self, now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Vec<u8> {
+        let second = now.as_second();
+        // A poisoned lock only means another thread panicked mid-update; the value is still
+        // a whole reply or None.
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cur {
+            Some((s, line)) if *s == second => line.to_vec(),
+            _ => {
+                let line: Arc<[u8]> = proto::daytime_reply(&now.to_zoned(tz.clone()))
+                    .into_bytes()
+                    .into();
+                *cur = Some((second, line.clone()));
+                line.to_vec()
+            }
+        }
+    }
 }
 
 impl Default for Config {
@@ -42,6 +71,7 @@ impl Default for Config {
             quotes: Arc::new(Quotes::builtin()),
             guard: GuardConfig::default(),
             tz: jiff::tz::TimeZone::system(),
+            daytime: Arc::default(),
         }
     }
 }
@@ -102,10 +132,9 @@ fn one_shot_reply(service: Service, cfg: &Config) -> Vec<u8> {
             cfg.quotes.pick(i).as_bytes().to_vec()
         }
         Service::Daytime => {
-            let now = jiff::Timestamp::try_from(clock::wall())
-                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-                .to_zoned(cfg.tz.clone());
-            proto::daytime_reply(&now).into_bytes()
+            let now =
+                jiff::Timestamp::try_from(clock::wall()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            cfg.daytime.reply(now, &cfg.tz)
         }
         Service::Time => {
             let secs = clock::wall()
@@ -269,5 +298,25 @@ pub async fn run_udp(
         if let Err(e) = sock.send_to(&reply, from).await {
             tracing::warn!("{service}/udp: cannot reply to {from}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daytime_cache_follows_the_second() {
+        let cache = DaytimeCache::default();
+        let tz = jiff::tz::TimeZone::UTC;
+        let t: jiff::Timestamp = "2026-11-21T21:04:07.100Z".parse().unwrap();
+        let a = cache.reply(t, &tz);
+        let b = cache.reply("2026-11-21T21:04:07.900Z".parse().unwrap(), &tz);
+        let c = cache.reply("2026-11-21T21:04:08Z".parse().unwrap(), &tz);
+        assert_eq!(a, b);
+        assert_eq!(
+            String::from_utf8(c).unwrap(),
+            "Saturday, November 21, 2026 21:04:08-UTC (+00:00)\r\n"
+        );
     }
 }
