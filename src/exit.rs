@@ -14,8 +14,8 @@
 use std::error::Error as StdError;
 use std::io;
 
-use crate::echo;
 use crate::net::NetError;
+use crate::{calc, echo};
 
 /// Success.
 pub const OK: u8 = 0;
@@ -49,6 +49,17 @@ pub fn code_for(err: &(dyn StdError + 'static)) -> u8 {
                 echo::client::Error::Mismatch { .. } => CHECK_FAILED,
                 echo::client::Error::Frame { .. } => PROTOCOL,
                 echo::client::Error::Usage(_) => USAGE,
+                _ => LOCAL_IO,
+            };
+        }
+        if let Some(e) = e.downcast_ref::<calc::client::Error>() {
+            return match e {
+                calc::client::Error::Net(n) => code_for(n),
+                calc::client::Error::Fallo { .. } => CHECK_FAILED,
+                calc::client::Error::BadReply { .. } | calc::client::Error::ReplyTooLong { .. } => {
+                    PROTOCOL
+                }
+                calc::client::Error::NoResult => USAGE,
                 _ => LOCAL_IO,
             };
         }

@@ -190,6 +190,63 @@ pub fn echo_control(data: &[u8]) {
     }
 }
 
+/// The calculator's line handling: `data` is cut into lines at `\n` and fed to one
+/// [`Session`](crate::calc::proto::Session), as a server would. For every line: the session
+/// holds at most two operands; an accepted operand is appended and a refused one changes
+/// nothing; any operator (known or not) clears the operands; the reply encodes to exactly one
+/// ASCII line; and a result reads back as the same number, written without exponent.
+pub fn calc_line(data: &[u8]) {
+    use crate::calc::number;
+    use crate::calc::proto::{MAX_OPERANDS, ParseError, Reply, Request, Session};
+
+    let mut session = Session::new();
+    let mut wire = BytesMut::new();
+    for line in data.split(|&b| b == b'\n') {
+        let before = session.operands().to_vec();
+        let request = Request::parse(line);
+        let reply = session.handle_line(line);
+        let after = session.operands();
+        assert!(after.len() <= MAX_OPERANDS, "more than two operands held");
+        match (&request, &reply) {
+            (Ok(Request::Operand(x)), Reply::Accepted) => {
+                assert_eq!(&after[..before.len()], &before[..]);
+                assert_eq!(after.get(before.len()), Some(x), "the operand was not held");
+            }
+            (Ok(Request::Op(_)) | Err(ParseError::UnknownOperator), _) => {
+                assert!(after.is_empty(), "an operator left operands behind");
+                assert!(matches!(reply, Reply::Value(_) | Reply::Fallo(_)));
+            }
+            (Ok(Request::Quit), _) => assert_eq!(reply, Reply::Bye),
+            _ => {
+                assert_eq!(after, &before[..], "a refused line changed the operands");
+                assert!(
+                    matches!(reply, Reply::Fallo(_)),
+                    "{request:?} got {reply:?}"
+                );
+            }
+        }
+        wire.clear();
+        reply.encode(&mut wire);
+        assert!(wire.is_ascii() && wire.ends_with(b"\n"));
+        assert_eq!(wire.iter().filter(|&&b| b == b'\n').count(), 1);
+        if let Reply::Value(v) = &reply {
+            let text = &wire[3..wire.len() - 1];
+            assert!(
+                !text.contains(&b'e') && !text.contains(&b'E'),
+                "exponent in a result"
+            );
+            assert_eq!(
+                number::parse(text).as_ref(),
+                Ok(v),
+                "the result does not read back"
+            );
+        }
+        if reply.closes() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
