@@ -3,11 +3,11 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success (also when stdout is closed early, as in `… \| head`) |
-//! | 1    | check failed: the peer answered, but wrongly (an echo that differs) |
+//! | 1    | check failed: the peer answered, but wrongly (an echo that differs), or a calculator's `FALLO` answer to `calc connect --eval` |
 //! | 2    | bad usage: unknown flag, invalid address or value |
 //! | 3    | network error: refused, unreachable, name not found, address in use, permission |
 //! | 4    | timeout: the peer did not answer in time |
-//! | 5    | protocol error: the peer sent something malformed (a bad frame) |
+//! | 5    | protocol error: the peer sent something malformed (a bad frame, a bad daytime/time/chargen reply, a calculator reply that is not OK/FALLO) |
 //! | 6    | local I/O error (stdin, stdout, files) |
 //! | 130  | interrupted by a second Ctrl-C |
 
@@ -15,7 +15,7 @@ use std::error::Error as StdError;
 use std::io;
 
 use crate::net::NetError;
-use crate::{calc, echo};
+use crate::{calc, echo, simple};
 
 /// Success.
 pub const OK: u8 = 0;
@@ -41,6 +41,12 @@ pub fn code_for(err: &(dyn StdError + 'static)) -> u8 {
                 NetError::Timeout { .. } => TIMEOUT,
                 NetError::BadAddress { .. } => USAGE,
                 _ => NETWORK,
+            };
+        }
+        if let Some(e) = e.downcast_ref::<simple::client::Error>() {
+            return match e {
+                simple::client::Error::Net(n) => code_for(n),
+                _ => PROTOCOL,
             };
         }
         if let Some(e) = e.downcast_ref::<echo::client::Error>() {

@@ -247,6 +247,24 @@ pub fn calc_line(data: &[u8]) {
     }
 }
 
+/// The simple services' client-side readers: a daytime line in any format, a chargen stretch,
+/// a time value and a quotes file. None may panic; a daytime line that parses must name an
+/// instant jiff can represent, and the chargen check must agree with itself on a prefix.
+pub fn simple_reply(data: &[u8]) {
+    use crate::simple::proto;
+    let text = String::from_utf8_lossy(data);
+    let _ = proto::parse_daytime(&text, &jiff::tz::TimeZone::UTC);
+    if proto::check_chargen(data).is_ok() && !data.is_empty() {
+        // Any prefix of a valid stretch is valid too.
+        assert!(proto::check_chargen(&data[..data.len() / 2]).is_ok());
+    }
+    if let Some(four) = data.get(..4) {
+        let secs = proto::decode_time(four.try_into().expect("4 bytes"), 1_800_000_000);
+        assert_eq!(proto::time_reply(secs), <[u8; 4]>::try_from(four).expect("4 bytes"));
+    }
+    let _ = proto::Quotes::parse(&text);
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -300,6 +318,7 @@ mod tests {
             frame_delimited(&data);
             frame_header(&data);
             echo_control(&data);
+            simple_reply(&data);
         }
 
         #[test]

@@ -1,6 +1,6 @@
 //! `socklab lab`: every server at once, on loopback, with a line to try each one.
 //!
-//! Later protocols add their rows to [`services`]. All servers share one shutdown token, so
+//! Later protocols add their rows to `services()`. All servers share one shutdown token, so
 //! one Ctrl-C stops them all (each with its grace period).
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -39,6 +39,8 @@ struct Entry {
 enum Kind {
     EchoTcp(Option<Framing>),
     EchoUdp,
+    /// The postfix calculator.
+    Calc,
     /// A simple service on TCP and UDP, on its RFC port + [`SIMPLE_BASE`].
     Simple(Service),
 }
@@ -74,6 +76,12 @@ fn services() -> Vec<Entry> {
             kind: Kind::EchoTcp(Some(Framing::Header)),
         },
     ];
+    list.push(Entry {
+        name: "calc",
+        transport: "tcp",
+        port: crate::calc::server::DEFAULT_PORT,
+        kind: Kind::Calc,
+    });
     for service in [
         Service::Discard,
         Service::Daytime,
@@ -94,6 +102,10 @@ fn services() -> Vec<Entry> {
 fn try_lines(s: &Entry, addr: SocketAddr) -> (String, String) {
     let (host, port) = (addr.ip(), addr.port());
     match (&s.kind, s.name) {
+        (Kind::Calc, _) => (
+            format!("socklab calc connect {addr} --eval '3 4 +'"),
+            format!("nc {host} {port}  (then 3, 4, + on separate lines)"),
+        ),
         (Kind::Simple(service), _) => (
             match service {
                 Service::Discard => format!("socklab discard send {addr} hello"),
@@ -194,6 +206,16 @@ fn start(
                 echo::run_datagram(sock, echo::Config::default(), shutdown)
                     .await
                     .map(|_| ())
+            });
+            Ok(bound)
+        }
+        Kind::Calc => {
+            let listener = net::listen::tcp_listener(addr, BindOptions::default())?;
+            let bound = local(listener.local_addr())?;
+            let cfg = crate::calc::server::Config::default();
+            tasks.spawn(async move {
+                crate::calc::server::run(listener, cfg, shutdown).await;
+                Ok(())
             });
             Ok(bound)
         }

@@ -161,14 +161,14 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut rows = Vec::new();
     while let Some(Ok(line)) = lines.next() {
-        if line.starts_with("echo") {
+        if line.contains("127.0.0.1:") {
             rows.push(line);
         }
-        if rows.len() == 4 {
+        if rows.len() == 10 {
             break;
         }
     }
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows.len(), 10, "{rows:?}");
     let addr_of = |row: &str| {
         row.split_whitespace()
             .find(|w| w.starts_with("127.0.0.1:"))
@@ -188,6 +188,33 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         b"",
     );
     assert_eq!(ok(&out), b"lab\n");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r.starts_with(&format!("{name} ")))
+            .unwrap()
+    };
+    let out = socklab(
+        &[
+            "calc",
+            "connect",
+            &addr_of(row("calc")),
+            "--eval",
+            "0.1 0.2 +",
+        ],
+        b"",
+    );
+    assert_eq!(ok(&out), b"0.3\n");
+    for service in ["daytime", "qotd", "chargen", "time"] {
+        ok(&socklab(&[service, "get", &addr_of(row(service))], b""));
+        ok(&socklab(
+            &[service, "get", "-u", &addr_of(row(service))],
+            b"",
+        ));
+    }
+    ok(&socklab(
+        &["discard", "send", &addr_of(row("discard")), "x"],
+        b"",
+    ));
     let st = stop_child(&mut child, "INT").expect("lab did not stop on Ctrl-C");
     assert!(st.success(), "{st}");
 }

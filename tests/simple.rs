@@ -423,3 +423,30 @@ done
         "{text}"
     );
 }
+
+#[test]
+fn wrong_service_and_no_server_have_their_exit_codes() {
+    // A daytime server answering a time client: 4 bytes expected, a line arrives.
+    let srv = serve("daytime", false);
+    let out = socklab(&["time", "get", &srv.addr], b"");
+    assert_eq!(out.status.code(), Some(5), "{}", err_text(&out));
+    assert!(
+        err_text(&out).contains("sent a bad time reply: more than 4 bytes"),
+        "{}",
+        err_text(&out)
+    );
+    // Nobody on a UDP port: the ICMP port unreachable ends it at once.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = socklab(&["daytime", "get", "-u", &addr], b"");
+    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
+    assert!(
+        err_text(&out).contains(&format!("no daytime server at {addr} (port unreachable)")),
+        "{}",
+        err_text(&out)
+    );
+}
