@@ -455,12 +455,16 @@ fn parse_offset(s: &str) -> Option<Offset> {
     let (h, m) = digits
         .split_once(':')
         .unwrap_or((digits.get(..2)?, digits.get(2..)?));
-    let h: i32 = h.parse().ok()?;
-    let m: i32 = m.parse().ok()?;
+    // Unsigned, two digits each: "+07:-88" or "+0700000" is no offset.
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u8 = h.parse().ok()?;
+    let m: u8 = m.parse().ok()?;
     if h > 23 || m > 59 {
         return None;
     }
-    Offset::from_seconds(sign * (h * 3600 + m * 60)).ok()
+    Offset::from_seconds(sign * (i32::from(h) * 3600 + i32::from(m) * 60)).ok()
 }
 
 /// Zone names whose offset is unambiguous enough to use.
@@ -659,6 +663,9 @@ mod tests {
             None
         );
         assert_eq!(parse_daytime("hello world", &utc()), None);
+        // Found by the simple_reply fuzz target: a signed minute field overflowed.
+        assert_eq!(parse_daytime("Sy\u{ec}@\0-(+07:-888888806)\n", &utc()), None);
+        assert_eq!(parse_daytime("Nov 21 2026 21:04:07 (+0700000)", &utc()), None);
         assert_eq!(parse_daytime("", &utc()), None);
     }
 
