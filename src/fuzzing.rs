@@ -260,7 +260,10 @@ pub fn simple_reply(data: &[u8]) {
     }
     if let Some(four) = data.get(..4) {
         let secs = proto::decode_time(four.try_into().expect("4 bytes"), 1_800_000_000);
-        assert_eq!(proto::time_reply(secs), <[u8; 4]>::try_from(four).expect("4 bytes"));
+        assert_eq!(
+            proto::time_reply(secs),
+            <[u8; 4]>::try_from(four).expect("4 bytes")
+        );
     }
     let _ = proto::Quotes::parse(&text);
 }

@@ -664,8 +664,14 @@ mod tests {
         );
         assert_eq!(parse_daytime("hello world", &utc()), None);
         // Found by the simple_reply fuzz target: a signed minute field overflowed.
-        assert_eq!(parse_daytime("Sy\u{ec}@\0-(+07:-888888806)\n", &utc()), None);
-        assert_eq!(parse_daytime("Nov 21 2026 21:04:07 (+0700000)", &utc()), None);
+        assert_eq!(
+            parse_daytime("Sy\u{ec}@\0-(+07:-888888806)\n", &utc()),
+            None
+        );
+        assert_eq!(
+            parse_daytime("Nov 21 2026 21:04:07 (+0700000)", &utc()),
+            None
+        );
         assert_eq!(parse_daytime("", &utc()), None);
     }
 
