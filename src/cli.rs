@@ -14,7 +14,7 @@ use ipnet::IpNet;
 
 use crate::net::{self, AllowList, BindOptions, ServeOptions};
 use crate::simple::proto::Service;
-use crate::{calc, echo, lab, simple};
+use crate::{calc, echo, http, lab, simple};
 
 /// socklab: reference clients and servers for the classic socket exercises.
 #[derive(Debug, Parser)]
@@ -99,6 +99,12 @@ pub enum Command {
         #[command(subcommand)]
         role: calc::cli::Role,
     },
+    /// Static HTTP/1.1 file server (and, later, client).
+    Http {
+        /// Server (client to come).
+        #[command(subcommand)]
+        role: http::cli::Role,
+    },
     /// Start every server on loopback and show how to try each one.
     Lab(lab::LabArgs),
 }
@@ -115,6 +121,7 @@ impl Command {
             Command::Daytime { role } => role.run(Service::Daytime, out).await,
             Command::Time { role } => role.run(Service::Time, out).await,
             Command::Inetd(args) => simple::cli::inetd(args).await,
+            Command::Http { role } => role.run(out).await,
             Command::Lab(args) => lab::run(args).await,
         }
     }

@@ -268,6 +268,76 @@ pub fn simple_reply(data: &[u8]) {
     let _ = proto::Quotes::parse(&text);
 }
 
+/// Fuzzes the HTTP/1 request-head parser and body framer: `data[0]` picks the read size; the
+/// rest is a stream of pipelined requests. Parsing it whole and in reads gives the same
+/// requests and the same first error; every request obeys the header limit; skipping each
+/// request's body never panics.
+pub fn http_request(data: &[u8]) {
+    use crate::http::message::MAX_HEADERS;
+
+    let [read_size, stream @ ..] = data else {
+        return;
+    };
+    let whole = http_heads(stream, stream.len().max(1));
+    let split = http_heads(stream, usize::from(*read_size).max(1));
+    assert_eq!(whole, split, "the reads changed the requests");
+    for request in whole.iter().flatten() {
+        assert!(
+            request.headers.len() <= MAX_HEADERS,
+            "too many headers kept"
+        );
+    }
+}
+
+/// Parses heads (and skips bodies, up to 64 KiB each) from `stream` fed in reads of `read`.
+fn http_heads(stream: &[u8], read: usize) -> Vec<Result<crate::http::message::Request, String>> {
+    use crate::http::message::{BodyFramer, Status, parse};
+
+    let mut out = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut body: Option<BodyFramer> = None;
+    for chunk in stream.chunks(read) {
+        buf.extend_from_slice(chunk);
+        loop {
+            if let Some(framer) = &mut body {
+                match framer.consume(&buf) {
+                    Ok(n) => {
+                        buf.drain(..n);
+                    }
+                    Err(e) => {
+                        out.push(Err(e.to_string()));
+                        return out;
+                    }
+                }
+                if !framer.is_done() {
+                    break;
+                }
+                body = None;
+            }
+            match parse(&buf) {
+                Ok(Status::Complete((request, n))) => {
+                    buf.drain(..n);
+                    match BodyFramer::new(request.body, 64 * 1024) {
+                        Ok(framer) => body = Some(framer),
+                        Err(e) => {
+                            out.push(Ok(request));
+                            out.push(Err(e.to_string()));
+                            return out;
+                        }
+                    }
+                    out.push(Ok(request));
+                }
+                Ok(Status::Partial) => break,
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -312,6 +382,24 @@ mod tests {
         assert_eq!(outcomes, [Err("bad magic")]);
     }
 
+    #[test]
+    fn http_request_seeds_parse_the_same_in_any_reads() {
+        for seed in [
+            &include_bytes!("../fuzz/seeds/http_request/pipelined")[..],
+            include_bytes!("../fuzz/seeds/http_request/bodies"),
+            include_bytes!("../fuzz/seeds/http_request/smuggling"),
+        ] {
+            for read in 0..=u8::MAX {
+                let mut data = seed.to_vec();
+                data[0] = read;
+                http_request(&data);
+            }
+        }
+        let heads = http_heads(&include_bytes!("../fuzz/seeds/http_request/bodies")[1..], 3);
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        assert!(heads.iter().all(Result::is_ok));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -322,6 +410,7 @@ mod tests {
             frame_header(&data);
             echo_control(&data);
             simple_reply(&data);
+            http_request(&data);
         }
 
         #[test]

@@ -17,6 +17,7 @@ pub mod exit;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
 pub mod lab;
 pub mod net;
 pub mod report;

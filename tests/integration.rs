@@ -14,5 +14,9 @@ mod calc;
 mod cli;
 /// Echo over TCP, UDP and Unix sockets, framing, the threads model, control datagrams.
 mod echo;
+/// Headless Chromium and Firefox ESR against the HTTP server (screenshots in target/browser/).
+mod http_browser;
+/// The static HTTP/1.1 file server against curl, wget, Python's http.client and raw sockets.
+mod http_server;
 /// RFC 862-868 simple services, inetd, the reflection guard, xinetd and rdate interop.
 mod simple;

@@ -1,0 +1,642 @@
+//! The static file server: a thin per-connection loop around [`super::message`], on
+//! the shared accept loop ([`net::serve`](crate::net::serve)).
+//!
+//! - [`files`]: target → path, and every path-safety decision (403 vs 404).
+//! - [`range`]: ETag, 304, 206 and 416, as pure functions.
+//! - [`listing`], [`error_page`]: the HTML we generate.
+//! - [`log`]: the access log and its writer task.
+//!
+//! One connection:
+//!
+//! ```text
+//!   wait for a first byte (--header-timeout; no buffer until then)
+//!        │
+//!        ▼
+//!   ┌─▶ parse every complete head already buffered ── 400/414/431 ──▶ error page, close
+//!   │    │ partial: read more (the whole head within --header-timeout of its first byte;
+//!   │    │          an empty buffer waits --keepalive-timeout, then closes quietly)
+//!   │    ▼
+//!   │   skip the request body (Content-Length or chunked, ≤ 1 MiB, else 413 and close)
+//!   │    ▼
+//!   │   answer: head + body (files streamed in 64 KiB reads), log one line
+//!   │    │
+//!   └────┴── keep-alive and fewer than --max-requests? else close
+//! ```
+//!
+//! Pipelined requests are answered in order simply because one connection handles one
+//! request at a time: the next head waits in the buffer until the previous response is sent.
+
+pub mod error_page;
+pub mod files;
+pub mod listing;
+pub mod log;
+pub mod range;
+
+use std::io::{self, SeekFrom};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{
+    ACCEPT_RANGES, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    LAST_MODIFIED, LOCATION, REFERER, USER_AGENT,
+};
+use http::{HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::message::{self, BodyError, BodyFramer, Request, ResponseHead, Status, Version};
+use crate::net::blocking::Readable;
+use crate::net::serve::{self, Listener, ServeSummary};
+use crate::net::{ConnReport, Metered, Peer, ServeOptions, Tracer, clock, fmt_duration, within};
+
+/// Default TCP port.
+pub const DEFAULT_PORT: u16 = 8080;
+/// Default time allowed for a whole request head, from its first byte.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time an idle keep-alive connection is kept open.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default most requests on one connection.
+pub const DEFAULT_MAX_REQUESTS: usize = 1000;
+/// Largest request body we read (and throw away); a longer one gets 413 and a close.
+pub const MAX_BODY: u64 = 1 << 20;
+/// Bytes read from a file per write to the socket: memory stays flat whatever the file size.
+const FILE_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the kernel per socket read.
+const READ_CHUNK: usize = 4096;
+/// Longest wait for one write to the client (a client that stops reading is dropped).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// After an error that closes the connection, how long we read and discard the client's
+/// remaining bytes, so our FIN is not turned into a reset that destroys the error page.
+const LINGER: Duration = Duration::from_secs(1);
+/// Longest the writer task gets to write the last log lines at shutdown.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
+
+/// Everything the file server needs, already checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Accept-loop policy (allow-list, connection limit, grace).
+    pub serve: ServeOptions,
+    /// The served directory, canonicalized.
+    pub root: PathBuf,
+    /// `--hidden`: serve and list dotfiles.
+    pub hidden: bool,
+    /// Directory listings on (off with `--no-listing`: 403).
+    pub listing: bool,
+    /// `--not-found FILE`: the 404 body, sent as `text/html`.
+    pub not_found: Option<Bytes>,
+    /// Where the access log goes.
+    pub log: log::Destination,
+    /// `--json-log`.
+    pub json_log: bool,
+    /// The whole request head must arrive within this long of its first byte.
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    pub keepalive_timeout: Duration,
+    /// Most requests answered on one connection.
+    pub max_requests: usize,
+    /// `--trace`: hex-dump every read and write on stderr.
+    pub trace: bool,
+}
+
+impl Config {
+    /// A configuration serving `root` (which must already be canonical) with the defaults.
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            serve: ServeOptions::default(),
+            root,
+            hidden: false,
+            listing: true,
+            not_found: None,
+            log: log::Destination::Off,
+            json_log: false,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_requests: DEFAULT_MAX_REQUESTS,
+            trace: false,
+        }
+    }
+}
+
+/// Runs the file server on an already bound TCP listener until `shutdown`.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    cfg: Config,
+    shutdown: CancellationToken,
+) -> ServeSummary {
+    run_stream(listener, cfg, shutdown).await
+}
+
+/// Runs the file server on any stream listener (TCP or Unix) until `shutdown`.
+pub async fn run_stream<L: Listener>(
+    listener: L,
+    cfg: Config,
+    shutdown: CancellationToken,
+) -> ServeSummary {
+    let (logger, writer) = match log::start(cfg.log.clone(), cfg.json_log) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("cannot open the access log: {e}; logging no requests");
+            (log::Logger::off(), None)
+        }
+    };
+    let opts = cfg.serve.clone();
+    let shared = Arc::new(Shared {
+        cfg,
+        logger,
+        shutdown: shutdown.clone(),
+    });
+    let summary = serve::serve(listener, opts, shutdown, move |stream, peer, _hard_stop| {
+        let shared = shared.clone();
+        async move { converse(stream, peer, &shared).await }
+    })
+    .await;
+    // The accept loop has dropped its handler and with it the last logger (unless a
+    // connection outlived the grace period): the writer drains its queue and ends.
+    if let Some(writer) = writer {
+        let _ = tokio::time::timeout(LOG_FLUSH, writer).await;
+    }
+    summary
+}
+
+struct Shared {
+    cfg: Config,
+    logger: log::Logger,
+    /// Cancelled at shutdown: idle keep-alive connections close at once instead of holding
+    /// the grace period, and a response in flight is sent with `Connection: close`.
+    shutdown: CancellationToken,
+}
+
+/// A response ready to send.
+struct Reply {
+    head: ResponseHead,
+    body: Body,
+}
+
+enum Body {
+    Bytes(Bytes),
+    /// `len` bytes of an open file, from its current position.
+    File {
+        file: tokio::fs::File,
+        len: u64,
+    },
+}
+
+/// One connection, from the first byte to the close.
+async fn converse<S>(stream: S, peer: Peer, sh: &Shared) -> ConnReport
+where
+    S: AsyncRead + AsyncWrite + Readable + Unpin + Send + Sync,
+{
+    let tracer = sh.cfg.trace.then(|| Tracer::new(peer.to_string()));
+    let mut s = Metered::new(stream, tracer);
+    let ip = match &peer {
+        Peer::Inet(a) => Some(a.ip()),
+        Peer::Unix(_) => None,
+    };
+    let result = requests(&mut s, ip, sh).await;
+    ConnReport {
+        bytes_in: s.bytes_in(),
+        bytes_out: s.bytes_out(),
+        error: result.err(),
+    }
+}
+
+/// Why a connection ended early, for the close log line.
+type Outcome = Result<(), String>;
+
+async fn requests<S>(s: &mut Metered<S>, ip: Option<IpAddr>, sh: &Shared) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Readable + Unpin + Send + Sync,
+{
+    let cfg = &sh.cfg;
+    // Wait for the first byte before allocating anything: idle clients cost no buffer.
+    let first = tokio::select! {
+        r = within(cfg.header_timeout, s.wait_readable()) => r,
+        _ = sh.shutdown.cancelled() => return Ok(()),
+    };
+    match first {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(()),
+        Err(e) => return Err(format!("reading: {e}")),
+    }
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut served = 0usize;
+    loop {
+        // 1. A complete head: parse what is buffered, read more only when it is not enough.
+        let mut head_deadline = None;
+        let (req, used) = loop {
+            match message::parse(&buf) {
+                Ok(Status::Complete(x)) => break x,
+                Ok(Status::Partial) => {}
+                Err(e) => {
+                    let reply = error_reply(e.status(), "", cfg);
+                    let line = String::from_utf8_lossy(first_line(&buf)).into_owned();
+                    finish_early(s, reply, ip, line, sh).await;
+                    return Err(format!("refused a request: {e}"));
+                }
+            }
+            let limit = if buf.is_empty() {
+                if served == 0 {
+                    cfg.header_timeout
+                } else {
+                    cfg.keepalive_timeout
+                }
+            } else {
+                let deadline =
+                    *head_deadline.get_or_insert_with(|| clock::now() + cfg.header_timeout);
+                deadline.saturating_duration_since(clock::now())
+            };
+            buf.reserve(READ_CHUNK);
+            let idle = buf.is_empty();
+            let read = tokio::select! {
+                r = within(limit, s.read_buf(&mut buf)) => r,
+                _ = sh.shutdown.cancelled(), if idle => return Ok(()),
+            };
+            match read {
+                Ok(0) if buf.is_empty() => return Ok(()),
+                Ok(0) => return Err("closed in the middle of a request head".into()),
+                Ok(_) => {}
+                // Idle between requests: the normal end of a keep-alive connection.
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && buf.is_empty() => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    let reply = error_reply(StatusCode::REQUEST_TIMEOUT, "", cfg);
+                    finish_early(s, reply, ip, String::new(), sh).await;
+                    return Err(format!(
+                        "request head not complete within {}",
+                        fmt_duration(cfg.header_timeout)
+                    ));
+                }
+                Err(e) => return Err(format!("reading: {e}")),
+            }
+        };
+        buf.advance(used);
+        served += 1;
+        let started = clock::now();
+        let time = clock::wall();
+
+        // 2. Skip any body, so the next head starts where we will look for it.
+        let mut close = !req.keep_alive || served >= cfg.max_requests || sh.shutdown.is_cancelled();
+        let reply = match skip_body(s, &mut buf, &req, cfg).await {
+            Ok(()) => respond(&req, cfg).await,
+            Err(BodySkip::Refused(status)) => {
+                close = true;
+                error_reply(status, &req.target, cfg)
+            }
+            Err(BodySkip::Io(e)) => return Err(e),
+        };
+
+        // 3. Answer, log, and go round again or close.
+        let status = reply.head.status;
+        let sent = send(s, reply, &req, close).await;
+        let entry = log::Entry {
+            peer: ip,
+            time,
+            request: format!("{} {} {}", req.method, req.target, req.version.as_str()),
+            status: status.as_u16(),
+            bytes: *sent.as_ref().unwrap_or(&0),
+            referer: header_text(&req, REFERER),
+            user_agent: header_text(&req, USER_AGENT),
+            took: started.elapsed(),
+        };
+        sh.logger.log(entry).await;
+        sent?;
+        if close {
+            linger(s).await;
+            return Ok(());
+        }
+    }
+}
+
+enum BodySkip {
+    /// Answer with this status and close.
+    Refused(StatusCode),
+    /// The connection failed.
+    Io(String),
+}
+
+/// Reads and discards the request's body (we serve files; nothing takes a body).
+async fn skip_body<S>(
+    s: &mut Metered<S>,
+    buf: &mut BytesMut,
+    req: &Request,
+    cfg: &Config,
+) -> Result<(), BodySkip>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let refused = |e: BodyError| match e {
+        BodyError::TooLarge { .. } => BodySkip::Refused(StatusCode::PAYLOAD_TOO_LARGE),
+        BodyError::BadChunk(_) => BodySkip::Refused(StatusCode::BAD_REQUEST),
+    };
+    let mut framer = BodyFramer::new(req.body, MAX_BODY).map_err(refused)?;
+    loop {
+        let used = framer.consume(buf).map_err(refused)?;
+        buf.advance(used);
+        if framer.is_done() {
+            return Ok(());
+        }
+        buf.reserve(READ_CHUNK);
+        match within(cfg.header_timeout, s.read_buf(buf)).await {
+            Ok(0) => {
+                return Err(BodySkip::Io(
+                    "closed in the middle of a request body".into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(BodySkip::Io(format!("reading a request body: {e}"))),
+        }
+    }
+}
+
+/// Sends the error page for a request we could not even parse, logs it, and closes.
+async fn finish_early<S>(
+    s: &mut Metered<S>,
+    reply: Reply,
+    ip: Option<IpAddr>,
+    request: String,
+    sh: &Shared,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let status = reply.head.status.as_u16();
+    let time = clock::wall();
+    let pseudo = Request {
+        method: Method::GET,
+        target: String::new(),
+        version: Version::Http11,
+        headers: http::HeaderMap::new(),
+        keep_alive: false,
+        body: message::BodyLength::Empty,
+    };
+    let sent = send(s, reply, &pseudo, true).await.unwrap_or(0);
+    sh.logger
+        .log(log::Entry {
+            peer: ip,
+            time,
+            request,
+            status,
+            bytes: sent,
+            referer: None,
+            user_agent: None,
+            took: Duration::ZERO,
+        })
+        .await;
+    linger(s).await;
+}
+
+/// The request line of a refused head, for the log (at most 200 bytes).
+fn first_line(buf: &[u8]) -> &[u8] {
+    let end = buf
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buf.len());
+    &buf[..end.min(200)]
+}
+
+fn header_text(req: &Request, name: http::HeaderName) -> Option<String> {
+    req.headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Writes the head and, unless the request was HEAD or the status has no body, the body.
+/// Returns the body bytes sent.
+async fn send<S>(
+    s: &mut Metered<S>,
+    mut reply: Reply,
+    req: &Request,
+    close: bool,
+) -> Result<u64, String>
+where
+    S: AsyncWrite + Unpin,
+{
+    if close {
+        reply
+            .head
+            .header(CONNECTION, HeaderValue::from_static("close"));
+    } else if req.version == Version::Http10 {
+        // A 1.0 client that asked for keep-alive needs to hear that it got it.
+        reply
+            .head
+            .header(CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    let mut out = BytesMut::with_capacity(512);
+    reply.head.encode(clock::wall(), &mut out);
+    let status = reply.head.status;
+    let bodiless = req.method == Method::HEAD || status == StatusCode::NOT_MODIFIED;
+    let write = |e: io::Error| format!("writing: {e}");
+    match reply.body {
+        _ if bodiless => {
+            within(SEND_TIMEOUT, s.write_all(&out))
+                .await
+                .map_err(write)?;
+            Ok(0)
+        }
+        // Head and a generated body in one write.
+        Body::Bytes(bytes) => {
+            out.extend_from_slice(&bytes);
+            within(SEND_TIMEOUT, s.write_all(&out))
+                .await
+                .map_err(write)?;
+            Ok(bytes.len() as u64)
+        }
+        Body::File { mut file, len } => {
+            // A bounded buffer, reused: memory stays flat however large the file.
+            let mut chunk =
+                vec![0u8; usize::try_from(len).map_or(FILE_CHUNK, |l| l.min(FILE_CHUNK))];
+            let mut left = len;
+            while left > 0 {
+                let want = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
+                let n = file
+                    .read(&mut chunk[..want])
+                    .await
+                    .map_err(|e| format!("reading the file: {e}"))?;
+                if n == 0 {
+                    // The file shrank while we sent it: we cannot keep our Content-Length
+                    // promise, so closing is the only honest signal left.
+                    return Err("the file got shorter while being sent".into());
+                }
+                if out.is_empty() {
+                    within(SEND_TIMEOUT, s.write_all(&chunk[..n]))
+                        .await
+                        .map_err(write)?;
+                } else {
+                    // The first piece of the file goes out with the head, in one write: a
+                    // small file costs one system call.
+                    out.extend_from_slice(&chunk[..n]);
+                    within(SEND_TIMEOUT, s.write_all(&out))
+                        .await
+                        .map_err(write)?;
+                    out.clear();
+                }
+                left -= n as u64;
+            }
+            if !out.is_empty() {
+                // An empty file: the head alone.
+                within(SEND_TIMEOUT, s.write_all(&out))
+                    .await
+                    .map_err(write)?;
+            }
+            Ok(len)
+        }
+    }
+}
+
+/// Closes gracefully: FIN first, then read and discard until the client closes too (or for
+/// [`LINGER`] at most).
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
+    let _ = s.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let mut discarded = 0;
+    while discarded < 64 * 1024 {
+        match within(LINGER, s.read(&mut sink)).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
+}
+
+/// Chooses the response to a parsed request whose body has been skipped.
+async fn respond(req: &Request, cfg: &Config) -> Reply {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        let mut reply = error_reply(StatusCode::METHOD_NOT_ALLOWED, &req.target, cfg);
+        reply
+            .head
+            .header(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return reply;
+    }
+    let target = match files::split(&req.target, cfg.hidden) {
+        Ok(t) => t,
+        Err(status) => return error_reply(status, &req.target, cfg),
+    };
+    match files::resolve(&cfg.root, &target, cfg.hidden).await {
+        Err(status) => error_reply(status, &req.target, cfg),
+        Ok(files::Resolved::AddSlash(location)) => {
+            let body = format!(
+                "<!DOCTYPE html>\n<title>Moved</title>\n<p>Moved to <a href=\"{0}\">{0}</a></p>\n",
+                error_page::escape(&location)
+            );
+            let mut reply = html(StatusCode::MOVED_PERMANENTLY, body.into());
+            reply.head.text(LOCATION, &location);
+            reply
+        }
+        Ok(files::Resolved::Listing(dir)) if cfg.listing => {
+            match listing::entries(&dir, cfg.hidden).await {
+                Ok(entries) => html(
+                    StatusCode::OK,
+                    listing::render(&target.raw_path, entries).into(),
+                ),
+                Err(e) => error_reply(files::os_status(e), &req.target, cfg),
+            }
+        }
+        Ok(files::Resolved::Listing(_)) => error_reply(StatusCode::FORBIDDEN, &req.target, cfg),
+        Ok(files::Resolved::File(path)) => match file_reply(req, &path, cfg).await {
+            Ok(reply) => reply,
+            Err(e) => error_reply(files::os_status(e), &req.target, cfg),
+        },
+    }
+}
+
+/// 200, 206, 304 or 416 for a regular file.
+async fn file_reply(req: &Request, path: &Path, cfg: &Config) -> io::Result<Reply> {
+    let mut file = tokio::fs::File::open(path).await?;
+    // Metadata of the open file, not of the path: it cannot be swapped in between.
+    let meta = file.metadata().await?;
+    let len = meta.len();
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    let etag = range::etag(len, mtime);
+    let last_modified = httpdate::fmt_http_date(mtime);
+    let validators = |head: &mut ResponseHead| {
+        head.text(ETAG, &etag).text(LAST_MODIFIED, &last_modified);
+    };
+    if range::not_modified(&req.headers, &etag, mtime) {
+        let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
+        validators(&mut head);
+        return Ok(Reply {
+            head,
+            body: Body::Bytes(Bytes::new()),
+        });
+    }
+    let (status, start, count) = match range::select(&req.headers, len, &etag, mtime) {
+        range::Selection::Full => (StatusCode::OK, 0, len),
+        range::Selection::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        range::Selection::Unsatisfiable => {
+            let mut reply = error_reply(StatusCode::RANGE_NOT_SATISFIABLE, &req.target, cfg);
+            reply.head.text(CONTENT_RANGE, &format!("bytes */{len}"));
+            return Ok(reply);
+        }
+    };
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).await?;
+    }
+    let mut head = ResponseHead::new(status);
+    head.text(CONTENT_TYPE, &content_type(path))
+        .text(CONTENT_LENGTH, &count.to_string())
+        .header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    validators(&mut head);
+    if status == StatusCode::PARTIAL_CONTENT {
+        let end = start + count - 1;
+        head.text(CONTENT_RANGE, &format!("bytes {start}-{end}/{len}"));
+    }
+    Ok(Reply {
+        head,
+        body: Body::File { file, len: count },
+    })
+}
+
+/// The Content-Type for a file name, with `charset=utf-8` for text (we assume UTF-8 text).
+fn content_type(path: &Path) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let textual = mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            mime.essence_str(),
+            "application/javascript" | "application/json"
+        );
+    if textual && mime.get_param("charset").is_none() {
+        format!("{}; charset=utf-8", mime.essence_str())
+    } else {
+        mime.to_string()
+    }
+}
+
+/// A generated HTML response.
+fn html(status: StatusCode, body: Bytes) -> Reply {
+    let mut head = ResponseHead::new(status);
+    head.header(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    )
+    .text(CONTENT_LENGTH, &body.len().to_string());
+    Reply {
+        head,
+        body: Body::Bytes(body),
+    }
+}
+
+/// The error page for `status` (the `--not-found` file for 404 when there is one).
+fn error_reply(status: StatusCode, target: &str, cfg: &Config) -> Reply {
+    let body = match (&cfg.not_found, status) {
+        (Some(custom), StatusCode::NOT_FOUND) => custom.clone(),
+        _ => error_page::page(status, target).into(),
+    };
+    html(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_types_get_a_charset() {
+        let ct = |p: &str| content_type(Path::new(p));
+        assert_eq!(ct("a.html"), "text/html; charset=utf-8");
+        assert_eq!(ct("a.json"), "application/json; charset=utf-8");
+        assert_eq!(ct("a.js"), "text/javascript; charset=utf-8");
+        assert_eq!(ct("a.png"), "image/png");
+        assert_eq!(ct("noext"), "application/octet-stream");
+    }
+}
