@@ -115,7 +115,7 @@ pub async fn resolve(root: &Path, target: &Target, hidden: bool) -> Result<Resol
         path.push(OsStr::from_bytes(seg));
     }
     let canon = inside(root, &path, hidden).await?;
-    let meta = tokio::fs::metadata(&canon).await.map_err(os_status)?;
+    let meta = std::fs::metadata(&canon).map_err(os_status)?;
     if meta.is_file() {
         return Ok(Resolved::File(canon));
     }
@@ -127,7 +127,7 @@ pub async fn resolve(root: &Path, target: &Target, hidden: bool) -> Result<Resol
         return Ok(Resolved::AddSlash(slash_location(target)));
     }
     match inside(root, &canon.join("index.html"), hidden).await {
-        Ok(index) if tokio::fs::metadata(&index).await.is_ok_and(|m| m.is_file()) => {
+        Ok(index) if std::fs::metadata(&index).is_ok_and(|m| m.is_file()) => {
             Ok(Resolved::File(index))
         }
         Ok(_) | Err(StatusCode::NOT_FOUND) => Ok(Resolved::Listing(canon)),
@@ -149,7 +149,7 @@ pub fn slash_location(target: &Target) -> String {
 /// Canonicalizes `path` and checks it is still under `root` and, without `hidden`, that no
 /// symlink led to a dotfile.
 async fn inside(root: &Path, path: &Path, hidden: bool) -> Result<PathBuf, StatusCode> {
-    let canon = tokio::fs::canonicalize(path).await.map_err(os_status)?;
+    let canon = std::fs::canonicalize(path).map_err(os_status)?;
     let Ok(rel) = canon.strip_prefix(root) else {
         return Err(StatusCode::FORBIDDEN);
     };
