@@ -41,6 +41,8 @@ enum Kind {
     EchoUdp,
     /// The postfix calculator.
     Calc,
+    /// The static HTTP server, on a demo directory.
+    Http,
     /// A simple service on TCP and UDP, on its RFC port + [`SIMPLE_BASE`].
     Simple(Service),
 }
@@ -77,6 +79,12 @@ fn services() -> Vec<Entry> {
         },
     ];
     list.push(Entry {
+        name: "http",
+        transport: "tcp",
+        port: 8080,
+        kind: Kind::Http,
+    });
+    list.push(Entry {
         name: "calc",
         transport: "tcp",
         port: crate::calc::server::DEFAULT_PORT,
@@ -102,6 +110,10 @@ fn services() -> Vec<Entry> {
 fn try_lines(s: &Entry, addr: SocketAddr) -> (String, String) {
     let (host, port) = (addr.ip(), addr.port());
     match (&s.kind, s.name) {
+        (Kind::Http, _) => (
+            format!("open http://{addr}/ in a browser"),
+            format!("curl -i http://{addr}/no-such-page.html"),
+        ),
         (Kind::Calc, _) => (
             format!("socklab calc connect {addr} --eval '3 4 +'"),
             format!("nc {host} {port}  (then 3, 4, + on separate lines)"),
@@ -170,6 +182,10 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             tracing::error!("a lab server stopped: {e}");
         }
     }
+    // The demo site was ours to write; it is ours to remove.
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("socklab-lab-{}", std::process::id())),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -209,6 +225,20 @@ fn start(
             });
             Ok(bound)
         }
+        Kind::Http => {
+            let root = demo_directory().map_err(|e| net::NetError::Io {
+                what: "writing the demo directory".into(),
+                source: e,
+            })?;
+            let listener = net::listen::tcp_listener(addr, BindOptions::default())?;
+            let bound = local(listener.local_addr())?;
+            let cfg = crate::http::server::Config::new(root);
+            tasks.spawn(async move {
+                crate::http::server::run(listener, cfg, shutdown).await;
+                Ok(())
+            });
+            Ok(bound)
+        }
         Kind::Calc => {
             let listener = net::listen::tcp_listener(addr, BindOptions::default())?;
             let bound = local(listener.local_addr())?;
@@ -235,6 +265,29 @@ fn start(
             Ok(bound)
         }
     }
+}
+
+/// The files the lab's HTTP server serves, built into the binary.
+const DEMO: &[(&str, &[u8])] = &[
+    ("index.html", include_bytes!("lab_demo/index.html")),
+    ("style.css", include_bytes!("lab_demo/style.css")),
+    ("socket.png", include_bytes!("lab_demo/socket.png")),
+    ("files/notes.txt", include_bytes!("lab_demo/notes.txt")),
+    ("files/style-copy.css", include_bytes!("lab_demo/style.css")),
+];
+
+/// Writes the demo site into a fresh directory under the system's temporary directory and
+/// returns its canonical path (the HTTP server needs a canonical root).
+fn demo_directory() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("socklab-lab-{}", std::process::id()));
+    for (name, bytes) in DEMO {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    std::fs::canonicalize(&dir)
 }
 
 fn print_table(rows: &[[String; 5]]) -> std::io::Result<()> {

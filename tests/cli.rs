@@ -164,11 +164,11 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         if line.contains("127.0.0.1:") {
             rows.push(line);
         }
-        if rows.len() == 10 {
+        if rows.len() == 11 {
             break;
         }
     }
-    assert_eq!(rows.len(), 10, "{rows:?}");
+    assert_eq!(rows.len(), 11, "{rows:?}");
     let addr_of = |row: &str| {
         row.split_whitespace()
             .find(|w| w.starts_with("127.0.0.1:"))
@@ -215,6 +215,23 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         &["discard", "send", &addr_of(row("discard")), "x"],
         b"",
     ));
+    require("curl");
+    let site = addr_of(row("http"));
+    for (path, code) in [
+        ("/", "200"),
+        ("/socket.png", "200"),
+        ("/files/", "200"),
+        ("/nope", "404"),
+    ] {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{site}{path}"));
+        assert_eq!(
+            ok(&run_with(curl, b"", Duration::from_secs(10))),
+            code.as_bytes(),
+            "{path}"
+        );
+    }
     let st = stop_child(&mut child, "INT").expect("lab did not stop on Ctrl-C");
     assert!(st.success(), "{st}");
 }
