@@ -12,6 +12,8 @@
 # interleaved rounds, medians.
 #
 # Environment: ROUNDS=2 DURATION=10 CONNS=50 CARGO_TARGET_DIR  (quick: ROUNDS=1 DURATION=3)
+# The medians are computed over word-split lists on purpose.
+# shellcheck disable=SC2046
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"

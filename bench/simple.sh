@@ -12,6 +12,8 @@
 #
 # Environment: ROUNDS=3 DURATION=3 WARMUP=1 CONNS=32 XINETD_BASE=41000 CARGO_TARGET_DIR
 #              SHARED_BENCH=../shared/bench
+# The medians are computed over word-split lists on purpose.
+# shellcheck disable=SC2046
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -40,13 +42,17 @@ cc -O2 -Wall -Wextra -o "$OUT/pingpong" "$SHARED_BENCH/pingpong.c"
 SRV="taskset -c 0"
 CLI="taskset -c 1"
 
-start_socklab() { # service udp? -> prints port
+start_socklab() { # service flag -> sets PORT (called directly, not in $(...), so PIDS sticks)
     local svc=$1 flag=$2 log="$OUT/socklab-$1$2.log"
     # shellcheck disable=SC2086
     $SRV "$BIN" "$svc" serve -p 0 $flag -q --rate 1000000000 --burst 1000000000 >"$log" 2>&1 &
     PIDS+=($!)
+    PORT=""
     for _ in $(seq 100); do
-        if grep -q '^listening on' "$log"; then sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$log" | head -1; return; fi
+        if grep -q '^listening on' "$log"; then
+            PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$log" | head -1)
+            return
+        fi
         sleep 0.05
     done
     die "socklab $svc serve $flag did not start: $(cat "$log")"
@@ -83,9 +89,9 @@ done
 $SRV xinetd -dontfork -f "$OUT/xinetd.conf" -pidfile "$OUT/xinetd.pid" >"$OUT/xinetd.log" 2>&1 &
 PIDS+=($!)
 
-S_DAYTIME_UDP=$(start_socklab daytime -u)
-S_TIME_UDP=$(start_socklab time -u)
-S_DAYTIME_TCP=$(start_socklab daytime "")
+start_socklab daytime -u; S_DAYTIME_UDP=$PORT
+start_socklab time -u; S_TIME_UDP=$PORT
+start_socklab daytime ""; S_DAYTIME_TCP=$PORT
 X_DAYTIME_UDP=$((XINETD_BASE + 13))
 X_TIME_UDP=$((XINETD_BASE + 37))
 X_DAYTIME_TCP=$((XINETD_BASE + 13))

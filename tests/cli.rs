@@ -151,12 +151,16 @@ fn closed_stdout_is_not_an_error() {
 
 #[test]
 fn lab_starts_every_server_and_stops_on_ctrl_c() {
-    let mut child = std::process::Command::new(bin())
-        .args(["lab", "--ephemeral"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Held in a Peer so a failed assertion still kills the lab.
+    let mut lab = Peer {
+        child: std::process::Command::new(bin())
+            .args(["lab", "--ephemeral"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let child = &mut lab.child;
     use std::io::BufRead;
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut rows = Vec::new();
@@ -232,7 +236,7 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
             "{path}"
         );
     }
-    let st = stop_child(&mut child, "INT").expect("lab did not stop on Ctrl-C");
+    let st = stop_child(child, "INT").expect("lab did not stop on Ctrl-C");
     assert!(st.success(), "{st}");
 }
 
