@@ -601,3 +601,33 @@ fn an_empty_file_is_served() {
     assert_eq!((r.status, r.header("content-length")), (200, Some("0")));
     assert!(r.body.is_empty());
 }
+
+/// A client that asks for a large file and then stops reading is dropped after `-t`, so it
+/// cannot hold a connection (and its file) open forever.
+#[test]
+fn client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.bin"), vec![7u8; 64 << 20]).unwrap();
+    let srv = Server::start(&[
+        "http",
+        "serve",
+        dir.path().to_str().unwrap(),
+        "-p",
+        "0",
+        "-t",
+        "1s",
+    ]);
+    let script = r#"
+import socket, sys, time
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.sendall(b'GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n')
+time.sleep(4)
+"#;
+    ok(&python(script, &[&srv.port().to_string()], b""));
+    assert!(
+        srv.wait_log("no progress for 1s", Duration::from_secs(5)),
+        "{}",
+        srv.stderr()
+    );
+}

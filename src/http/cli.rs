@@ -30,7 +30,9 @@ Try it:
   curl -v http://127.0.0.1:8080/a http://127.0.0.1:8080/b   one connection, two requests
   printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc 127.0.0.1 8080
 The access log (Combined Log Format + seconds taken) goes to stdout after the
-`listening on` line unless --access-log or --no-access-log.";
+`listening on` line unless --access-log or --no-access-log.
+Timeouts: reading a request is bounded by --header-timeout and --keepalive-timeout;
+-t/--timeout bounds each write, so a client that stops reading is dropped after it.";
 
 /// `socklab http serve`.
 #[derive(Debug, Args)]
@@ -132,6 +134,9 @@ impl TryFrom<&ServeArgs> for server::Config {
             header_timeout: a.header_timeout,
             keepalive_timeout: a.keepalive_timeout,
             max_requests: a.max_requests,
+            // For HTTP, reads are bounded by --header-timeout and --keepalive-timeout; -t
+            // bounds each write, so a client that stops reading is dropped.
+            send_timeout: a.net.timeout,
             trace: a.net.trace,
         })
     }

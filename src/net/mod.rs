@@ -67,7 +67,7 @@ pub async fn within<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>
         Ok(res) => res,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("no data for {}", fmt_duration(limit)),
+            format!("no progress for {}", fmt_duration(limit)),
         )),
     }
 }

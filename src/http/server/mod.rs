@@ -66,8 +66,8 @@ pub const MAX_BODY: u64 = 1 << 20;
 const FILE_CHUNK: usize = 64 * 1024;
 /// Bytes asked of the kernel per socket read.
 const READ_CHUNK: usize = 4096;
-/// Longest wait for one write to the client (a client that stops reading is dropped).
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default longest wait for one write to the client (a client that stops reading is dropped).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// After an error that closes the connection, how long we read and discard the client's
 /// remaining bytes, so our FIN is not turned into a reset that destroys the error page.
 const LINGER: Duration = Duration::from_secs(1);
@@ -97,6 +97,8 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Most requests answered on one connection.
     pub max_requests: usize,
+    /// Longest wait for one write to the client (`-t`): a client that stops reading is dropped.
+    pub send_timeout: Duration,
     /// `--trace`: hex-dump every read and write on stderr.
     pub trace: bool,
 }
@@ -115,6 +117,7 @@ impl Config {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_requests: DEFAULT_MAX_REQUESTS,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             trace: false,
         }
     }
@@ -289,7 +292,7 @@ where
 
         // 3. Answer, log, and go round again or close.
         let status = reply.head.status;
-        let sent = send(s, reply, &req, close).await;
+        let sent = send(s, reply, &req, close, sh.cfg.send_timeout).await;
         let entry = log::Entry {
             peer: ip,
             time,
@@ -370,7 +373,9 @@ async fn finish_early<S>(
         keep_alive: false,
         body: message::BodyLength::Empty,
     };
-    let sent = send(s, reply, &pseudo, true).await.unwrap_or(0);
+    let sent = send(s, reply, &pseudo, true, sh.cfg.send_timeout)
+        .await
+        .unwrap_or(0);
     sh.logger
         .log(log::Entry {
             peer: ip,
@@ -408,6 +413,7 @@ async fn send<S>(
     mut reply: Reply,
     req: &Request,
     close: bool,
+    send_timeout: Duration,
 ) -> Result<u64, String>
 where
     S: AsyncWrite + Unpin,
@@ -429,7 +435,7 @@ where
     let write = |e: io::Error| format!("writing: {e}");
     match reply.body {
         _ if bodiless => {
-            within(SEND_TIMEOUT, s.write_all(&out))
+            within(send_timeout, s.write_all(&out))
                 .await
                 .map_err(write)?;
             Ok(0)
@@ -437,7 +443,7 @@ where
         // Head and a generated body in one write.
         Body::Bytes(bytes) => {
             out.extend_from_slice(&bytes);
-            within(SEND_TIMEOUT, s.write_all(&out))
+            within(send_timeout, s.write_all(&out))
                 .await
                 .map_err(write)?;
             Ok(bytes.len() as u64)
@@ -457,14 +463,14 @@ where
                     return Err("the file got shorter while being sent".into());
                 }
                 if out.is_empty() {
-                    within(SEND_TIMEOUT, s.write_all(&chunk[..n]))
+                    within(send_timeout, s.write_all(&chunk[..n]))
                         .await
                         .map_err(write)?;
                 } else {
                     // The first piece of the file goes out with the head, in one write: a
                     // small file costs one system call.
                     out.extend_from_slice(&chunk[..n]);
-                    within(SEND_TIMEOUT, s.write_all(&out))
+                    within(send_timeout, s.write_all(&out))
                         .await
                         .map_err(write)?;
                     out.clear();
@@ -473,7 +479,7 @@ where
             }
             if !out.is_empty() {
                 // An empty file: the head alone.
-                within(SEND_TIMEOUT, s.write_all(&out))
+                within(send_timeout, s.write_all(&out))
                     .await
                     .map_err(write)?;
             }
