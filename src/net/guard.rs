@@ -110,7 +110,7 @@ impl Guard {
             Duration::from_secs_f64(self.cfg.burst / self.cfg.rate.max(f64::MIN_POSITIVE));
         self.buckets
             .retain(|_, b| now.saturating_duration_since(b.last) < full_after);
-        if self.buckets.len() >= self.cfg.max_sources {
+        if self.buckets.len() >= self.cfg.max_sources && !self.buckets.is_empty() {
             let mut ages: Vec<Instant> = self.buckets.values().map(|b| b.last).collect();
             ages.sort_unstable();
             let cutoff = ages[ages.len() / 2];
@@ -159,6 +159,15 @@ mod tests {
         let t1 = t0 + Duration::from_millis(350);
         let allowed = (0..20).filter(|_| g.check(a, t1) == Verdict::Allow).count();
         assert_eq!(allowed, 3);
+    }
+
+    #[test]
+    fn a_zero_sized_table_does_not_panic() {
+        let mut g = Guard::new(GuardConfig {
+            max_sources: 0,
+            ..GuardConfig::default()
+        });
+        assert_eq!(g.check(addr("10.0.0.1:5000"), crate::net::clock::now()), Verdict::Allow);
     }
 
     #[test]
