@@ -167,7 +167,10 @@ mod tests {
             max_sources: 0,
             ..GuardConfig::default()
         });
-        assert_eq!(g.check(addr("10.0.0.1:5000"), crate::net::clock::now()), Verdict::Allow);
+        assert_eq!(
+            g.check(addr("10.0.0.1:5000"), crate::net::clock::now()),
+            Verdict::Allow
+        );
     }
 
     #[test]
