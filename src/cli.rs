@@ -180,6 +180,7 @@ impl ServerNetArgs {
             allow: AllowList::new(self.allow.clone()),
             max_conns: self.max_conns,
             grace: self.grace,
+            workers: 0,
         }
     }
 

@@ -176,6 +176,31 @@ fn curl_large_file_arrives_intact() {
     assert_eq!(ok(&out), noise(1_000_003, 7));
 }
 
+/// Large bodies normally go out with sendfile(2); with --trace they pass through our memory so
+/// every byte is dumped. Both ways give the same bytes, and a range from the middle too.
+#[test]
+fn large_files_are_the_same_with_and_without_trace() {
+    let want = noise(1_000_003, 7);
+    for extra in [&[][..], &["--trace"][..]] {
+        let s = site(extra);
+        assert_eq!(ok(&curl(&[&s.url("/big.bin")])), want, "{extra:?}");
+        let part = curl(&["-r", "100000-899999", &s.url("/big.bin")]);
+        assert_eq!(ok(&part), &want[100_000..900_000], "{extra:?}");
+        if !extra.is_empty() {
+            // The dump shows the file's last bytes being sent.
+            let last = want[want.len() - 3..]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                s.server.wait_log(&last, Duration::from_secs(5)),
+                "no dump of {last}"
+            );
+        }
+    }
+}
+
 #[test]
 fn curl_ranges_give_206_and_416() {
     let s = site(&[]);
@@ -630,4 +655,96 @@ time.sleep(4)
         "{}",
         srv.stderr()
     );
+}
+
+/// Slowloris (Debian's slowhttptest -H): 400 connections that each send a header line every
+/// second and never finish their request. Each is cut off when --header-timeout runs out, and
+/// all the while a normal client is served at once.
+#[test]
+fn slowloris_does_not_stop_a_normal_client() {
+    require("slowhttptest");
+    require("curl");
+    let s = site(&["--header-timeout", "3s", "--no-access-log"]);
+    let url = s.url("/hello.txt");
+    let mut attack = Command::new("slowhttptest");
+    attack.args([
+        "-H", "-c", "400", "-r", "200", "-i", "1", "-l", "7", "-p", "2", "-u",
+    ]);
+    attack.arg(s.url("/"));
+    let attack = std::thread::spawn(move || run_with(attack, b"", Duration::from_secs(30)));
+    // Let it ramp up to its 400 connections, then try as a normal client a few times.
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..4 {
+        let started = Instant::now();
+        let out = curl(&["-m", "2", "-o", "-", "-w", "%{http_code}", &url]);
+        eprintln!("normal client served in {:?}", started.elapsed());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello, world\n200",
+            "{}",
+            err_text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let report = attack.join().unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        text.contains("service available:"),
+        "slowhttptest ran: {text}"
+    );
+    // The attack really held connections open, and the server cut them off.
+    assert!(
+        s.server.wait_log(
+            "request head not complete within 3s",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        s.server.stderr()
+    );
+    let cut = s
+        .server
+        .stderr()
+        .matches("request head not complete")
+        .count();
+    assert!(cut >= 300, "only {cut} slow connections were cut off");
+}
+
+/// A 4 GiB file (sparse, with one real byte at the end) goes out whole, with a Content-Length
+/// past 32 bits, and the server's peak memory stays where it started.
+#[test]
+fn a_4_gib_file_is_streamed_with_flat_memory() {
+    let s = site(&["--no-access-log"]);
+    let size: u64 = (4 << 30) + 1;
+    let f = std::fs::File::create(s.dir.path().join("huge.bin")).unwrap();
+    f.set_len(size - 1).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"!", size - 1).unwrap();
+    drop(f);
+    let peak = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", s.server.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap() // KiB
+    };
+    // Warm up (a small file) so the baseline includes the runtime's first allocations.
+    assert_eq!(text(&curl(&[&s.url("/hello.txt")])), "hello, world\n");
+    let before = peak();
+    let out = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        &s.url("/huge.bin"),
+    ]);
+    assert_eq!(text(&out), format!("200 {size}"), "{}", err_text(&out));
+    let tail = curl(&["-r", "-2", &s.url("/huge.bin")]);
+    assert_eq!(tail.stdout, b"\0!");
+    let after = peak();
+    assert!(
+        after < before + 8 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB while sending 4 GiB"
+    );
+    eprintln!("peak RSS {before} KiB before, {after} KiB after 4 GiB");
 }

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Close a connection after this many requests.
     #[arg(long, default_value_t = server::DEFAULT_MAX_REQUESTS, value_name = "N")]
     max_requests: usize,
+    /// Worker threads, each accepting and serving its own connections, like nginx's
+    /// worker processes [default: one per CPU core this process may run on].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
 }
 
 impl TryFrom<&ServeArgs> for server::Config {
@@ -90,6 +94,9 @@ impl TryFrom<&ServeArgs> for server::Config {
             if d.is_zero() {
                 return Err(UsageError(format!("{name} must be more than 0")));
             }
+        }
+        if a.workers == Some(0) {
+            return Err(UsageError("--workers must be at least 1".into()));
         }
         if a.max_requests == 0 {
             return Err(UsageError("--max-requests must be at least 1".into()));
@@ -123,8 +130,12 @@ impl TryFrom<&ServeArgs> for server::Config {
             }
             (None, false) => Destination::Stdout,
         };
+        let mut serve = a.net.serve_options();
+        serve.workers = a.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
         Ok(server::Config {
-            serve: a.net.serve_options(),
+            serve,
             root,
             hidden: a.hidden,
             listing: !a.no_listing,

@@ -481,10 +481,10 @@ impl ResponseHead {
                 .as_bytes(),
         );
         out.put_slice(b"\r\nDate: ");
-        out.put_slice(httpdate::fmt_http_date(now).as_bytes());
+        put_date(now, out);
         out.put_slice(b"\r\nServer: socklab\r\n");
         for (name, value) in &self.headers {
-            out.put_slice(canonical(name).as_bytes());
+            put_canonical(name, out);
             out.put_slice(b": ");
             out.put_slice(value.as_bytes());
             out.put_slice(b"\r\n");
@@ -495,17 +495,38 @@ impl ResponseHead {
 
 /// `content-type` → `Content-Type`: field names are case-insensitive, but people (and some
 /// old clients' logs) read the capitalised form more easily.
-fn canonical(name: &HeaderName) -> String {
+fn put_canonical(name: &HeaderName, out: &mut BytesMut) {
     if name == http::header::ETAG {
-        return "ETag".into();
+        out.put_slice(b"ETag");
+        return;
     }
-    let mut out = String::with_capacity(name.as_str().len());
     let mut upper = true;
-    for c in name.as_str().chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c });
-        upper = c == '-';
+    for &c in name.as_str().as_bytes() {
+        out.put_u8(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == b'-';
     }
-    out
+}
+
+/// Writes `now` as an IMF-fixdate. The text changes once a second and a busy server answers
+/// thousands of requests in that second, so each thread keeps the last one it formatted.
+fn put_date(now: SystemTime, out: &mut BytesMut) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
+        };
+    }
+    let Ok(since) = now.duration_since(std::time::UNIX_EPOCH) else {
+        out.put_slice(httpdate::fmt_http_date(now).as_bytes());
+        return;
+    };
+    let secs = since.as_secs();
+    LAST.with_borrow_mut(|(last, text)| {
+        if *last != secs {
+            *text = httpdate::fmt_http_date(now);
+            *last = secs;
+        }
+        out.put_slice(text.as_bytes());
+    });
 }
 
 #[cfg(test)]

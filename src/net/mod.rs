@@ -23,6 +23,7 @@ pub mod error;
 pub mod exchange;
 pub mod guard;
 pub mod listen;
+pub mod sendfile;
 pub mod serve;
 pub mod shutdown;
 pub mod trace;
@@ -35,6 +36,7 @@ pub use addr::Endpoint;
 pub use allow::AllowList;
 pub use error::NetError;
 pub use listen::BindOptions;
+pub use sendfile::SendFile;
 pub use serve::{ConnReport, Peer, ServeOptions};
 pub use trace::{Metered, Tracer};
 

@@ -17,6 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,16 +54,33 @@ pub trait Listener: Send + 'static {
         + AsyncWrite
         + super::blocking::Readable
         + super::blocking::IntoBlocking
+        + super::SendFile
         + Unpin
         + Send
         + Sync
         + 'static;
     /// Accepts one connection.
     fn accept_peer(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
+    /// A second descriptor for the same listening socket (for another runtime to accept on).
+    fn dup_fd(&self) -> io::Result<OwnedFd>;
+    /// A listener on a descriptor from [`Listener::dup_fd`], registered with the current
+    /// runtime.
+    fn from_fd(fd: OwnedFd) -> io::Result<Self>
+    where
+        Self: Sized;
 }
 
 impl Listener for TcpListener {
     type Stream = TcpStream;
+
+    fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.as_fd().try_clone_to_owned()
+    }
+
+    fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        // The duplicate shares the original's O_NONBLOCK (file status flags are per socket).
+        TcpListener::from_std(std::net::TcpListener::from(fd))
+    }
 
     async fn accept_peer(&self) -> io::Result<(TcpStream, Peer)> {
         let (stream, addr) = self.accept().await?;
@@ -77,6 +95,14 @@ impl Listener for TcpListener {
 
 impl Listener for UnixListener {
     type Stream = UnixStream;
+
+    fn dup_fd(&self) -> io::Result<OwnedFd> {
+        self.as_fd().try_clone_to_owned()
+    }
+
+    fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+    }
 
     async fn accept_peer(&self) -> io::Result<(UnixStream, Peer)> {
         let (stream, addr) = self.accept().await?;
@@ -97,6 +123,9 @@ pub struct ServeOptions {
     pub max_conns: usize,
     /// How long open connections may take to finish after shutdown begins.
     pub grace: Duration,
+    /// 0: accept and serve on the caller's runtime. N > 0: on N threads of their own, each
+    /// with a single-threaded runtime accepting on the same socket (see [`serve`]).
+    pub workers: usize,
 }
 
 impl Default for ServeOptions {
@@ -105,6 +134,7 @@ impl Default for ServeOptions {
             allow: AllowList::any(),
             max_conns: DEFAULT_MAX_CONNS,
             grace: DEFAULT_GRACE,
+            workers: 0,
         }
     }
 }
@@ -141,30 +171,13 @@ pub struct ServeSummary {
 /// The handler gets the stream, the peer and a token cancelled when the grace period ends
 /// (a handler that blocks outside tokio, like the threads model, uses it to close its
 /// socket).
+///
+/// With `opts.workers` = N > 0 the server runs as nginx does with N worker processes: N
+/// threads, each with its own single-threaded runtime and its own descriptor for the
+/// listening socket, each accepting and serving its connections start to end. A connection
+/// never moves between threads, so nothing is shared on the hot path; the `--max-conns`
+/// slots and the shutdown signal are shared by all workers.
 pub async fn serve<L, H, F>(
-    listener: L,
-    opts: ServeOptions,
-    shutdown: CancellationToken,
-    handler: H,
-) -> ServeSummary
-where
-    L: Listener,
-    H: Fn(L::Stream, Peer, CancellationToken) -> F + Send + Sync + 'static,
-    F: Future<Output = ConnReport> + Send + 'static,
-{
-    // Run the loop on a runtime worker, not on whatever thread awaits us (often main's
-    // `block_on`): accepting there costs a thread switch per connection.
-    let task = tokio::spawn(accept_loop(listener, opts, shutdown, handler));
-    match task.await {
-        Ok(summary) => summary,
-        Err(e) => {
-            tracing::error!("the accept loop failed: {e}");
-            ServeSummary::default()
-        }
-    }
-}
-
-async fn accept_loop<L, H, F>(
     listener: L,
     opts: ServeOptions,
     shutdown: CancellationToken,
@@ -177,6 +190,92 @@ where
 {
     let handler = Arc::new(handler);
     let slots = Arc::new(Semaphore::new(opts.max_conns.max(1)));
+    if opts.workers == 0 {
+        // Run the loop on a runtime worker, not on whatever thread awaits us (often main's
+        // `block_on`): accepting there costs a thread switch per connection.
+        let task = tokio::spawn(accept_loop(listener, opts, shutdown, handler, slots));
+        return match task.await {
+            Ok(summary) => summary,
+            Err(e) => {
+                tracing::error!("the accept loop failed: {e}");
+                ServeSummary::default()
+            }
+        };
+    }
+    let mut done = Vec::with_capacity(opts.workers);
+    for n in 0..opts.workers {
+        let fd = match listener.dup_fd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::error!("cannot start worker {n}: {e}");
+                break;
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (opts, shutdown, handler, slots) = (
+            opts.clone(),
+            shutdown.clone(),
+            handler.clone(),
+            slots.clone(),
+        );
+        let started = std::thread::Builder::new()
+            .name(format!("worker-{n}"))
+            .spawn(move || {
+                let summary = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        let summary = rt.block_on(async {
+                            let listener = L::from_fd(fd)?;
+                            Ok(accept_loop(listener, opts, shutdown, handler, slots).await)
+                        });
+                        // Whatever outlived the grace period is dropped (closed) here.
+                        rt.shutdown_background();
+                        summary
+                    });
+                let _ = tx.send(summary);
+            });
+        match started {
+            Ok(_) => done.push(rx),
+            Err(e) => {
+                tracing::error!("cannot start worker {n}: {e}");
+                break;
+            }
+        }
+    }
+    if done.is_empty() {
+        // Not one worker thread: serve here rather than not at all.
+        return accept_loop(listener, opts, shutdown, handler, slots).await;
+    }
+    // The workers hold their own descriptors; this registration is no longer needed.
+    drop(listener);
+    let mut total = ServeSummary::default();
+    for rx in done {
+        match rx.await {
+            Ok(Ok(s)) => {
+                total.accepted += s.accepted;
+                total.refused += s.refused;
+                total.abandoned += s.abandoned;
+            }
+            Ok(Err(e)) => tracing::error!("a worker failed to start: {e}"),
+            Err(_) => tracing::error!("a worker thread ended abnormally"),
+        }
+    }
+    total
+}
+
+async fn accept_loop<L, H, F>(
+    listener: L,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+    handler: Arc<H>,
+    slots: Arc<Semaphore>,
+) -> ServeSummary
+where
+    L: Listener,
+    H: Fn(L::Stream, Peer, CancellationToken) -> F + Send + Sync + 'static,
+    F: Future<Output = ConnReport> + Send + 'static,
+{
     let tracker = TaskTracker::new();
     let hard_stop = CancellationToken::new();
     let mut summary = ServeSummary::default();

@@ -139,6 +139,17 @@ impl<S> Metered<S> {
         &mut self.inner
     }
 
+    /// Whether every byte is being dumped (so callers keep bytes visible, e.g. by not using
+    /// `sendfile`).
+    pub fn is_tracing(&self) -> bool {
+        self.tracer.is_some()
+    }
+
+    /// Counts bytes sent by a path that bypassed `poll_write` (see `net::sendfile`).
+    pub(crate) fn count_out(&mut self, n: usize) {
+        self.bytes_out += n as u64;
+    }
+
     fn on_read(&mut self, data: &[u8]) {
         self.bytes_in += data.len() as u64;
         if let Some(t) = &self.tracer {

@@ -24,9 +24,12 @@
 //! | a dotfile or dot-directory (`.git`), without `--hidden` | 404 | its existence is not revealed |
 //! | no such file, or a file used as a directory | 404 | |
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
+use std::fs::{File, Metadata};
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use http::StatusCode;
@@ -53,13 +56,57 @@ impl Target {
 /// What a target resolved to.
 #[derive(Debug)]
 pub enum Resolved {
-    /// A regular file (canonical path).
-    File(PathBuf),
+    /// A regular file, already open (so it cannot be swapped between the check and the read).
+    File(Opened),
     /// A directory named with a trailing slash and without `index.html`: list it.
     Listing(PathBuf),
     /// A directory named without its trailing slash: redirect to this location (see
     /// [`slash_location`]).
     AddSlash(String),
+}
+
+/// An open regular file and what `fstat` said about it.
+#[derive(Debug)]
+pub struct Opened {
+    /// The path under the root (for the Content-Type guess and logs).
+    pub path: PathBuf,
+    /// The open file.
+    pub file: File,
+    /// Its metadata, from the open descriptor.
+    pub meta: Metadata,
+}
+
+/// The served directory: its canonical path and, when the kernel has `openat2` (Linux 5.6+),
+/// a descriptor to resolve requests beneath.
+#[derive(Debug)]
+pub struct Root {
+    path: PathBuf,
+    fd: Option<OwnedFd>,
+}
+
+impl Root {
+    /// Holds `path` (which must be canonical) open for [`resolve`].
+    pub fn new(path: PathBuf) -> Self {
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+            .open(&path)
+            .ok()
+            .map(OwnedFd::from);
+        Self { path, fd }
+    }
+
+    /// `path` without a descriptor: every request takes the slow path (as on a kernel
+    /// without `openat2`), so tests can check both paths give the same answers.
+    #[cfg(test)]
+    fn slow_only(path: PathBuf) -> Self {
+        Self { path, fd: None }
+    }
+
+    /// The canonical path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Checks a request target and splits it into segments (steps 1 to 3 of the module docs).
@@ -107,32 +154,134 @@ pub fn split(target: &str, hidden: bool) -> Result<Target, StatusCode> {
     })
 }
 
-/// Resolves a checked target under `root` (which must be canonical): step 4 of the module
-/// docs, then directory handling (`index.html`, trailing slash redirect, listing).
-pub async fn resolve(root: &Path, target: &Target, hidden: bool) -> Result<Resolved, StatusCode> {
-    let mut path = root.to_path_buf();
+/// Resolves a checked target under `root`: step 4 of the module docs, then directory
+/// handling (`index.html`, trailing slash redirect, listing).
+///
+/// The fast path asks the kernel to do step 4 in the same system call that opens the file:
+/// `openat2` beneath the root's descriptor with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`
+/// refuses any `..` or absolute escape and any symlink on the way. Without symlinks the path
+/// we built is the real path, so the dotfile check of [`split`] still holds. A symlink on the
+/// way (`ELOOP`), an escape (`EXDEV`) or a kernel without `openat2` takes the slow path:
+/// canonicalize, compare with the root, then open. Both paths give the same answers; the
+/// fast one costs one `openat2` and one `fstat` instead of a `readlink` per path component.
+pub fn resolve(root: &Root, target: &Target, hidden: bool) -> Result<Resolved, StatusCode> {
+    let mut rel = PathBuf::new();
     for seg in &target.segments {
-        path.push(OsStr::from_bytes(seg));
+        rel.push(OsStr::from_bytes(seg));
     }
-    let canon = inside(root, &path, hidden).await?;
-    let meta = std::fs::metadata(&canon).map_err(os_status)?;
-    if meta.is_file() {
-        return Ok(Resolved::File(canon));
+    let opened = match root.fd.as_ref().map(|fd| open_beneath(fd, &rel)) {
+        Some(Fast::Opened(file)) => {
+            let meta = file.metadata().map_err(os_status)?;
+            Opened {
+                path: root.path.join(&rel),
+                file,
+                meta,
+            }
+        }
+        Some(Fast::Failed(status)) => return Err(status),
+        Some(Fast::SlowPath) | None => open_checked(root, &root.path.join(&rel), hidden)?,
+    };
+    if opened.meta.is_file() {
+        return Ok(Resolved::File(opened));
     }
-    if !meta.is_dir() {
-        // Sockets, FIFOs, devices: reading one could block or never end.
+    if !opened.meta.is_dir() {
+        // Sockets, FIFOs, devices: reading one could block or never end. (We opened it
+        // with O_NONBLOCK, so even a FIFO did not block the open.)
         return Err(StatusCode::FORBIDDEN);
     }
+    let dir = opened.path;
     if !target.ends_with_slash() {
         return Ok(Resolved::AddSlash(slash_location(target)));
     }
-    match inside(root, &canon.join("index.html"), hidden).await {
-        Ok(index) if std::fs::metadata(&index).is_ok_and(|m| m.is_file()) => {
-            Ok(Resolved::File(index))
-        }
-        Ok(_) | Err(StatusCode::NOT_FOUND) => Ok(Resolved::Listing(canon)),
-        Err(e) => Err(e),
+    let index = match root
+        .fd
+        .as_ref()
+        .map(|fd| open_beneath(fd, &rel.join("index.html")))
+    {
+        Some(Fast::Opened(file)) => file.metadata().ok().map(|meta| Opened {
+            path: dir.join("index.html"),
+            file,
+            meta,
+        }),
+        Some(Fast::Failed(StatusCode::NOT_FOUND)) => None,
+        Some(Fast::Failed(status)) => return Err(status),
+        Some(Fast::SlowPath) | None => match open_checked(root, &dir.join("index.html"), hidden) {
+            Ok(o) => Some(o),
+            Err(StatusCode::NOT_FOUND) => None,
+            Err(e) => return Err(e),
+        },
+    };
+    match index {
+        Some(index) if index.meta.is_file() => Ok(Resolved::File(index)),
+        _ => Ok(Resolved::Listing(dir)),
     }
+}
+
+/// The outcome of the `openat2` fast path.
+enum Fast {
+    Opened(File),
+    /// A definite answer (no such file, permission denied).
+    Failed(StatusCode),
+    /// A symlink or an escape on the way, or no `openat2`: decide on the slow path.
+    SlowPath,
+}
+
+/// Opens `rel` beneath `dir` for reading, following no symlink and never leaving `dir`.
+fn open_beneath(dir: &OwnedFd, rel: &Path) -> Fast {
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let Ok(c_rel) = CString::new(rel.as_os_str().as_bytes()) else {
+        return Fast::Failed(StatusCode::BAD_REQUEST); // split() already refused NUL bytes
+    };
+    // SAFETY: open_how is plain integers; zeroed is its documented "no options" state.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: the pointers are valid for the call; the size is that of the struct passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c_rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if ret >= 0 {
+        // SAFETY: the kernel returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(ret as RawFd) };
+        return Fast::Opened(File::from(fd));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => {
+            Fast::Failed(StatusCode::NOT_FOUND)
+        }
+        Some(libc::EACCES) => Fast::Failed(StatusCode::FORBIDDEN),
+        // ELOOP: a symlink on the way; EXDEV: an escape (possibly through a symlink that
+        // is fine after all, e.g. an absolute link back inside the root); ENOSYS, EPERM
+        // (seccomp), E2BIG, EAGAIN (a rename raced the lookup): let the slow path decide.
+        _ => Fast::SlowPath,
+    }
+}
+
+/// The slow path: canonicalize, check, then open without blocking (a FIFO would).
+fn open_checked(root: &Root, path: &Path, hidden: bool) -> Result<Opened, StatusCode> {
+    let canon = inside(&root.path, path, hidden)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&canon)
+        .map_err(os_status)?;
+    let meta = file.metadata().map_err(os_status)?;
+    Ok(Opened {
+        path: canon,
+        file,
+        meta,
+    })
 }
 
 /// Where to redirect a directory named without its trailing slash: the path as sent, with one
@@ -148,7 +297,7 @@ pub fn slash_location(target: &Target) -> String {
 
 /// Canonicalizes `path` and checks it is still under `root` and, without `hidden`, that no
 /// symlink led to a dotfile.
-async fn inside(root: &Path, path: &Path, hidden: bool) -> Result<PathBuf, StatusCode> {
+fn inside(root: &Path, path: &Path, hidden: bool) -> Result<PathBuf, StatusCode> {
     let canon = std::fs::canonicalize(path).map_err(os_status)?;
     let Ok(rel) = canon.strip_prefix(root) else {
         return Err(StatusCode::FORBIDDEN);
@@ -211,38 +360,80 @@ mod tests {
         assert!(t.ends_with_slash());
     }
 
-    #[tokio::test]
-    async fn symlinks_out_of_the_root_are_forbidden() {
+    #[test]
+    fn symlinks_out_of_the_root_are_forbidden_on_both_paths() {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), "s").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
         std::fs::write(root.join("ok.txt"), "ok").unwrap();
+        std::fs::write(root.join(".env"), "k=v").unwrap();
         std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/in.txt"), "in").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), root.join("leak")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("leakdir")).unwrap();
+        // An absolute link back inside the root, a relative one, one to a directory.
         std::os::unix::fs::symlink(root.join("ok.txt"), root.join("alias")).unwrap();
+        std::os::unix::fs::symlink("ok.txt", root.join("rel")).unwrap();
+        std::os::unix::fs::symlink("sub", root.join("subalias")).unwrap();
+        std::os::unix::fs::symlink("../ok.txt", root.join("sub/up")).unwrap();
+        // A visible name for a dotfile must not reveal it.
+        std::os::unix::fs::symlink(".env", root.join("env")).unwrap();
+        let fifo = std::ffi::CString::new(root.join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
 
-        let go = |t: &str| {
-            let t = split(t, false).unwrap();
-            let root = root.clone();
-            async move { resolve(&root, &t, false).await }
-        };
-        assert!(matches!(go("/ok.txt").await, Ok(Resolved::File(_))));
-        assert!(matches!(go("/alias").await, Ok(Resolved::File(_))));
-        assert_eq!(go("/leak").await.unwrap_err(), StatusCode::FORBIDDEN);
-        assert_eq!(go("/missing").await.unwrap_err(), StatusCode::NOT_FOUND);
-        assert_eq!(go("/ok.txt/x").await.unwrap_err(), StatusCode::NOT_FOUND);
-        match go("/sub?a=1").await {
-            Ok(Resolved::AddSlash(loc)) => assert_eq!(loc, "/sub/?a=1"),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(go("/sub/").await, Ok(Resolved::Listing(_))));
-        // Never a protocol-relative `//host/` location.
-        match go("//sub").await {
-            Ok(Resolved::AddSlash(loc)) => assert_eq!(loc, "/sub/"),
-            other => panic!("{other:?}"),
+        for held in [Root::new(root.clone()), Root::slow_only(root.clone())] {
+            let which = if held.fd.is_some() { "fast" } else { "slow" };
+            let go = |t: &str| resolve(&held, &split(t, false).unwrap(), false);
+            let file = |t: &str| match go(t) {
+                Ok(Resolved::File(o)) => o,
+                other => panic!("{which} {t}: {other:?}"),
+            };
+            assert_eq!(file("/ok.txt").meta.len(), 2, "{which}");
+            assert_eq!(file("/alias").path, root.join("ok.txt"), "{which}");
+            assert_eq!(file("/rel").path, root.join("ok.txt"), "{which}");
+            assert_eq!(
+                file("/subalias/in.txt").path,
+                root.join("sub/in.txt"),
+                "{which}"
+            );
+            assert_eq!(file("/sub/up").path, root.join("ok.txt"), "{which}");
+            for (t, want) in [
+                ("/leak", StatusCode::FORBIDDEN),
+                ("/leakdir/secret", StatusCode::FORBIDDEN),
+                ("/env", StatusCode::NOT_FOUND),
+                ("/missing", StatusCode::NOT_FOUND),
+                ("/ok.txt/x", StatusCode::NOT_FOUND),
+                // Opened without blocking, then refused: not a regular file.
+                ("/fifo", StatusCode::FORBIDDEN),
+            ] {
+                assert_eq!(go(t).unwrap_err(), want, "{which} {t}");
+            }
+            match go("/sub?a=1") {
+                Ok(Resolved::AddSlash(loc)) => assert_eq!(loc, "/sub/?a=1"),
+                other => panic!("{which}: {other:?}"),
+            }
+            assert!(matches!(go("/sub/"), Ok(Resolved::Listing(_))), "{which}");
+            assert!(
+                matches!(go("/"), Ok(Resolved::Listing(p)) if p == root),
+                "{which}"
+            );
+            // Never a protocol-relative `//host/` location.
+            match go("//sub") {
+                Ok(Resolved::AddSlash(loc)) => assert_eq!(loc, "/sub/"),
+                other => panic!("{which}: {other:?}"),
+            }
         }
         std::fs::write(root.join("sub/index.html"), "<p>").unwrap();
-        assert!(matches!(go("/sub/").await, Ok(Resolved::File(p)) if p.ends_with("index.html")));
+        for held in [Root::new(root.clone()), Root::slow_only(root.clone())] {
+            let go = |t: &str| resolve(&held, &split(t, false).unwrap(), false);
+            assert!(
+                matches!(go("/sub/"), Ok(Resolved::File(o)) if o.path.ends_with("sub/index.html"))
+            );
+            assert!(
+                matches!(go("/subalias/"), Ok(Resolved::File(o)) if o.path.ends_with("sub/index.html"))
+            );
+        }
     }
 }

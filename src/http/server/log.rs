@@ -121,6 +121,11 @@ impl Logger {
         Self { tx: None }
     }
 
+    /// Whether lines go anywhere (so callers can skip building them).
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Logs one request (see the module docs for what happens when the writer is slow).
     pub async fn log(&self, entry: Entry) {
         if let Some(tx) = &self.tx

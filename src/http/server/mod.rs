@@ -32,8 +32,9 @@ pub mod listing;
 pub mod log;
 pub mod range;
 
-use std::io::{self, SeekFrom};
+use std::io;
 use std::net::IpAddr;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -50,7 +51,9 @@ use tokio_util::sync::CancellationToken;
 use super::message::{self, BodyError, BodyFramer, Request, ResponseHead, Status, Version};
 use crate::net::blocking::Readable;
 use crate::net::serve::{self, Listener, ServeSummary};
-use crate::net::{ConnReport, Metered, Peer, ServeOptions, Tracer, clock, fmt_duration, within};
+use crate::net::{
+    ConnReport, Metered, Peer, SendFile, ServeOptions, Tracer, clock, fmt_duration, within,
+};
 
 /// Default TCP port.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -64,6 +67,8 @@ pub const DEFAULT_MAX_REQUESTS: usize = 1000;
 pub const MAX_BODY: u64 = 1 << 20;
 /// Bytes read from a file per write to the socket: memory stays flat whatever the file size.
 const FILE_CHUNK: usize = 64 * 1024;
+/// Most bytes asked of one `sendfile` call (it sends what fits in the socket buffer anyway).
+const SENDFILE_MAX: usize = 16 << 20;
 /// Bytes asked of the kernel per socket read.
 const READ_CHUNK: usize = 4096;
 /// Default longest wait for one write to the client (a client that stops reading is dropped).
@@ -147,6 +152,7 @@ pub async fn run_stream<L: Listener>(
     };
     let opts = cfg.serve.clone();
     let shared = Arc::new(Shared {
+        root: files::Root::new(cfg.root.clone()),
         cfg,
         logger,
         shutdown: shutdown.clone(),
@@ -166,6 +172,8 @@ pub async fn run_stream<L: Listener>(
 
 struct Shared {
     cfg: Config,
+    /// The served directory, held open.
+    root: files::Root,
     logger: log::Logger,
     /// Cancelled at shutdown: idle keep-alive connections close at once instead of holding
     /// the grace period, and a response in flight is sent with `Connection: close`.
@@ -180,9 +188,10 @@ struct Reply {
 
 enum Body {
     Bytes(Bytes),
-    /// `len` bytes of an open file, from its current position.
+    /// `len` bytes of an open file, from offset `start`.
     File {
         file: std::fs::File,
+        start: u64,
         len: u64,
     },
 }
@@ -190,7 +199,7 @@ enum Body {
 /// One connection, from the first byte to the close.
 async fn converse<S>(stream: S, peer: Peer, sh: &Shared) -> ConnReport
 where
-    S: AsyncRead + AsyncWrite + Readable + Unpin + Send + Sync,
+    S: AsyncRead + AsyncWrite + Readable + SendFile + Unpin + Send + Sync,
 {
     let tracer = sh.cfg.trace.then(|| Tracer::new(peer.to_string()));
     let mut s = Metered::new(stream, tracer);
@@ -211,7 +220,7 @@ type Outcome = Result<(), String>;
 
 async fn requests<S>(s: &mut Metered<S>, ip: Option<IpAddr>, sh: &Shared) -> Outcome
 where
-    S: AsyncRead + AsyncWrite + Readable + Unpin + Send + Sync,
+    S: AsyncRead + AsyncWrite + Readable + SendFile + Unpin + Send + Sync,
 {
     let cfg = &sh.cfg;
     // Wait for the first byte before allocating anything: idle clients cost no buffer.
@@ -282,7 +291,7 @@ where
         // 2. Skip any body, so the next head starts where we will look for it.
         let mut close = !req.keep_alive || served >= cfg.max_requests || sh.shutdown.is_cancelled();
         let reply = match skip_body(s, &mut buf, &req, cfg).await {
-            Ok(()) => respond(&req, cfg).await,
+            Ok(()) => respond(&req, cfg, &sh.root).await,
             Err(BodySkip::Refused(status)) => {
                 close = true;
                 error_reply(status, &req.target, cfg)
@@ -293,17 +302,19 @@ where
         // 3. Answer, log, and go round again or close.
         let status = reply.head.status;
         let sent = send(s, reply, &req, close, sh.cfg.send_timeout).await;
-        let entry = log::Entry {
-            peer: ip,
-            time,
-            request: format!("{} {} {}", req.method, req.target, req.version.as_str()),
-            status: status.as_u16(),
-            bytes: *sent.as_ref().unwrap_or(&0),
-            referer: header_text(&req, REFERER),
-            user_agent: header_text(&req, USER_AGENT),
-            took: started.elapsed(),
-        };
-        sh.logger.log(entry).await;
+        if sh.logger.is_on() {
+            let entry = log::Entry {
+                peer: ip,
+                time,
+                request: format!("{} {} {}", req.method, req.target, req.version.as_str()),
+                status: status.as_u16(),
+                bytes: *sent.as_ref().unwrap_or(&0),
+                referer: header_text(&req, REFERER),
+                user_agent: header_text(&req, USER_AGENT),
+                took: started.elapsed(),
+            };
+            sh.logger.log(entry).await;
+        }
         sent?;
         if close {
             linger(s).await;
@@ -361,7 +372,7 @@ async fn finish_early<S>(
     request: String,
     sh: &Shared,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + SendFile + Unpin + Send,
 {
     let status = reply.head.status.as_u16();
     let time = clock::wall();
@@ -416,7 +427,7 @@ async fn send<S>(
     send_timeout: Duration,
 ) -> Result<u64, String>
 where
-    S: AsyncWrite + Unpin,
+    S: AsyncWrite + SendFile + Unpin + Send,
 {
     if close {
         reply
@@ -448,44 +459,65 @@ where
                 .map_err(write)?;
             Ok(bytes.len() as u64)
         }
-        Body::File { mut file, len } => {
-            // A bounded buffer, reused: memory stays flat however large the file.
-            let mut chunk =
-                vec![0u8; usize::try_from(len).map_or(FILE_CHUNK, |l| l.min(FILE_CHUNK))];
-            let mut left = len;
-            while left > 0 {
-                let want = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
-                let n = std::io::Read::read(&mut file, &mut chunk[..want])
-                    .map_err(|e| format!("reading the file: {e}"))?;
-                if n == 0 {
-                    // The file shrank while we sent it: we cannot keep our Content-Length
-                    // promise, so closing is the only honest signal left.
-                    return Err("the file got shorter while being sent".into());
-                }
-                if out.is_empty() {
-                    within(send_timeout, s.write_all(&chunk[..n]))
-                        .await
-                        .map_err(write)?;
-                } else {
-                    // The first piece of the file goes out with the head, in one write: a
-                    // small file costs one system call.
-                    out.extend_from_slice(&chunk[..n]);
-                    within(send_timeout, s.write_all(&out))
-                        .await
-                        .map_err(write)?;
-                    out.clear();
-                }
-                left -= n as u64;
-            }
-            if !out.is_empty() {
-                // An empty file: the head alone.
+        Body::File { file, start, len } => {
+            if len <= FILE_CHUNK as u64 {
+                // A small file goes out with the head in one write: one read, one send.
+                let at = out.len();
+                out.resize(at + len as usize, 0);
+                read_exact_at(&file, &mut out[at..], start)?;
                 within(send_timeout, s.write_all(&out))
                     .await
                     .map_err(write)?;
+                return Ok(len);
+            }
+            within(send_timeout, s.write_all(&out))
+                .await
+                .map_err(write)?;
+            let (mut at, end) = (start, start + len);
+            if !s.is_tracing() {
+                // The kernel copies from the page cache to the socket; memory stays flat
+                // however large the file.
+                while at < end {
+                    let want =
+                        usize::try_from(end - at).map_or(SENDFILE_MAX, |l| l.min(SENDFILE_MAX));
+                    let n = within(send_timeout, s.send_file(&file, at, want))
+                        .await
+                        .map_err(write)?;
+                    if n == 0 {
+                        return Err(SHRANK.into());
+                    }
+                    at += n as u64;
+                }
+                return Ok(len);
+            }
+            // --trace: through our memory, so every byte is dumped. A bounded buffer, reused.
+            let mut chunk = vec![0u8; FILE_CHUNK];
+            while at < end {
+                let want = usize::try_from(end - at).map_or(FILE_CHUNK, |l| l.min(FILE_CHUNK));
+                read_exact_at(&file, &mut chunk[..want], at)?;
+                within(send_timeout, s.write_all(&chunk[..want]))
+                    .await
+                    .map_err(write)?;
+                at += want as u64;
             }
             Ok(len)
         }
     }
+}
+
+/// What we say when a file shrinks while we send it: we cannot keep our Content-Length
+/// promise, so closing the connection is the only honest signal left.
+const SHRANK: &str = "the file got shorter while being sent";
+
+/// Fills `buf` from `file` at `offset` (pread: the file position is not used).
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Result<(), String> {
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            SHRANK.to_string()
+        } else {
+            format!("reading the file: {e}")
+        }
+    })
 }
 
 /// Closes gracefully: FIN first, then read and discard until the client closes too (or for
@@ -503,7 +535,7 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
 }
 
 /// Chooses the response to a parsed request whose body has been skipped.
-async fn respond(req: &Request, cfg: &Config) -> Reply {
+async fn respond(req: &Request, cfg: &Config, root: &files::Root) -> Reply {
     if req.method != Method::GET && req.method != Method::HEAD {
         let mut reply = error_reply(StatusCode::METHOD_NOT_ALLOWED, &req.target, cfg);
         reply
@@ -515,7 +547,7 @@ async fn respond(req: &Request, cfg: &Config) -> Reply {
         Ok(t) => t,
         Err(status) => return error_reply(status, &req.target, cfg),
     };
-    match files::resolve(&cfg.root, &target, cfg.hidden).await {
+    match files::resolve(root, &target, cfg.hidden) {
         Err(status) => error_reply(status, &req.target, cfg),
         Ok(files::Resolved::AddSlash(location)) => {
             let body = format!(
@@ -536,7 +568,7 @@ async fn respond(req: &Request, cfg: &Config) -> Reply {
             }
         }
         Ok(files::Resolved::Listing(_)) => error_reply(StatusCode::FORBIDDEN, &req.target, cfg),
-        Ok(files::Resolved::File(path)) => match file_reply(req, &path, cfg).await {
+        Ok(files::Resolved::File(opened)) => match file_reply(req, opened, cfg) {
             Ok(reply) => reply,
             Err(e) => error_reply(files::os_status(e), &req.target, cfg),
         },
@@ -544,14 +576,15 @@ async fn respond(req: &Request, cfg: &Config) -> Reply {
 }
 
 /// 200, 206, 304 or 416 for a regular file.
-async fn file_reply(req: &Request, path: &Path, cfg: &Config) -> io::Result<Reply> {
-    // File system calls are made right here on the runtime worker, as nginx makes them in its
-    // event loop: for files in the page cache they take microseconds, while tokio::fs would
-    // hop to the blocking thread pool and back for each one (measured: 5x slower for 1 KiB
-    // files). A slow disk stalls this worker while it waits; that is the trade-off.
-    let mut file = std::fs::File::open(path)?;
+///
+/// File system calls are made right here on the runtime worker, as nginx makes them in its
+/// event loop: for files in the page cache they take microseconds, while tokio::fs would hop
+/// to the blocking thread pool and back for each one (measured: 5x slower for 1 KiB files). A
+/// slow disk stalls this worker while it waits; that is the trade-off.
+fn file_reply(req: &Request, opened: files::Opened, cfg: &Config) -> io::Result<Reply> {
     // Metadata of the open file, not of the path: it cannot be swapped in between.
-    let meta = file.metadata()?;
+    let files::Opened { path, file, meta } = opened;
+    let path = path.as_path();
     let len = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     let etag = range::etag(len, mtime);
@@ -578,11 +611,8 @@ async fn file_reply(req: &Request, path: &Path, cfg: &Config) -> io::Result<Repl
             return Ok(reply);
         }
     };
-    if start > 0 {
-        std::io::Seek::seek(&mut file, SeekFrom::Start(start))?;
-    }
     let mut head = ResponseHead::new(status);
-    head.text(CONTENT_TYPE, &content_type(path))
+    head.header(CONTENT_TYPE, content_type_value(path))
         .text(CONTENT_LENGTH, &count.to_string())
         .header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     validators(&mut head);
@@ -592,7 +622,33 @@ async fn file_reply(req: &Request, path: &Path, cfg: &Config) -> io::Result<Repl
     }
     Ok(Reply {
         head,
-        body: Body::File { file, len: count },
+        body: Body::File {
+            file,
+            start,
+            len: count,
+        },
+    })
+}
+
+/// [`content_type`] as a header value, remembered per extension (a few dozen at most are in
+/// use; the guess and the formatting cost more than the rest of a small response's head).
+fn content_type_value(path: &Path) -> HeaderValue {
+    thread_local! {
+        static KNOWN: std::cell::RefCell<std::collections::HashMap<std::ffi::OsString, HeaderValue>> =
+            std::cell::RefCell::default();
+    }
+    let ext = path.extension().unwrap_or_default();
+    KNOWN.with_borrow_mut(|known| {
+        if let Some(v) = known.get(ext) {
+            return v.clone();
+        }
+        let v = HeaderValue::from_str(&content_type(path))
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+        if known.len() >= 256 {
+            known.clear();
+        }
+        known.insert(ext.to_owned(), v.clone());
+        v
     })
 }
 
