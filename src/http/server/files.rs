@@ -8,8 +8,11 @@
 //! 3. Split at `/` and rebuild the path segment by segment under the root: empty segments and
 //!    `.` are skipped, so the path can never become absolute (`//etc/passwd` and
 //!    `/%2Fetc/passwd` both mean `ROOT/etc/passwd`).
-//! 4. Canonicalize the result and require it to lie inside the canonicalized root, so a
-//!    symlink that leads out of the directory is refused.
+//! 4. Open it so that it cannot leave the root: `openat2(RESOLVE_BENEATH |
+//!    RESOLVE_NO_SYMLINKS)` relative to the root's descriptor in the common case (one system
+//!    call does the lookup, the check and the open); when a symlink is on the way, canonicalize
+//!    and require the result to lie inside the canonicalized root, so a symlink that leads out
+//!    of the directory is refused and one that stays inside works (see [`resolve`]).
 //!
 //! Which answer for which case:
 //!

@@ -239,7 +239,11 @@ where
         // 1. A complete head: parse what is buffered, read more only when it is not enough.
         let mut head_deadline = None;
         let (req, used) = loop {
-            match message::parse(&buf) {
+            match if buf.is_empty() {
+                Ok(Status::Partial)
+            } else {
+                message::parse(&buf)
+            } {
                 Ok(Status::Complete(x)) => break x,
                 Ok(Status::Partial) => {}
                 Err(e) => {
@@ -439,7 +443,12 @@ where
             .head
             .header(CONNECTION, HeaderValue::from_static("keep-alive"));
     }
-    let mut out = BytesMut::with_capacity(512);
+    // Room for the head and, when it is small, a file's body: one allocation per response.
+    let small_file = match &reply.body {
+        Body::File { len, .. } if *len <= FILE_CHUNK as u64 => *len as usize,
+        _ => 0,
+    };
+    let mut out = BytesMut::with_capacity(512 + small_file);
     reply.head.encode(clock::wall(), &mut out);
     let status = reply.head.status;
     let bodiless = req.method == Method::HEAD || status == StatusCode::NOT_MODIFIED;
