@@ -1,0 +1,179 @@
+//! TLS for `https://` URLs: rustls on the ring provider, the system's root certificates (or
+//! `--cacert`), `-k` to skip verification, and failures explained.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_rustls::TlsConnector;
+
+use super::Error;
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Trust only the CA certificates in this PEM file (instead of the system's).
+    pub cacert: Option<std::path::PathBuf>,
+    /// Do not verify the certificate at all (`-k`).
+    pub insecure: bool,
+}
+
+/// Builds the connector: ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`.
+pub fn connector(opts: &TlsOptions) -> Result<TlsConnector, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(format!("cannot set up TLS: {e}")))?;
+    let mut config = if opts.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = match &opts.cacert {
+            Some(path) => roots_from_file(path)?,
+            None => system_roots()?,
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+fn roots_from_file(path: &Path) -> Result<RootCertStore, Error> {
+    let usage = |why: String| Error::Usage(format!("--cacert {}: {why}", path.display()));
+    let mut roots = RootCertStore::empty();
+    let iter = CertificateDer::pem_file_iter(path).map_err(|e| usage(e.to_string()))?;
+    for cert in iter {
+        let cert = cert.map_err(|e| usage(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| usage(format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(usage("no PEM certificates in the file".into()));
+    }
+    Ok(roots)
+}
+
+fn system_roots() -> Result<RootCertStore, Error> {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!("loading the system's CA certificates: {e}");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!("system CA certificates: {added} loaded, {ignored} unusable");
+    if roots.is_empty() {
+        return Err(Error::Tls(
+            "no system CA certificates found (is the ca-certificates package installed?); \
+             pass --cacert FILE or -k"
+                .into(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// The server name for SNI and verification: a DNS name, or an IP address (no SNI then).
+pub fn server_name(host: &url::Host<&str>) -> Result<ServerName<'static>, Error> {
+    let name = match host {
+        url::Host::Domain(d) => ServerName::try_from(d.to_string())
+            .map_err(|_| Error::Usage(format!("{d:?} is not a valid TLS server name")))?,
+        url::Host::Ipv4(ip) => ServerName::IpAddress(std::net::IpAddr::V4(*ip).into()),
+        url::Host::Ipv6(ip) => ServerName::IpAddress(std::net::IpAddr::V6(*ip).into()),
+    };
+    Ok(name)
+}
+
+/// Explains a failed handshake in words a person can act on.
+pub fn describe(host: &str, err: &std::io::Error) -> String {
+    let Some(tls) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return match err.kind() {
+            std::io::ErrorKind::UnexpectedEof => format!(
+                "TLS handshake with {host} failed: the server closed the connection \
+                 (is it speaking TLS on this port?)"
+            ),
+            _ => format!("TLS handshake with {host} failed: {err}"),
+        };
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "certificate for {host} is not trusted (unknown issuer); pass --cacert FILE or -k"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "certificate is not valid for {host} (the name is not among its subject names); \
+             pass -k to skip the check"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => format!("certificate for {host} has expired; pass -k to skip the check"),
+        rustls::Error::InvalidCertificate(other) => {
+            format!("certificate for {host} rejected: {other}; pass -k to skip the check")
+        }
+        rustls::Error::InvalidMessage(_) => format!(
+            "TLS handshake with {host} failed: {tls} (is the server speaking TLS on this port?)"
+        ),
+        other => format!("TLS handshake with {host} failed: {other}"),
+    }
+}
+
+/// `-k`: accepts any certificate, but still checks the handshake signatures, so the session
+/// is at least bound to the key the server showed.
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
