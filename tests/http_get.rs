@@ -690,6 +690,36 @@ fn https_with_cacert_without_it_and_insecure() {
     let out = get_in(dir.path(), &["-k", "-O", "-", &url]);
     assert_eq!(ok(&out), b"the end of the chain\n");
 
+    // A self-signed certificate marked CA:TRUE (what `openssl req -x509` makes), used as the
+    // server's own and pinned with --cacert, is accepted as curl accepts it.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let self_signed = params.self_signed(&key).unwrap();
+    let (ss_cert, ss_key) = (pki.path().join("ss.pem"), pki.path().join("ss.key"));
+    std::fs::write(&ss_cert, self_signed.pem()).unwrap();
+    std::fs::write(&ss_key, key.serialize_pem()).unwrap();
+    let (_ss, ss_port) = python_peer(
+        ORIGIN,
+        &[ss_cert.to_str().unwrap(), ss_key.to_str().unwrap()],
+    );
+    let ss_url = format!("https://127.0.0.1:{ss_port}/close");
+    let out = get_in(
+        dir.path(),
+        &["--cacert", ss_cert.to_str().unwrap(), "-O", "-", &ss_url],
+    );
+    assert_eq!(ok(&out), b"until the server closes\n");
+    let out = get_in(
+        dir.path(),
+        &["--cacert", ca.to_str().unwrap(), "-O", "-", &ss_url],
+    );
+    expect_code(&out, 8);
+    assert!(
+        err_text(&out).contains("self-signed with CA:TRUE"),
+        "{}",
+        err_text(&out)
+    );
+
     // Plain HTTP spoken to the TLS port, and TLS to a plain port, are explained.
     let (_plain, plain_base) = origin();
     let tls_to_plain = plain_base.replace("http://", "https://");

@@ -349,12 +349,10 @@ pub enum HeadError {
 pub fn parse_response(buf: &[u8]) -> Result<Status<(ResponseHead, usize)>, HeadError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
-    let used = match resp.parse(buf) {
-        Ok(Status::Complete(n)) if n > MAX_RESPONSE_HEAD => {
-            return Err(HeadError::TooLarge {
-                max: MAX_RESPONSE_HEAD,
-            });
-        }
+    // Only the first MAX_RESPONSE_HEAD bytes are looked at, so the answer does not depend on
+    // how much of the body arrived with the head.
+    let window = &buf[..buf.len().min(MAX_RESPONSE_HEAD)];
+    let used = match resp.parse(window) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
             return Err(HeadError::TooLarge {

@@ -4,10 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -35,31 +37,41 @@ pub fn connector(opts: &TlsOptions) -> Result<TlsConnector, Error> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
             .with_no_client_auth()
+    } else if let Some(path) = &opts.cacert {
+        let (roots, pinned) = roots_from_file(path)?;
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| Error::Usage(format!("--cacert {}: {e}", path.display())))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(CaFileVerifier { inner, pinned }))
+            .with_no_client_auth()
     } else {
-        let roots = match &opts.cacert {
-            Some(path) => roots_from_file(path)?,
-            None => system_roots()?,
-        };
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder
+            .with_root_certificates(system_roots()?)
+            .with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-fn roots_from_file(path: &Path) -> Result<RootCertStore, Error> {
+/// The trust anchors in a PEM file, and the certificates themselves.
+fn roots_from_file(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), Error> {
     let usage = |why: String| Error::Usage(format!("--cacert {}: {why}", path.display()));
     let mut roots = RootCertStore::empty();
+    let mut certs = Vec::new();
     let iter = CertificateDer::pem_file_iter(path).map_err(|e| usage(e.to_string()))?;
     for cert in iter {
         let cert = cert.map_err(|e| usage(e.to_string()))?;
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| usage(format!("not a usable CA certificate: {e}")))?;
+        certs.push(cert);
     }
     if roots.is_empty() {
         return Err(usage("no PEM certificates in the file".into()));
     }
-    Ok(roots)
+    Ok((roots, certs))
 }
 
 fn system_roots() -> Result<RootCertStore, Error> {
@@ -118,13 +130,86 @@ pub fn describe(host: &str, err: &std::io::Error) -> String {
         rustls::Error::InvalidCertificate(
             CertificateError::Expired | CertificateError::ExpiredContext { .. },
         ) => format!("certificate for {host} has expired; pass -k to skip the check"),
+        rustls::Error::InvalidCertificate(other)
+            if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+        {
+            format!(
+                "certificate for {host} is self-signed with CA:TRUE and not trusted; pass that \
+                 certificate with --cacert FILE, or -k"
+            )
+        }
         rustls::Error::InvalidCertificate(other) => {
-            format!("certificate for {host} rejected: {other}; pass -k to skip the check")
+            format!("certificate for {host} rejected ({other:?}); pass -k to skip the check")
         }
         rustls::Error::InvalidMessage(_) => format!(
             "TLS handshake with {host} failed: {tls} (is the server speaking TLS on this port?)"
         ),
         other => format!("TLS handshake with {host} failed: {other}"),
+    }
+}
+
+/// `--cacert`: the usual WebPKI checks against the file's certificates, with one exception.
+/// `openssl req -x509` makes self-signed certificates marked `CA:TRUE`, which WebPKI refuses
+/// as a server's own certificate (`CaUsedAsEndEntity`); curl accepts them. When the server
+/// shows exactly a certificate from the `--cacert` file, the user has pinned it: it is
+/// accepted if it names the host.
+#[derive(Debug)]
+struct CaFileVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for CaFileVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
+                if format!("{other:?}").contains("CaUsedAsEndEntity")
+                    && self
+                        .pinned
+                        .iter()
+                        .any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                let parsed = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
