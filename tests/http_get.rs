@@ -12,7 +12,7 @@ use crate::support::*;
 
 /// The test origin. argv: [certfile keyfile]. Prints its port first.
 const ORIGIN: &str = r#"
-import gzip, socket, ssl, sys
+import gzip, socket, ssl, sys, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
 class H(BaseHTTPRequestHandler):
@@ -76,6 +76,8 @@ class H(BaseHTTPRequestHandler):
             self.raw(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the server closes\n")
         elif p == "/gzip":
             self.reply(200, gzip.compress(b"squeezed " * 1000), [("Content-Encoding", "gzip")])
+        elif p == "/stall":
+            time.sleep(10)
         elif p == "/garbage":
             self.raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
         else:
@@ -467,6 +469,13 @@ fn network_and_usage_errors_have_their_exit_codes() {
     }
     let out = get_in(dir.path(), &["-H", "no colon", "http://127.0.0.1:1/"]);
     expect_code(&out, 2);
+    let out = get_in(dir.path(), &["-6", "http://127.0.0.1:1/"]);
+    expect_code(&out, 3);
+    assert!(
+        err_text(&out).contains("no IPv6 address"),
+        "{}",
+        err_text(&out)
+    );
     assert!(files(dir.path()).is_empty());
 }
 
@@ -886,4 +895,51 @@ fn proxy_authentication() {
     );
     expect_code(&out, 9);
     assert!(err_text(&out).contains("407"), "{}", err_text(&out));
+}
+
+#[test]
+fn a_silent_server_times_out_with_exit_4() {
+    let (_peer, base) = origin();
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = get_in(
+        dir.path(),
+        &["-t", "300ms", "--retries", "0", &format!("{base}/stall")],
+    );
+    expect_code(&out, 4);
+    assert!(
+        err_text(&out).contains("timed out after 300ms"),
+        "{}",
+        err_text(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(files(dir.path()).is_empty());
+}
+
+#[test]
+fn limit_rate_paces_and_plain_progress_lines_show_it() {
+    let (_root, srv, big) = site();
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = get_in(
+        dir.path(),
+        &[
+            "--limit-rate",
+            "400k",
+            &format!("http://{}/big.bin", srv.addr),
+        ],
+    );
+    ok(&out);
+    let took = started.elapsed();
+    assert_eq!(std::fs::read(dir.path().join("big.bin")).unwrap(), big);
+    // 1,000,003 bytes at 409,600 bytes/s, less the 100 KiB burst: at least 2.1 s.
+    assert!(took >= Duration::from_millis(2000), "{took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    // stderr is not a terminal: plain lines, at most one a second.
+    let err = err_text(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("big.bin: ")).collect();
+    assert!(!lines.is_empty(), "{err}");
+    assert!(lines.len() <= took.as_secs() as usize + 1, "{err}");
+    assert!(lines[0].contains(" of 976.6 KiB ("), "{err}");
+    assert!(lines[0].ends_with("KiB/s"), "{err}");
 }
