@@ -293,6 +293,12 @@ fn fixtures_answer_curl() {
         &curl_saves(&origin.url("/chunked-text"), &[]),
         "origin chunked",
     );
+    let origin6 = Origin::start_on("::1");
+    same(
+        &curl_saves(&origin6.url("/blob"), &["-g"]),
+        &blob(),
+        "origin on ::1",
+    );
     // Through the proxy: absolute form and CONNECT, both in tinyproxy's log.
     same(
         &curl_saves(&nginx.url("/big.bin"), &["-x", &proxy.url()]),
@@ -1203,6 +1209,39 @@ fn no_proxy_matches_ips_cidrs_and_host_suffixes() {
         let in_log = proxy.log().contains(&format!("GET {url} HTTP/1.1"));
         assert_eq!(
             in_log,
+            proxied,
+            "{url} in tinyproxy's log:\n{}",
+            proxy.log()
+        );
+    }
+}
+
+#[test]
+fn no_proxy_matches_ipv6_addresses_and_ranges() {
+    let origin = Origin::start_on("::1");
+    let proxy = Tinyproxy::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = proxy.url();
+    let cases = [
+        ("/echo?v6ip", "::1", false),
+        ("/echo?v6cidr", "fe80::/10,::1/128", false),
+        ("/echo?v4only", "127.0.0.1,127.0.0.0/8", true),
+    ];
+    for (target, no_proxy, proxied) in cases {
+        let url = origin.url(target);
+        let out = get_env(
+            dir.path(),
+            &[&url, "-O", "-"],
+            &[("http_proxy", &p), ("no_proxy", no_proxy)],
+        );
+        exits(&out, 0);
+        assert_eq!(
+            via_proxy(&origin, target),
+            proxied,
+            "{url} with no_proxy={no_proxy:?}"
+        );
+        assert_eq!(
+            proxy.log().contains(&format!("GET {url} HTTP/1.1")),
             proxied,
             "{url} in tinyproxy's log:\n{}",
             proxy.log()

@@ -123,16 +123,22 @@ pub struct Seen {
 /// tests/support/http_origin.py on an ephemeral loopback port.
 pub struct Origin {
     _peer: Peer,
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` or `[::1]:PORT`.
     pub addr: String,
 }
 
 impl Origin {
+    /// On 127.0.0.1.
     pub fn start() -> Origin {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// On `ip` (e.g. `::1`; then `addr` is `[::1]:PORT`).
+    pub fn start_on(ip: &str) -> Origin {
         require("python3");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/http_origin.py");
         let mut cmd = Command::new("python3");
-        cmd.arg(script);
+        cmd.arg(script).arg(ip);
         for v in PROXY_VARS {
             cmd.env_remove(v);
         }

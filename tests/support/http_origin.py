@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Test-only HTTP origin for the `socklab http get` interop tests (stdlib only).
 
-Binds 127.0.0.1 port 0, prints `listening on 127.0.0.1:PORT` as its first stdout line, then
-serves these routes (any method unless said otherwise):
+Binds 127.0.0.1 (or the address given as its argument, e.g. ::1) port 0, prints
+`listening on 127.0.0.1:PORT` (`listening on [::1]:PORT`) as its first stdout line, then serves
+these routes (any method unless said otherwise):
 
   /blob                 the reference body: BLOB_LEN deterministic bytes (support::noise(BLOB_LEN, 11))
   /redirect/CODE        CODE in 301 302 303 307 308; Location `?to=` or `/echo` (relative)
@@ -226,10 +227,18 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = False
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
 def main():
-    server = Server(("127.0.0.1", 0), Handler)
-    host, port = server.server_address[:2]
-    print(f"listening on {host}:{port}", flush=True)
+    host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+    if ":" in host:
+        server = Server6((host, 0), Handler)
+        print(f"listening on [{host}]:{server.server_address[1]}", flush=True)
+    else:
+        server = Server((host, 0), Handler)
+        print(f"listening on {host}:{server.server_address[1]}", flush=True)
     server.serve_forever()
 
 
