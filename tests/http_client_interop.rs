@@ -1306,6 +1306,30 @@ fn header_log_records_every_hop_with_timestamps_and_appends() {
         "timestamps are now, in UTC: {:?}",
         log[0].ts
     );
+    // `-` is stderr; -q silences progress and summary, not the log.
+    let out = get(
+        dir.path(),
+        &[
+            &origin.url("/chain/1"),
+            "-O",
+            "-",
+            "-q",
+            "--header-log",
+            "-",
+        ],
+    );
+    exits(&out, 0);
+    assert_eq!(out.stdout, b"end of chain\n");
+    let err = err_text(&out);
+    assert_eq!(err.matches("--- ").count(), 4, "{err}");
+    assert_eq!(
+        err.matches(&format!(" request to {}", origin.addr)).count(),
+        2,
+        "{err}"
+    );
+    assert!(err.contains("GET /chain/1 HTTP/1.1\r\n"), "{err}");
+    assert!(err.contains("GET /chain/0 HTTP/1.1\r\n"), "{err}");
+    assert!(!err.contains("saved "), "-q: no summary\n{err}");
 }
 
 #[test]
