@@ -99,9 +99,9 @@ pub enum Command {
         #[command(subcommand)]
         role: calc::cli::Role,
     },
-    /// Static HTTP/1.1 file server (and, later, client).
+    /// HTTP/1.1: a static file server and a wget-like downloader.
     Http {
-        /// Server (client to come).
+        /// Server or client.
         #[command(subcommand)]
         role: http::cli::Role,
     },

@@ -9,13 +9,16 @@
 //! | 4    | timeout: the peer did not answer in time |
 //! | 5    | protocol error: the peer sent something malformed (a bad frame, a bad daytime/time/chargen reply, a calculator reply that is not OK/FALLO) |
 //! | 6    | local I/O error (stdin, stdout, files) |
+//! | 7    | HTTP error status (`http get --fail`: a status of 400 or more) |
+//! | 8    | TLS error: handshake failed, certificate not trusted or not valid for the name |
+//! | 9    | proxy error: the proxy refused or cannot be reached, or answered 407, 502 or another non-2xx to CONNECT |
 //! | 130  | interrupted by a second Ctrl-C |
 
 use std::error::Error as StdError;
 use std::io;
 
 use crate::net::NetError;
-use crate::{calc, echo, simple};
+use crate::{calc, echo, http, simple};
 
 /// Success.
 pub const OK: u8 = 0;
@@ -31,6 +34,12 @@ pub const TIMEOUT: u8 = 4;
 pub const PROTOCOL: u8 = 5;
 /// Local I/O error.
 pub const LOCAL_IO: u8 = 6;
+/// HTTP error status (`--fail`).
+pub const HTTP_STATUS: u8 = 7;
+/// TLS error.
+pub const TLS: u8 = 8;
+/// Proxy error.
+pub const PROXY: u8 = 9;
 
 /// The exit code for an error: the first error in the chain that we recognise decides.
 pub fn code_for(err: &(dyn StdError + 'static)) -> u8 {
@@ -68,6 +77,9 @@ pub fn code_for(err: &(dyn StdError + 'static)) -> u8 {
                 calc::client::Error::NoResult => USAGE,
                 _ => LOCAL_IO,
             };
+        }
+        if let Some(e) = e.downcast_ref::<http::client::Error>() {
+            return e.exit_code();
         }
         if e.downcast_ref::<crate::cli::UsageError>().is_some() {
             return USAGE;

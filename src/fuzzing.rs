@@ -338,6 +338,100 @@ fn http_heads(stream: &[u8], read: usize) -> Vec<Result<crate::http::message::Re
     out
 }
 
+/// Fuzzes the HTTP client's response reader: `data[0]` picks the read size, bit 0 of
+/// `data[1]` whether the request was HEAD; the rest is what a server sent. The head parses the
+/// same whole and in reads; a complete head obeys the limits; the body decodes to the same
+/// payload and the same outcome however it is cut; the payload is never longer than the bytes
+/// after the head, and a body that completes with `Content-Length: N` has exactly N bytes.
+pub fn http_response(data: &[u8]) {
+    use crate::http::client::proto::{
+        Framing, MAX_HEADERS, MAX_RESPONSE_HEAD, Status, framing, parse_response,
+    };
+
+    let [read_size, flags, stream @ ..] = data else {
+        return;
+    };
+    let read = usize::from(*read_size).max(1);
+    let method = if flags & 1 == 1 {
+        http::Method::HEAD
+    } else {
+        http::Method::GET
+    };
+    let whole = parse_response(stream);
+    // The head fed in reads: Partial until the last piece, then the same answer.
+    let mut split = Ok(Status::Partial);
+    let mut end = 0;
+    while end < stream.len() {
+        end = (end + read).min(stream.len());
+        split = parse_response(&stream[..end]);
+        if !matches!(split, Ok(Status::Partial)) {
+            break;
+        }
+    }
+    if stream.is_empty() {
+        split = parse_response(stream);
+    }
+    assert_eq!(
+        whole.as_ref().map(|s| s.is_complete()),
+        split.as_ref().map(|s| s.is_complete()),
+        "the reads changed the head's outcome"
+    );
+    let Ok(Status::Complete((head, used))) = whole else {
+        return;
+    };
+    assert_eq!(split, Ok(Status::Complete((head.clone(), used))));
+    assert!(used <= MAX_RESPONSE_HEAD && head.headers.len() <= MAX_HEADERS);
+    let Ok(framing) = framing(&method, &head) else {
+        return;
+    };
+    let body = &stream[used..];
+    let all = client_body(framing, body, body.len().max(1));
+    assert_eq!(
+        client_body(framing, body, read),
+        all,
+        "the reads changed the body"
+    );
+    assert!(all.0.len() <= body.len(), "payload longer than its input");
+    if let (Framing::Length(n), Ok(_)) = (framing, &all.1) {
+        assert_eq!(all.0.len() as u64, n, "a complete body of the wrong length");
+    }
+}
+
+/// Decodes a response body fed in reads of `read` bytes (unused bytes stay buffered, as in
+/// the driver), then ends the stream: the payload, and the bytes consumed or the error.
+fn client_body(
+    framing: crate::http::client::proto::Framing,
+    wire: &[u8],
+    read: usize,
+) -> (Vec<u8>, Result<usize, String>) {
+    let mut dec = crate::http::client::proto::BodyDecoder::new(framing);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut payload = Vec::new();
+    let mut consumed = 0;
+    for piece in wire.chunks(read) {
+        buf.extend_from_slice(piece);
+        loop {
+            match dec.decode(&buf) {
+                Ok((0, _)) => break,
+                Ok((used, data)) => {
+                    assert!(used <= buf.len() && data.len() <= used);
+                    payload.extend_from_slice(data);
+                    buf.drain(..used);
+                    consumed += used;
+                }
+                Err(e) => return (payload, Err(e.to_string())),
+            }
+        }
+        if dec.is_done() {
+            return (payload, Ok(consumed));
+        }
+    }
+    match dec.finish() {
+        Ok(()) => (payload, Ok(consumed)),
+        Err(e) => (payload, Err(e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -400,6 +494,30 @@ mod tests {
         assert!(heads.iter().all(Result::is_ok));
     }
 
+    #[test]
+    fn http_response_seeds_decode_the_same_in_any_reads() {
+        for seed in [
+            &include_bytes!("../fuzz/seeds/http_response/chunked_trailers")[..],
+            include_bytes!("../fuzz/seeds/http_response/content_length"),
+            include_bytes!("../fuzz/seeds/http_response/until_close"),
+            include_bytes!("../fuzz/seeds/http_response/short"),
+        ] {
+            for read in 0..=u8::MAX {
+                let mut data = seed.to_vec();
+                data[0] = read;
+                http_response(&data);
+            }
+        }
+        let seed = include_bytes!("../fuzz/seeds/http_response/chunked_trailers");
+        let (body, outcome) = client_body(
+            crate::http::client::proto::Framing::Chunked,
+            &seed[2 + seed.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2..],
+            3,
+        );
+        assert_eq!(body, b"hello, world");
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -411,6 +529,7 @@ mod tests {
             echo_control(&data);
             simple_reply(&data);
             http_request(&data);
+            http_response(&data);
         }
 
         #[test]

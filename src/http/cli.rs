@@ -1,4 +1,4 @@
-//! `socklab http serve`: arguments and their conversion to the server's config.
+//! `socklab http serve` and `socklab http get`: arguments and their conversion to configs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use super::client::{self, Body, Family, Output, proto, tls::TlsOptions, ui::LogTarget};
 use super::server::{self, log::Destination};
-use crate::cli::{OutputArgs, ServerNetArgs, UsageError, parse_duration};
+use crate::cli::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
 use crate::net;
 
 /// HTTP roles.
@@ -17,6 +18,252 @@ pub enum Role {
     /// requests, keep-alive, directory listings).
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// Download a URL like wget: redirects, proxies (CONNECT for https), resume, a header
+    /// log, progress. Saves to NAME.part and renames it only when complete.
+    #[command(after_help = GET_EXAMPLES)]
+    Get(GetArgs),
+}
+
+const GET_EXAMPLES: &str = "\
+Examples:
+  socklab http get http://127.0.0.1:8080/big.bin        saves big.bin (via big.bin.part)
+  socklab http get http://127.0.0.1:8080/ -O - | less   the body on stdout
+  socklab http get -c http://127.0.0.1:8080/big.bin     resume big.bin.part with Range
+  socklab http get --header-log - http://127.0.0.1:8080/old   every head of every hop
+  socklab http get -x 127.0.0.1:3128 https://example.test/ --cacert ca.pem
+  socklab http get --fail -q http://127.0.0.1:8080/x || echo \"failed: $?\"
+Output: the last path segment of the URL (index.html for /), in --output-dir.
+An existing file is replaced only when the new one is complete (--no-clobber keeps it).
+Without --fail an error page (404...) is saved, with a warning, and the exit code is 0.
+Proxies: -x, or http_proxy / https_proxy / no_proxy from the environment (--no-proxy
+ignores them; -x is always used).
+Exit codes: 2 usage, 3 network, 4 timeout, 5 protocol (short body, bad response,
+redirect loop), 6 local file, 7 HTTP status with --fail, 8 TLS, 9 proxy.";
+
+/// `socklab http get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The URL (http:// or https://; http:// is assumed without a scheme).
+    url: String,
+    /// Save to FILE; `-O -` writes the body to stdout.
+    #[arg(short = 'O', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Directory for the default file name.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    output_dir: Option<PathBuf>,
+    /// If the file exists, leave it alone and exit 0.
+    #[arg(long)]
+    no_clobber: bool,
+    /// Resume FILE.part with a Range request.
+    #[arg(short = 'c', long = "continue")]
+    resume: bool,
+    /// Retries after a broken or stalled transfer; each resumes from the .part (waiting 1 s,
+    /// 2 s, 4 s ...).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    retries: u32,
+    /// Most redirects to follow.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    max_redirects: usize,
+    /// Print a redirect (status and Location) and stop.
+    #[arg(long)]
+    no_follow: bool,
+    /// Use this HTTP proxy (http://host:port or host:port), whatever the environment says.
+    #[arg(short = 'x', long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Ignore http_proxy, https_proxy and no_proxy.
+    #[arg(long)]
+    no_proxy: bool,
+    /// Basic credentials for the proxy (Proxy-Authorization).
+    #[arg(long, value_name = "USER:PASS")]
+    proxy_user: Option<String>,
+    /// Basic credentials for the server (dropped on a redirect to another host).
+    #[arg(long, value_name = "USER:PASS")]
+    user: Option<String>,
+    /// Append every request and response head (each hop, each CONNECT) with timestamps to
+    /// FILE; `-` is stderr.
+    #[arg(long, value_name = "FILE")]
+    header_log: Option<PathBuf>,
+    /// At most RATE bytes a second (k, M, G: powers of 1024), e.g. 200k.
+    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    limit_rate: Option<usize>,
+    /// Give up connecting after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    connect_timeout: Duration,
+    /// Give up when nothing moves for this long (reads, writes, the TLS handshake).
+    #[arg(short = 't', long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+    timeout: Duration,
+    /// An extra request header, "Name: value" (repeatable; an empty value removes a default).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// The User-Agent.
+    #[arg(short = 'A', long, value_name = "UA")]
+    user_agent: Option<String>,
+    /// IPv4 addresses only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// IPv6 addresses only.
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// Ask for gzip or deflate and decode the body.
+    #[arg(long)]
+    compressed: bool,
+    /// Trust the CA certificates in this PEM file instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Do not verify the server's certificate.
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// Treat a status of 400 or more as an error: save nothing, exit 7.
+    #[arg(long)]
+    fail: bool,
+    /// The request method (HEAD prints the response head and saves nothing).
+    #[arg(long, value_name = "M")]
+    method: Option<String>,
+    /// Send STR as a POST body (application/x-www-form-urlencoded unless -H says otherwise).
+    #[arg(long, value_name = "STR", conflicts_with = "post_file")]
+    post_data: Option<String>,
+    /// Send the contents of FILE as a POST body.
+    #[arg(long, value_name = "FILE")]
+    post_file: Option<PathBuf>,
+    /// Print every byte sent and received as a hex dump on stderr.
+    #[arg(long)]
+    trace: bool,
+}
+
+fn credentials(arg: &str) -> String {
+    let (user, pass) = arg.split_once(':').unwrap_or((arg, ""));
+    proto::basic_auth(user, pass)
+}
+
+impl GetArgs {
+    fn config(&self, out: OutputArgs) -> Result<client::Config, UsageError> {
+        let text = self.url.trim();
+        let with_scheme = if text.contains("://") {
+            text.to_string()
+        } else {
+            format!("http://{text}")
+        };
+        let url = url::Url::parse(&with_scheme)
+            .map_err(|e| UsageError(format!("bad URL {text:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(UsageError(format!(
+                "unsupported scheme {:?} in {text:?}: only http and https",
+                url.scheme()
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(UsageError(format!("bad URL {text:?}: no host")));
+        }
+        let output = match &self.output {
+            Some(p) if p.as_os_str() == "-" => Output::Stdout,
+            Some(p) => Output::File(p.clone()),
+            None => {
+                let name = proto::default_name(&url);
+                Output::File(match &self.output_dir {
+                    Some(dir) => dir.join(name),
+                    None => PathBuf::from(name),
+                })
+            }
+        };
+        if self.resume && output == Output::Stdout {
+            return Err(UsageError(
+                "-c resumes a file; it cannot be used with -O -".into(),
+            ));
+        }
+        for (name, d) in [
+            ("--connect-timeout", self.connect_timeout),
+            ("--timeout", self.timeout),
+        ] {
+            if d.is_zero() {
+                return Err(UsageError(format!("{name} must be more than 0")));
+            }
+        }
+        if self.limit_rate == Some(0) {
+            return Err(UsageError("--limit-rate must be more than 0".into()));
+        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| proto::parse_header_arg(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(UsageError)?;
+        let body = match (&self.post_data, &self.post_file) {
+            (Some(s), _) => Some(Body::Bytes(s.clone().into_bytes())),
+            (None, Some(path)) => {
+                let meta = std::fs::metadata(path)
+                    .map_err(|e| UsageError(format!("--post-file {}: {e}", path.display())))?;
+                if !meta.is_file() {
+                    return Err(UsageError(format!(
+                        "--post-file {}: not a regular file",
+                        path.display()
+                    )));
+                }
+                Some(Body::File(path.clone(), meta.len()))
+            }
+            (None, None) => None,
+        };
+        let method = match &self.method {
+            Some(m) => http::Method::from_bytes(m.as_bytes())
+                .map_err(|_| UsageError(format!("--method {m:?} is not a method name")))?,
+            None if body.is_some() => http::Method::POST,
+            None => http::Method::GET,
+        };
+        let proxy = self
+            .proxy
+            .as_deref()
+            .map(proto::parse_proxy)
+            .transpose()
+            .map_err(UsageError)?;
+        let proxy_auth = match (&self.proxy_user, &proxy) {
+            (Some(u), _) => Some(credentials(u)),
+            (None, Some(p)) => proto::url_credentials(p).map(|(u, p)| proto::basic_auth(&u, &p)),
+            (None, None) => None,
+        };
+        let header_log = self.header_log.as_ref().map(|p| {
+            if p.as_os_str() == "-" {
+                LogTarget::Stderr
+            } else {
+                LogTarget::File(p.clone())
+            }
+        });
+        Ok(client::Config {
+            url,
+            output,
+            no_clobber: self.no_clobber,
+            resume: self.resume,
+            retries: self.retries,
+            max_redirects: self.max_redirects,
+            follow: !self.no_follow,
+            proxy,
+            proxy_env: (!self.no_proxy).then(client::proxy_env),
+            proxy_auth,
+            auth: self.user.as_deref().map(credentials),
+            header_log,
+            quiet: out.quiet,
+            limit_rate: self.limit_rate.map(|r| r as u64),
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+            headers,
+            user_agent: self
+                .user_agent
+                .clone()
+                .unwrap_or_else(client::default_user_agent),
+            family: match (self.ipv4, self.ipv6) {
+                (true, _) => Family::V4,
+                (_, true) => Family::V6,
+                _ => Family::Any,
+            },
+            compressed: self.compressed,
+            tls: TlsOptions {
+                cacert: self.cacert.clone(),
+                insecure: self.insecure,
+            },
+            fail: self.fail,
+            method,
+            body,
+            trace: self.trace,
+        })
+    }
 }
 
 const SERVE_EXAMPLES: &str = "\
@@ -144,9 +391,14 @@ impl TryFrom<&ServeArgs> for server::Config {
 
 impl Role {
     /// Runs the role.
-    pub async fn run(self, _out: OutputArgs) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, out: OutputArgs) -> anyhow::Result<ExitCode> {
         match self {
             Role::Serve(args) => serve(args).await,
+            Role::Get(args) => {
+                let cfg = args.config(out)?;
+                client::run(cfg).await?;
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }

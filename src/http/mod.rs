@@ -1,4 +1,4 @@
-//! HTTP/1.1: a static file server (a client will share the same message core).
+//! HTTP/1.1: a static file server and a wget-like client.
 //!
 //! HTTP/1.1 (RFC 9110 for the semantics, RFC 9112 for the wire format) is a request/reply
 //! protocol over one TCP connection. A message is a *head* of text lines ended by an empty
@@ -45,7 +45,9 @@
 //!   encoding. Limits: 8 KiB request line (414), 16 KiB head and 100 fields (431).
 //! - [`server`]: the per-connection loop on `net::serve`, and the files, ranges, listings,
 //!   error pages and access log.
-//! - [`cli`]: `socklab http serve`.
+//! - [`client`]: `socklab http get`, the downloader (its own sans-IO core in
+//!   [`client::proto`]: response heads, body decoding, redirects, proxies, resume).
+//! - [`cli`]: `socklab http serve` and `socklab http get`.
 //!
 //! Try it:
 //!
@@ -59,5 +61,6 @@
 //! ```
 
 pub mod cli;
+pub mod client;
 pub mod message;
 pub mod server;

@@ -15,8 +15,19 @@ pub async fn tcp(
     timeout: Duration,
 ) -> Result<(TcpStream, SocketAddr), NetError> {
     let addrs = endpoint.resolve().await?;
+    tcp_to(&addrs, &endpoint.to_string(), timeout).await
+}
+
+/// Connects over TCP to the first of `addrs` (already resolved, perhaps filtered by address
+/// family) that accepts, each try bounded by `timeout`. `name` names the target when the list
+/// is empty.
+pub async fn tcp_to(
+    addrs: &[SocketAddr],
+    name: &str,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), NetError> {
     let mut last = None;
-    for addr in addrs {
+    for &addr in addrs {
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 stream
@@ -34,7 +45,7 @@ pub async fn tcp(
         }
     }
     Err(last.unwrap_or_else(|| NetError::NameNotFound {
-        host: endpoint.to_string(),
+        host: name.to_string(),
         reason: "no addresses".into(),
     }))
 }

@@ -139,6 +139,11 @@ impl<S> Metered<S> {
         &mut self.inner
     }
 
+    /// The wrapped stream, unwrapped (to upgrade it, say to TLS after a proxy's CONNECT).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     fn on_read(&mut self, data: &[u8]) {
         self.bytes_in += data.len() as u64;
         if let Some(t) = &self.tracer {
