@@ -16,6 +16,9 @@ mod cli;
 mod echo;
 /// Headless Chromium and Firefox ESR against the HTTP server (screenshots in target/browser/).
 mod http_browser;
+/// `socklab http get` against real servers (Python origin, nginx) and a real proxy
+/// (tinyproxy), byte for byte against curl.
+mod http_client_interop;
 /// `socklab http get` against socklab's server, Python origins (plain and TLS) and a Python proxy.
 mod http_get;
 /// The static HTTP/1.1 file server against curl, wget, Python's http.client and raw sockets.
