@@ -1381,6 +1381,48 @@ fn header_log_and_progress_bar_under_a_terminal() {
     assert_eq!(names(dir.path()), ["big.bin", "h.log"]);
 }
 
+/// `--header-log -` on the same terminal as the bar: each head block reaches the screen whole,
+/// on lines of its own, between redraws of the bar (the clash wget2 users report).
+#[test]
+fn header_log_to_stderr_shares_the_terminal_with_the_bar() {
+    require("script");
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = nginx.url("/big.bin");
+    let cmdline = format!(
+        "'{}' http get '{url}' -O big.bin --header-log - --limit-rate 1M",
+        bin().display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.current_dir(dir.path())
+        .args(["-qfec", &cmdline, "/dev/null"]);
+    for v in PROXY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("TERM", "xterm");
+    let out = run_with(cmd, b"", Duration::from_secs(60));
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}\n{screen}", out.status);
+    same(
+        &read(&dir.path().join("big.bin")),
+        &nginx.file("big.bin"),
+        "under a pty",
+    );
+    assert!(screen.contains('\x1b'), "a bar was drawn: {screen:?}");
+    // Every line of both heads arrives intact, starting a line of its own.
+    for line in [
+        "GET /big.bin HTTP/1.1\r",
+        "HTTP/1.1 200 OK\r",
+        "Content-Length: ",
+    ] {
+        assert!(
+            screen.split('\n').any(|l| l.starts_with(line)),
+            "{line:?} not on a line of its own: {screen:?}"
+        );
+    }
+    assert_eq!(screen.matches("--- ").count(), 2, "{screen:?}");
+}
+
 // --- TLS ---------------------------------------------------------------------------------------
 
 #[test]

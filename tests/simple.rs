@@ -190,7 +190,12 @@ fn qotd_from_a_fortune_file() {
         "--quotes",
         file.to_str().unwrap(),
     ]);
-    assert!(srv.stderr().contains("skipped 1 quote"), "{}", srv.stderr());
+    // stderr is captured by a thread: wait for the line rather than race it.
+    assert!(
+        srv.wait_log("skipped 1 quote", Duration::from_secs(5)),
+        "{}",
+        srv.stderr()
+    );
     let p = srv.port().to_string();
     for _ in 0..5 {
         let q = String::from_utf8(ok(&python(PY_READ_ALL, &[&p], b""))).unwrap();

@@ -23,6 +23,11 @@ pub trait SendFile {
         offset: u64,
         count: usize,
     ) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Sends all of `buf` with `MSG_MORE`: the kernel holds a partial segment back for the
+    /// data that follows (a response head before its `sendfile` body goes out in the same
+    /// packet instead of one of its own).
+    fn send_all_more(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
 }
 
 fn sendfile_once(sock: &impl AsRawFd, file: &File, offset: u64, count: usize) -> io::Result<usize> {
@@ -38,9 +43,39 @@ fn sendfile_once(sock: &impl AsRawFd, file: &File, offset: u64, count: usize) ->
     }
 }
 
+fn send_more_once(sock: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of its length for the duration of the call.
+    let n = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_MORE | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 macro_rules! impl_send_file {
     ($t:ty) => {
         impl SendFile for $t {
+            async fn send_all_more(&mut self, mut buf: &[u8]) -> io::Result<()> {
+                while !buf.is_empty() {
+                    self.writable().await?;
+                    match self.try_io(Interest::WRITABLE, || send_more_once(&*self, buf)) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => buf = &buf[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+
             async fn send_file(
                 &mut self,
                 file: &File,
@@ -65,6 +100,12 @@ impl_send_file!(tokio::net::TcpStream);
 impl_send_file!(tokio::net::UnixStream);
 
 impl<S: SendFile + Send> SendFile for super::Metered<S> {
+    async fn send_all_more(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.get_mut().send_all_more(buf).await?;
+        self.count_out(buf.len());
+        Ok(())
+    }
+
     async fn send_file(&mut self, file: &File, offset: u64, count: usize) -> io::Result<usize> {
         let n = self.get_mut().send_file(file, offset, count).await?;
         self.count_out(n);
@@ -95,6 +136,7 @@ mod tests {
             got
         });
         let mut s = TcpStream::connect(addr).await.unwrap();
+        s.send_all_more(b"head:").await.unwrap();
         let (mut off, end) = (1000u64, 250_000u64);
         while off < end {
             let n = s.send_file(&f, off, (end - off) as usize).await.unwrap();
@@ -104,6 +146,8 @@ mod tests {
         // Past the end of the file: nothing to send.
         assert_eq!(s.send_file(&f, data.len() as u64, 10).await.unwrap(), 0);
         drop(s);
-        assert_eq!(reader.await.unwrap(), &data[1000..250_000]);
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..5], b"head:");
+        assert_eq!(&got[5..], &data[1000..250_000]);
     }
 }

@@ -268,7 +268,9 @@ impl Error {
 
 /// Runs `http get`.
 pub async fn run(cfg: Config) -> Result<(), Error> {
-    let tty_progress = !cfg.trace && !matches!(cfg.header_log, Some(LogTarget::Stderr));
+    // `--trace` dumps go straight to stderr and would tear the bar; `--header-log -` blocks go
+    // through the bar's `suspend`, so the two share the terminal cleanly.
+    let tty_progress = !cfg.trace;
     let mut ui = Ui::new(cfg.quiet, tty_progress, cfg.header_log.as_ref()).map_err(|source| {
         Error::File {
             what: "opening the header log",

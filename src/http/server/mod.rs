@@ -67,6 +67,8 @@ pub const DEFAULT_MAX_REQUESTS: usize = 1000;
 pub const MAX_BODY: u64 = 1 << 20;
 /// Bytes read from a file per write to the socket: memory stays flat whatever the file size.
 const FILE_CHUNK: usize = 64 * 1024;
+/// A connection keeps its response buffer between requests up to this capacity.
+const OUT_KEEP: usize = 16 * 1024;
 /// Most bytes asked of one `sendfile` call (it sends what fits in the socket buffer anyway).
 const SENDFILE_MAX: usize = 16 << 20;
 /// Bytes asked of the kernel per socket read.
@@ -234,6 +236,8 @@ where
         Err(e) => return Err(format!("reading: {e}")),
     }
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // The response buffer, reused from one response to the next on this connection.
+    let mut out = BytesMut::new();
     let mut served = 0usize;
     loop {
         // 1. A complete head: parse what is buffered, read more only when it is not enough.
@@ -289,8 +293,10 @@ where
         };
         buf.advance(used);
         served += 1;
-        let started = clock::now();
-        let time = clock::wall();
+        // Only the access log needs these clock readings.
+        let logging = sh.logger.is_on();
+        let started = logging.then(clock::now);
+        let time = if logging { clock::wall() } else { UNIX_EPOCH };
 
         // 2. Skip any body, so the next head starts where we will look for it.
         let mut close = !req.keep_alive || served >= cfg.max_requests || sh.shutdown.is_cancelled();
@@ -305,8 +311,12 @@ where
 
         // 3. Answer, log, and go round again or close.
         let status = reply.head.status;
-        let sent = send(s, reply, &req, close, sh.cfg.send_timeout).await;
-        if sh.logger.is_on() {
+        let sent = send(s, reply, &req, close, sh.cfg.send_timeout, &mut out).await;
+        if out.capacity() > OUT_KEEP {
+            // A large small-file response: do not keep its buffer for an idle connection.
+            out = BytesMut::new();
+        }
+        if let Some(started) = started {
             let entry = log::Entry {
                 peer: ip,
                 time,
@@ -388,9 +398,16 @@ async fn finish_early<S>(
         keep_alive: false,
         body: message::BodyLength::Empty,
     };
-    let sent = send(s, reply, &pseudo, true, sh.cfg.send_timeout)
-        .await
-        .unwrap_or(0);
+    let sent = send(
+        s,
+        reply,
+        &pseudo,
+        true,
+        sh.cfg.send_timeout,
+        &mut BytesMut::new(),
+    )
+    .await
+    .unwrap_or(0);
     sh.logger
         .log(log::Entry {
             peer: ip,
@@ -429,6 +446,7 @@ async fn send<S>(
     req: &Request,
     close: bool,
     send_timeout: Duration,
+    out: &mut BytesMut,
 ) -> Result<u64, String>
 where
     S: AsyncWrite + SendFile + Unpin + Send,
@@ -448,14 +466,15 @@ where
         Body::File { len, .. } if *len <= FILE_CHUNK as u64 => *len as usize,
         _ => 0,
     };
-    let mut out = BytesMut::with_capacity(512 + small_file);
-    reply.head.encode(clock::wall(), &mut out);
+    out.clear();
+    out.reserve(512 + small_file);
+    reply.head.encode(clock::wall(), out);
     let status = reply.head.status;
     let bodiless = req.method == Method::HEAD || status == StatusCode::NOT_MODIFIED;
     let write = |e: io::Error| format!("writing: {e}");
     match reply.body {
         _ if bodiless => {
-            within(send_timeout, s.write_all(&out))
+            within(send_timeout, s.write_all(out))
                 .await
                 .map_err(write)?;
             Ok(0)
@@ -463,7 +482,7 @@ where
         // Head and a generated body in one write.
         Body::Bytes(bytes) => {
             out.extend_from_slice(&bytes);
-            within(send_timeout, s.write_all(&out))
+            within(send_timeout, s.write_all(out))
                 .await
                 .map_err(write)?;
             Ok(bytes.len() as u64)
@@ -474,16 +493,17 @@ where
                 let at = out.len();
                 out.resize(at + len as usize, 0);
                 read_exact_at(&file, &mut out[at..], start)?;
-                within(send_timeout, s.write_all(&out))
+                within(send_timeout, s.write_all(out))
                     .await
                     .map_err(write)?;
                 return Ok(len);
             }
-            within(send_timeout, s.write_all(&out))
-                .await
-                .map_err(write)?;
             let (mut at, end) = (start, start + len);
             if !s.is_tracing() {
+                // The head waits in the kernel for the first body bytes (MSG_MORE).
+                within(send_timeout, s.send_all_more(out))
+                    .await
+                    .map_err(write)?;
                 // The kernel copies from the page cache to the socket; memory stays flat
                 // however large the file.
                 while at < end {
@@ -500,6 +520,9 @@ where
                 return Ok(len);
             }
             // --trace: through our memory, so every byte is dumped. A bounded buffer, reused.
+            within(send_timeout, s.write_all(out))
+                .await
+                .map_err(write)?;
             let mut chunk = vec![0u8; FILE_CHUNK];
             while at < end {
                 let want = usize::try_from(end - at).map_or(FILE_CHUNK, |l| l.min(FILE_CHUNK));
