@@ -8,8 +8,10 @@
 #   python    python3 -m http.server (single-threaded ThreadingHTTPServer, as shipped)
 # and loads each with wrk on loopback: requests/s and p50/p99 latency for the 1 KiB and
 # 100 KiB files (CONNS connections), MB/s for the 64 MiB file (4 connections). Every figure is
-# printed with its ratio to nginx. Servers run on core 0, wrk on core 1 (taskset); ROUNDS
-# interleaved rounds, medians.
+# printed with its ratio to nginx, and so is each server's CPU time per request (user + system,
+# from /proc), a figure this VM's drift disturbs less than requests/s. Servers run on core 0,
+# wrk on core 1 (taskset); ROUNDS rounds, each file measured on the three servers back to back;
+# medians.
 #
 # Environment: ROUNDS=2 DURATION=10 CONNS=50 CARGO_TARGET_DIR  (quick: ROUNDS=1 DURATION=3)
 # The medians are computed over word-split lists on purpose.
@@ -54,7 +56,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # socklab
 taskset -c 0 "$BIN" http serve "$WWW" -p 0 -q --no-access-log >"$OUT/socklab.log" 2>&1 &
-PIDS+=($!)
+PID_SOCKLAB=$!
+PIDS+=("$PID_SOCKLAB")
 for _ in $(seq 100); do grep -q '^listening on' "$OUT/socklab.log" && break; sleep 0.05; done
 P_SOCKLAB=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/socklab.log" | head -1)
 [[ -n "$P_SOCKLAB" ]] || die "socklab did not start: $(cat "$OUT/socklab.log")"
@@ -85,30 +88,56 @@ http {
 }
 CONF
 taskset -c 0 nginx -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" &
-PIDS+=($!)
+PID_NGINX=$!
+PIDS+=("$PID_NGINX")
 
 # python
 P_PYTHON=$(free_port)
 taskset -c 0 python3 -m http.server "$P_PYTHON" --bind 127.0.0.1 --directory "$WWW" >"$OUT/python.log" 2>&1 &
-PIDS+=($!)
+PID_PYTHON=$!
+PIDS+=("$PID_PYTHON")
 sleep 1
 
-run_wrk() { # port path conns -> "rps p50_us p99_us MBps"
-    taskset -c 1 wrk -t1 -c"$3" -d"${DURATION}s" --latency "http://127.0.0.1:$1/$2" 2>&1 | awk '
+# CPU time (user + system, clock ticks) of a process and all its threads and children (nginx's
+# worker is a child of its master).
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1"); do
+        for f in /proc/"$pid"/task/*/stat; do
+            [[ -r "$f" ]] && total=$((total + $(awk '{print $14 + $15}' "$f")))
+        done
+    done
+    echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+run_wrk() { # port path conns server_pid -> "rps p50_us p99_us MBps cpu_us_per_request"
+    local c0 c1 out
+    c0=$(cpu_ticks "$4")
+    out=$(taskset -c 1 wrk -t1 -c"$3" -d"${DURATION}s" --latency "http://127.0.0.1:$1/$2" 2>&1)
+    c1=$(cpu_ticks "$4")
+    echo "$out" | awk -v ticks=$((c1 - c0)) -v hz="$HZ" '
         function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6; return v }
         function mb(v) { if (v ~ /GB$/) return v * 1024; if (v ~ /MB$/) return v + 0; if (v ~ /KB$/) return v / 1024; return v / 1048576 }
-        /Requests\/sec/ { rps = $2 } / 50%/ { p50 = us($2) } / 99%/ { p99 = us($2) } /Transfer\/sec/ { mbs = mb($2) }
-        END { printf "%s %s %s %s\n", rps + 0, p50 + 0, p99 + 0, mbs + 0 }'
+        /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 } / 50%/ { p50 = us($2) } / 99%/ { p99 = us($2) } /Transfer\/sec/ { mbs = mb($2) }
+        END { printf "%s %s %s %s %s\n", rps + 0, p50 + 0, p99 + 0, mbs + 0, (n > 0) ? ticks / hz * 1e6 / n : 0 }'
 }
 
 declare -A R
+# Files outer, servers inner: the runs being compared are seconds apart, not a whole round, so
+# this VM's drift (10-30 % over minutes) hits them alike.
 for r in $(seq "$ROUNDS"); do
-    for srv in socklab nginx python; do
-        case $srv in socklab) p=$P_SOCKLAB ;; nginx) p=$P_NGINX ;; python) p=$P_PYTHON ;; esac
-        echo "== round $r/$ROUNDS: $srv"
-        R[$srv-1k-$r]=$(run_wrk "$p" index.html "$CONNS")
-        R[$srv-100k-$r]=$(run_wrk "$p" 100k.bin "$CONNS")
-        R[$srv-64m-$r]=$(run_wrk "$p" 64m.bin 4)
+    for file in index.html 100k.bin 64m.bin; do
+        case $file in index.html) key=1k conns=$CONNS ;; 100k.bin) key=100k conns=$CONNS ;; *) key=64m conns=4 ;; esac
+        echo "== round $r/$ROUNDS: $file"
+        for srv in socklab nginx python; do
+            case $srv in
+                socklab) p=$P_SOCKLAB pid=$PID_SOCKLAB ;;
+                nginx) p=$P_NGINX pid=$PID_NGINX ;;
+                python) p=$P_PYTHON pid=$PID_PYTHON ;;
+            esac
+            R[$srv-$key-$r]=$(run_wrk "$p" "$file" "$conns" "$pid")
+        done
     done
 done
 
@@ -118,13 +147,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", (b > 0) ? a / b : 0 }
 
 echo
 echo "Static files over HTTP/1.1 keep-alive, wrk -t1 on core 1, servers on core 0, ${DURATION}s runs, medians of $ROUNDS"
-printf '  %-9s %-9s %12s %7s %10s %10s %12s %7s\n' server file "requests/s" "xnginx" "p50 us" "p99 us" "MB/s" "xnginx"
+echo "(cpu us/req: the server's user+system CPU time per request, which this VM's drift disturbs less)"
+printf '  %-9s %-9s %12s %7s %10s %10s %12s %7s %12s %7s\n' server file "requests/s" "xnginx" "p50 us" "p99 us" "MB/s" "xnginx" "cpu us/req" "xnginx"
 for file in 1k 100k 64m; do
-    n_rps=$(median $(field "nginx-$file" 1)); n_mbs=$(median $(field "nginx-$file" 4))
+    n_rps=$(median $(field "nginx-$file" 1)); n_mbs=$(median $(field "nginx-$file" 4)); n_cpu=$(median $(field "nginx-$file" 5))
     for srv in socklab nginx python; do
         rps=$(median $(field "$srv-$file" 1)); p50=$(median $(field "$srv-$file" 2))
-        p99=$(median $(field "$srv-$file" 3)); mbs=$(median $(field "$srv-$file" 4))
-        printf '  %-9s %-9s %12.0f %7s %10.0f %10.0f %12.1f %7s\n' "$srv" "$file" "$rps" "$(ratio "$rps" "$n_rps")" "$p50" "$p99" "$mbs" "$(ratio "$mbs" "$n_mbs")"
+        p99=$(median $(field "$srv-$file" 3)); mbs=$(median $(field "$srv-$file" 4)); cpu=$(median $(field "$srv-$file" 5))
+        printf '  %-9s %-9s %12.0f %7s %10.0f %10.0f %12.1f %7s %12.1f %7s\n' "$srv" "$file" "$rps" "$(ratio "$rps" "$n_rps")" "$p50" "$p99" "$mbs" "$(ratio "$mbs" "$n_mbs")" "$cpu" "$(ratio "$n_cpu" "$cpu")"
     done
 done
 echo "Targets: socklab >= 1.0x nginx requests/s on 1k (access log off); >= 0.9x nginx MB/s on 64m."
+echo "(the cpu ratio is nginx's CPU per request over the server's: above 1.0x means cheaper than nginx)"
