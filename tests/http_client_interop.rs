@@ -1345,14 +1345,15 @@ fn header_log_records_every_hop_with_timestamps_and_appends() {
     assert!(!err.contains("saved "), "-q: no summary\n{err}");
 }
 
-#[test]
-fn header_log_and_progress_bar_under_a_terminal() {
+/// Downloads nginx's big.bin into a fresh directory with `http get ... EXTRA`, run under a
+/// pseudo-terminal (`script`) so the progress bar is drawn. Returns the directory and what
+/// the terminal showed, after checking the run succeeded and the file is intact.
+fn get_big_under_a_terminal(nginx: &Nginx, extra: &str) -> (tempfile::TempDir, String) {
     require("script");
-    let nginx = Nginx::start();
     let dir = tempfile::tempdir().unwrap();
     let url = nginx.url("/big.bin");
     let cmdline = format!(
-        "'{}' http get '{url}' -O big.bin --header-log h.log --limit-rate 1M",
+        "'{}' http get '{url}' -O big.bin {extra} --limit-rate 1M",
         bin().display()
     );
     let mut cmd = Command::new("script");
@@ -1370,6 +1371,13 @@ fn header_log_and_progress_bar_under_a_terminal() {
         &nginx.file("big.bin"),
         "under a pty",
     );
+    (dir, screen)
+}
+
+#[test]
+fn header_log_and_progress_bar_under_a_terminal() {
+    let nginx = Nginx::start();
+    let (dir, screen) = get_big_under_a_terminal(&nginx, "--header-log h.log");
     assert!(
         screen.contains('\r') || screen.contains('\x1b'),
         "a progress bar is redrawn on a terminal: {screen:?}"
@@ -1385,29 +1393,8 @@ fn header_log_and_progress_bar_under_a_terminal() {
 /// on lines of its own, between redraws of the bar (the clash wget2 users report).
 #[test]
 fn header_log_to_stderr_shares_the_terminal_with_the_bar() {
-    require("script");
     let nginx = Nginx::start();
-    let dir = tempfile::tempdir().unwrap();
-    let url = nginx.url("/big.bin");
-    let cmdline = format!(
-        "'{}' http get '{url}' -O big.bin --header-log - --limit-rate 1M",
-        bin().display()
-    );
-    let mut cmd = Command::new("script");
-    cmd.current_dir(dir.path())
-        .args(["-qfec", &cmdline, "/dev/null"]);
-    for v in PROXY_VARS {
-        cmd.env_remove(v);
-    }
-    cmd.env("TERM", "xterm");
-    let out = run_with(cmd, b"", Duration::from_secs(60));
-    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{}\n{screen}", out.status);
-    same(
-        &read(&dir.path().join("big.bin")),
-        &nginx.file("big.bin"),
-        "under a pty",
-    );
+    let (_dir, screen) = get_big_under_a_terminal(&nginx, "--header-log -");
     assert!(screen.contains('\x1b'), "a bar was drawn: {screen:?}");
     // Every line of both heads arrives intact, starting a line of its own.
     for line in [
