@@ -18,6 +18,8 @@
 # downloads are removed on exit, whatever happens.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/nginx.sh
+. "$HERE/nginx.sh"
 ROOT="$(cd "$HERE/.." && pwd)"
 SIZE="${SIZE:-1G}"
 ROUNDS="${ROUNDS:-5}"
@@ -70,28 +72,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 PORT=""
 for _ in 1 2 3 4 5; do
     p=$(free_port)
-    cat > "$OUT/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $OUT/nginx/nginx.pid;
-error_log $OUT/nginx/error.log warn;
-events { worker_connections 64; }
-http {
-    default_type application/octet-stream;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    client_body_temp_path $OUT/nginx/body;
-    proxy_temp_path $OUT/nginx/proxy;
-    fastcgi_temp_path $OUT/nginx/fastcgi;
-    uwsgi_temp_path $OUT/nginx/uwsgi;
-    scgi_temp_path $OUT/nginx/scgi;
-    server {
-        listen 127.0.0.1:$p;
-        root $WWW;
-    }
-}
-CONF
+    write_nginx_conf "$OUT/nginx" "$WWW" "$p"
     : > "$OUT/nginx/error.log"
     taskset -c 0 nginx -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" &
     NGINX_PID=$!

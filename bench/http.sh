@@ -18,6 +18,8 @@
 # shellcheck disable=SC2046
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/nginx.sh
+. "$HERE/nginx.sh"
 ROOT="$(cd "$HERE/.." && pwd)"
 ROUNDS="${ROUNDS:-2}"
 DURATION="${DURATION:-10}"
@@ -64,29 +66,7 @@ P_SOCKLAB=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/socklab.log" | he
 
 # nginx
 P_NGINX=$(free_port)
-cat > "$OUT/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $OUT/nginx/nginx.pid;
-error_log $OUT/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000;
-    client_body_temp_path $OUT/nginx/body;
-    proxy_temp_path $OUT/nginx/proxy;
-    fastcgi_temp_path $OUT/nginx/fastcgi;
-    uwsgi_temp_path $OUT/nginx/uwsgi;
-    scgi_temp_path $OUT/nginx/scgi;
-    server {
-        listen 127.0.0.1:$P_NGINX;
-        root $WWW;
-    }
-}
-CONF
+write_nginx_conf "$OUT/nginx" "$WWW" "$P_NGINX"
 taskset -c 0 nginx -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" &
 PID_NGINX=$!
 PIDS+=("$PID_NGINX")
@@ -98,14 +78,13 @@ PID_PYTHON=$!
 PIDS+=("$PID_PYTHON")
 sleep 1
 
-# CPU time (user + system, clock ticks) of a process and all its threads and children (nginx's
-# worker is a child of its master).
+# CPU time (user + system, clock ticks) of a process and its children (nginx's worker is a child
+# of its master). /proc/PID/stat sums all the process's threads, ended ones too (Python's
+# http.server ends a thread per connection).
 cpu_ticks() {
     local total=0 pid
     for pid in "$1" $(pgrep -P "$1"); do
-        for f in /proc/"$pid"/task/*/stat; do
-            [[ -r "$f" ]] && total=$((total + $(awk '{print $14 + $15}' "$f")))
-        done
+        [[ -r /proc/$pid/stat ]] && total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
     done
     echo "$total"
 }
