@@ -42,8 +42,15 @@ pub struct Server {
 impl Server {
     /// Starts `socklab ARGS` and waits for its `listening on` line.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(bin())
-            .args(args)
+        let mut cmd = Command::new(bin());
+        cmd.args(args);
+        Server::start_command(cmd)
+    }
+
+    /// Starts a command that runs socklab (say, under `setpriv`) and waits for its
+    /// `listening on` line.
+    pub fn start_command(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -81,7 +88,7 @@ impl Server {
                 let _ = child.kill();
                 std::thread::sleep(Duration::from_millis(100));
                 panic!(
-                    "socklab {args:?} did not print 'listening on': first line {first:?}, stderr:\n{}",
+                    "{cmd:?} did not print 'listening on': first line {first:?}, stderr:\n{}",
                     stderr.lock().unwrap()
                 );
             }

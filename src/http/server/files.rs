@@ -88,14 +88,16 @@ pub struct Root {
 }
 
 impl Root {
-    /// Holds `path` (which must be canonical) open for [`resolve`].
+    /// Holds `path` (which must be canonical) open for [`resolve`]. Without a working
+    /// `openat2` (checked once, here) every request takes the slow path.
     pub fn new(path: PathBuf) -> Self {
         let fd = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
             .open(&path)
             .ok()
-            .map(OwnedFd::from);
+            .map(OwnedFd::from)
+            .filter(|fd| open_beneath(fd, Path::new(""), libc::O_PATH).is_ok());
         Self { path, fd }
     }
 
@@ -104,11 +106,6 @@ impl Root {
     #[cfg(test)]
     fn slow_only(path: PathBuf) -> Self {
         Self { path, fd: None }
-    }
-
-    /// The canonical path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -164,26 +161,18 @@ pub fn split(target: &str, hidden: bool) -> Result<Target, StatusCode> {
 /// `openat2` beneath the root's descriptor with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`
 /// refuses any `..` or absolute escape and any symlink on the way. Without symlinks the path
 /// we built is the real path, so the dotfile check of [`split`] still holds. A symlink on the
-/// way (`ELOOP`), an escape (`EXDEV`) or a kernel without `openat2` takes the slow path:
-/// canonicalize, compare with the root, then open. Both paths give the same answers; the
-/// fast one costs one `openat2` and one `fstat` instead of a `readlink` per path component.
+/// way (`ELOOP`) or an escape (`EXDEV`) takes the slow path: canonicalize, compare with the
+/// root, then open the canonical path, again without following symlinks, so a component
+/// swapped for a symlink after the check fails (404) instead of leading out. Both paths give
+/// the same answers; the fast one costs one `openat2` and one `fstat` instead of a `readlink`
+/// per path component. On a kernel without `openat2` (before Linux 5.6, or filtered by
+/// seccomp) only the slow path runs, and its open follows symlinks.
 pub fn resolve(root: &Root, target: &Target, hidden: bool) -> Result<Resolved, StatusCode> {
     let mut rel = PathBuf::new();
     for seg in &target.segments {
         rel.push(OsStr::from_bytes(seg));
     }
-    let opened = match root.fd.as_ref().map(|fd| open_beneath(fd, &rel)) {
-        Some(Fast::Opened(file)) => {
-            let meta = file.metadata().map_err(os_status)?;
-            Opened {
-                path: root.path.join(&rel),
-                file,
-                meta,
-            }
-        }
-        Some(Fast::Failed(status)) => return Err(status),
-        Some(Fast::SlowPath) | None => open_checked(root, &root.path.join(&rel), hidden)?,
-    };
+    let opened = open_under(root, &rel, hidden)?;
     if opened.meta.is_file() {
         return Ok(Resolved::File(opened));
     }
@@ -192,56 +181,86 @@ pub fn resolve(root: &Root, target: &Target, hidden: bool) -> Result<Resolved, S
         // with O_NONBLOCK, so even a FIFO did not block the open.)
         return Err(StatusCode::FORBIDDEN);
     }
-    let dir = opened.path;
     if !target.ends_with_slash() {
         return Ok(Resolved::AddSlash(slash_location(target)));
     }
-    let index = match root
-        .fd
-        .as_ref()
-        .map(|fd| open_beneath(fd, &rel.join("index.html")))
-    {
-        Some(Fast::Opened(file)) => file.metadata().ok().map(|meta| Opened {
-            path: dir.join("index.html"),
-            file,
-            meta,
-        }),
-        Some(Fast::Failed(StatusCode::NOT_FOUND)) => None,
-        Some(Fast::Failed(status)) => return Err(status),
-        Some(Fast::SlowPath) | None => match open_checked(root, &dir.join("index.html"), hidden) {
-            Ok(o) => Some(o),
-            Err(StatusCode::NOT_FOUND) => None,
-            Err(e) => return Err(e),
-        },
-    };
-    match index {
-        Some(index) if index.meta.is_file() => Ok(Resolved::File(index)),
-        _ => Ok(Resolved::Listing(dir)),
+    // `index.html` beside the directory's real path, which is under the root.
+    let dir = opened.path;
+    let real = dir.strip_prefix(&root.path).unwrap_or(Path::new(""));
+    match open_under(root, &real.join("index.html"), hidden) {
+        Ok(index) if index.meta.is_file() => Ok(Resolved::File(index)),
+        Ok(_) | Err(StatusCode::NOT_FOUND) => Ok(Resolved::Listing(dir)),
+        Err(e) => Err(e),
     }
 }
 
-/// The outcome of the `openat2` fast path.
-enum Fast {
-    Opened(File),
-    /// A definite answer (no such file, permission denied).
-    Failed(StatusCode),
-    /// A symlink or an escape on the way, or no `openat2`: decide on the slow path.
-    SlowPath,
+/// Opens `rel` (relative to the root) by the fast path if it can, else by the slow one.
+fn open_under(root: &Root, rel: &Path, hidden: bool) -> Result<Opened, StatusCode> {
+    if root.fd.is_some() {
+        match open_rel(root, rel) {
+            Ok(file) => return opened(root.path.join(rel), file),
+            // A symlink on the way, an escape (perhaps through a symlink that is fine after
+            // all, e.g. an absolute link back inside the root), or a rename racing the
+            // lookup: let the slow path decide.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP | libc::EXDEV | libc::EAGAIN)
+                ) => {}
+            Err(e) => return Err(os_status(e)),
+        }
+    }
+    let canon = inside(&root.path, &root.path.join(rel), hidden)?;
+    let real = canon.strip_prefix(&root.path).unwrap_or(Path::new(""));
+    let file = open_rel(root, real).map_err(os_status)?;
+    opened(canon, file)
 }
 
-/// Opens `rel` beneath `dir` for reading, following no symlink and never leaving `dir`.
-fn open_beneath(dir: &OwnedFd, rel: &Path) -> Fast {
+fn opened(path: PathBuf, file: File) -> Result<Opened, StatusCode> {
+    let meta = file.metadata().map_err(os_status)?;
+    Ok(Opened { path, file, meta })
+}
+
+/// Opens `rel` under the root for reading, without blocking (a FIFO would) and, when the
+/// kernel has `openat2`, without following any symlink or leaving the root.
+///
+/// A directory we may enter but not list (mode 0711) cannot be opened for reading; it is
+/// opened with `O_PATH` instead, which is enough for `fstat` (a listing reads the directory by
+/// path, and is refused there).
+fn open_rel(root: &Root, rel: &Path) -> io::Result<File> {
+    let open = |flags: libc::c_int| match &root.fd {
+        Some(fd) => open_beneath(fd, rel, flags),
+        None => std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(root.path.join(rel)),
+    };
+    match open(libc::O_NONBLOCK | libc::O_NOCTTY) {
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            let path_only = open(libc::O_PATH)?;
+            if path_only.metadata()?.is_dir() {
+                Ok(path_only)
+            } else {
+                Err(e)
+            }
+        }
+        other => other,
+    }
+}
+
+/// `openat2(dir, rel, O_RDONLY | O_CLOEXEC | flags)` with `RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`.
+fn open_beneath(dir: &OwnedFd, rel: &Path, flags: libc::c_int) -> io::Result<File> {
     let rel: &Path = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
         rel
     };
-    let Ok(c_rel) = CString::new(rel.as_os_str().as_bytes()) else {
-        return Fast::Failed(StatusCode::BAD_REQUEST); // split() already refused NUL bytes
-    };
+    let c_rel = CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: open_how is plain integers; zeroed is its documented "no options" state.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | flags) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: the pointers are valid for the call; the size is that of the struct passed.
     let ret = unsafe {
@@ -253,38 +272,11 @@ fn open_beneath(dir: &OwnedFd, rel: &Path) -> Fast {
             std::mem::size_of::<libc::open_how>(),
         )
     };
-    if ret >= 0 {
-        // SAFETY: the kernel returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(ret as RawFd) };
-        return Fast::Opened(File::from(fd));
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
     }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => {
-            Fast::Failed(StatusCode::NOT_FOUND)
-        }
-        Some(libc::EACCES) => Fast::Failed(StatusCode::FORBIDDEN),
-        // ELOOP: a symlink on the way; EXDEV: an escape (possibly through a symlink that
-        // is fine after all, e.g. an absolute link back inside the root); ENOSYS, EPERM
-        // (seccomp), E2BIG, EAGAIN (a rename raced the lookup): let the slow path decide.
-        _ => Fast::SlowPath,
-    }
-}
-
-/// The slow path: canonicalize, check, then open without blocking (a FIFO would).
-fn open_checked(root: &Root, path: &Path, hidden: bool) -> Result<Opened, StatusCode> {
-    let canon = inside(&root.path, path, hidden)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&canon)
-        .map_err(os_status)?;
-    let meta = file.metadata().map_err(os_status)?;
-    Ok(Opened {
-        path: canon,
-        file,
-        meta,
-    })
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
 }
 
 /// Where to redirect a directory named without its trailing slash: the path as sent, with one
