@@ -809,3 +809,72 @@ fn permissions_as_an_unprivileged_server() {
     assert_eq!(status("/enter_noindex/"), "403");
     assert_eq!(status("/secret.txt"), "403");
 }
+
+/// `--workers 3`: three worker threads accept on one socket and serve; `--max-conns` is shared by
+/// them (a second client waits in the backlog while one connection is open, whichever worker
+/// would take it); SIGTERM closes an idle keep-alive connection and the server exits 0.
+#[test]
+fn workers_serve_together_and_share_the_connection_limit() {
+    let mut s = site(&["--workers", "3", "--max-conns", "1", "--no-access-log"]);
+    // `listening on` comes as soon as the socket is bound; the workers start just after.
+    let workers = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/task", s.server.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("worker-"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while workers().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(workers().len(), 3, "{:?}", workers());
+    for _ in 0..6 {
+        assert_eq!(get(&s.server.addr, "/hello.txt").body, b"hello, world\n");
+    }
+    // One open connection holds the only slot: another client is not served meanwhile.
+    let mut held = TcpStream::connect(&s.server.addr).unwrap();
+    held.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 15];
+    held.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200 OK");
+    let waiting = curl(&["-m", "1", "-o", "/dev/null", &s.url("/hello.txt")]);
+    assert_eq!(
+        waiting.status.code(),
+        Some(28),
+        "curl should time out: {}",
+        err_text(&waiting)
+    );
+    // SIGTERM: the idle keep-alive connection is closed at once and the server exits 0.
+    s.server.signal("TERM");
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest).unwrap();
+    let st = s
+        .server
+        .wait_exit(Duration::from_secs(10))
+        .expect("server ignored SIGTERM");
+    assert!(st.success(), "{st}\n{}", s.server.stderr());
+}
+
+#[test]
+fn zero_workers_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = socklab(
+        &[
+            "http",
+            "serve",
+            dir.path().to_str().unwrap(),
+            "--workers",
+            "0",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", err_text(&out));
+    assert!(
+        err_text(&out).contains("--workers must be at least 1"),
+        "{}",
+        err_text(&out)
+    );
+}

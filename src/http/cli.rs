@@ -420,6 +420,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = args.net.bind_addr(server::DEFAULT_PORT).await?;
     let listener = net::listen::tcp_listener(addr, args.net.bind_options())?;
     net::announce(listener.local_addr()?)?;
-    server::run(listener, cfg, shutdown).await;
+    let summary = server::run(listener, cfg, shutdown).await;
+    if summary.failed_workers > 0 {
+        anyhow::bail!(
+            "{} worker thread(s) failed (see the messages above); the server stopped",
+            summary.failed_workers
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

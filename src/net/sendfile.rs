@@ -24,10 +24,11 @@ pub trait SendFile {
         count: usize,
     ) -> impl Future<Output = io::Result<usize>> + Send;
 
-    /// Sends all of `buf` with `MSG_MORE`: the kernel holds a partial segment back for the
-    /// data that follows (a response head before its `sendfile` body goes out in the same
-    /// packet instead of one of its own).
-    fn send_all_more(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Sends some of `buf` with `MSG_MORE` (the kernel holds a partial segment back for the
+    /// data that follows, so a response head before its `sendfile` body goes out in the same
+    /// packet instead of one of its own), waiting until the socket takes some. Returns the
+    /// bytes sent.
+    fn send_more(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<usize>> + Send;
 }
 
 fn sendfile_once(sock: &impl AsRawFd, file: &File, offset: u64, count: usize) -> io::Result<usize> {
@@ -63,17 +64,14 @@ fn send_more_once(sock: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
 macro_rules! impl_send_file {
     ($t:ty) => {
         impl SendFile for $t {
-            async fn send_all_more(&mut self, mut buf: &[u8]) -> io::Result<()> {
-                while !buf.is_empty() {
+            async fn send_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+                loop {
                     self.writable().await?;
                     match self.try_io(Interest::WRITABLE, || send_more_once(&*self, buf)) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => buf = &buf[n..],
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        other => return other,
                     }
                 }
-                Ok(())
             }
 
             async fn send_file(
@@ -100,10 +98,10 @@ impl_send_file!(tokio::net::TcpStream);
 impl_send_file!(tokio::net::UnixStream);
 
 impl<S: SendFile + Send> SendFile for super::Metered<S> {
-    async fn send_all_more(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.get_mut().send_all_more(buf).await?;
-        self.count_out(buf.len());
-        Ok(())
+    async fn send_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.get_mut().send_more(buf).await?;
+        self.on_write(&buf[..n]);
+        Ok(n)
     }
 
     async fn send_file(&mut self, file: &File, offset: u64, count: usize) -> io::Result<usize> {
@@ -136,7 +134,7 @@ mod tests {
             got
         });
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.send_all_more(b"head:").await.unwrap();
+        assert_eq!(s.send_more(b"head:").await.unwrap(), 5);
         let (mut off, end) = (1000u64, 250_000u64);
         while off < end {
             let n = s.send_file(&f, off, (end - off) as usize).await.unwrap();

@@ -21,6 +21,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -164,6 +166,9 @@ pub struct ServeSummary {
     pub refused: u64,
     /// Connections still open when the grace period ran out.
     pub abandoned: usize,
+    /// Worker threads (`ServeOptions::workers`) that could not start or failed; the server
+    /// stops when one does.
+    pub failed_workers: usize,
 }
 
 /// Accepts connections until `shutdown` is cancelled, running `handler` for each.
@@ -202,63 +207,90 @@ where
             }
         };
     }
+    // Each worker says when it is accepting (or why it cannot), then, at the end, its totals.
+    let mut ready = Vec::with_capacity(opts.workers);
     let mut done = Vec::with_capacity(opts.workers);
+    let mut total = ServeSummary::default();
     for n in 0..opts.workers {
-        let fd = match listener.dup_fd() {
-            Ok(fd) => fd,
-            Err(e) => {
-                tracing::error!("cannot start worker {n}: {e}");
-                break;
-            }
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<io::Result<()>>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let (opts, shutdown, handler, slots) = (
             opts.clone(),
             shutdown.clone(),
             handler.clone(),
             slots.clone(),
         );
-        let started = std::thread::Builder::new()
-            .name(format!("worker-{n}"))
-            .spawn(move || {
-                let summary = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|rt| {
-                        let summary = rt.block_on(async {
-                            let listener = L::from_fd(fd)?;
-                            Ok(accept_loop(listener, opts, shutdown, handler, slots).await)
-                        });
-                        // Whatever outlived the grace period is dropped (closed) here.
-                        rt.shutdown_background();
-                        summary
+        let started = listener.dup_fd().and_then(|fd| {
+            std::thread::Builder::new()
+                .name(format!("worker-{n}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => return drop(ready_tx.send(Err(e))),
+                    };
+                    rt.block_on(async {
+                        let listener = match L::from_fd(fd) {
+                            Ok(l) => l,
+                            Err(e) => return drop(ready_tx.send(Err(e))),
+                        };
+                        let _ = ready_tx.send(Ok(()));
+                        let _ = done_tx
+                            .send(accept_loop(listener, opts, shutdown, handler, slots).await);
                     });
-                let _ = tx.send(summary);
-            });
+                    // Whatever outlived the grace period is dropped (closed) here.
+                    rt.shutdown_background();
+                })
+        });
         match started {
-            Ok(_) => done.push(rx),
+            Ok(_) => {
+                ready.push((n, ready_rx));
+                done.push(done_rx);
+            }
             Err(e) => {
                 tracing::error!("cannot start worker {n}: {e}");
-                break;
+                total.failed_workers += 1;
             }
         }
     }
-    if done.is_empty() {
-        // Not one worker thread: serve here rather than not at all.
-        return accept_loop(listener, opts, shutdown, handler, slots).await;
-    }
     // The workers hold their own descriptors; this registration is no longer needed.
     drop(listener);
-    let mut total = ServeSummary::default();
-    for rx in done {
+    for (n, rx) in ready {
         match rx.await {
-            Ok(Ok(s)) => {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("worker {n} cannot start: {e}");
+                total.failed_workers += 1;
+            }
+            Err(_) => {
+                tracing::error!("worker {n} ended while starting");
+                total.failed_workers += 1;
+            }
+        }
+    }
+    if total.failed_workers > 0 {
+        // A server short of workers is not the one asked for: stop the others.
+        shutdown.cancel();
+    }
+    // Totals as workers end; a worker that ends without them has panicked: stop the rest.
+    let mut done: FuturesUnordered<_> = done.into_iter().collect();
+    while let Some(result) = done.next().await {
+        match result {
+            Ok(s) => {
                 total.accepted += s.accepted;
                 total.refused += s.refused;
                 total.abandoned += s.abandoned;
             }
-            Ok(Err(e)) => tracing::error!("a worker failed to start: {e}"),
-            Err(_) => tracing::error!("a worker thread ended abnormally"),
+            Err(_) if total.failed_workers > 0 && shutdown.is_cancelled() => {
+                // Did not start (already counted), or stopped by the cancel above.
+            }
+            Err(_) => {
+                tracing::error!("a worker thread failed; stopping the server");
+                total.failed_workers += 1;
+                shutdown.cancel();
+            }
         }
     }
     total

@@ -162,7 +162,7 @@ impl<S> Metered<S> {
         }
     }
 
-    fn on_write(&mut self, data: &[u8]) {
+    pub(crate) fn on_write(&mut self, data: &[u8]) {
         self.bytes_out += data.len() as u64;
         if let Some(t) = &self.tracer {
             t.event(Direction::Send, data);

@@ -498,36 +498,43 @@ where
                     .map_err(write)?;
                 return Ok(len);
             }
-            let (mut at, end) = (start, start + len);
-            if !s.is_tracing() {
-                // The head waits in the kernel for the first body bytes (MSG_MORE).
-                within(send_timeout, s.send_all_more(out))
+            // The head waits in the kernel for the first body bytes (MSG_MORE).
+            let mut head: &[u8] = out;
+            while !head.is_empty() {
+                let n = within(send_timeout, s.send_more(head))
                     .await
                     .map_err(write)?;
-                // The kernel copies from the page cache to the socket; memory stays flat
-                // however large the file.
-                while at < end {
-                    let want =
-                        usize::try_from(end - at).map_or(SENDFILE_MAX, |l| l.min(SENDFILE_MAX));
-                    let n = within(send_timeout, s.send_file(&file, at, want))
-                        .await
-                        .map_err(write)?;
-                    if n == 0 {
-                        return Err(SHRANK.into());
-                    }
-                    at += n as u64;
-                }
-                return Ok(len);
+                head = &head[n..];
             }
-            // --trace: through our memory, so every byte is dumped. A bounded buffer, reused.
-            within(send_timeout, s.write_all(out))
-                .await
-                .map_err(write)?;
-            let mut chunk = vec![0u8; FILE_CHUNK];
+            let (mut at, end) = (start, start + len);
+            // The kernel copies from the page cache to the socket; memory stays flat however
+            // large the file. With --trace the bytes go through our memory instead, so every
+            // one is dumped; and so they do if this file system cannot sendfile.
+            let mut zero_copy = !s.is_tracing();
+            while zero_copy && at < end {
+                let want = usize::try_from(end - at).map_or(SENDFILE_MAX, |l| l.min(SENDFILE_MAX));
+                match within(send_timeout, s.send_file(&file, at, want)).await {
+                    Ok(0) => return Err(SHRANK.into()),
+                    Ok(n) => at += n as u64,
+                    Err(e)
+                        if at == start
+                            && matches!(
+                                e.raw_os_error(),
+                                Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+                            ) =>
+                    {
+                        zero_copy = false;
+                    }
+                    Err(e) => return Err(write(e)),
+                }
+            }
+            // A bounded buffer, reused.
+            let mut chunk = Vec::new();
             while at < end {
                 let want = usize::try_from(end - at).map_or(FILE_CHUNK, |l| l.min(FILE_CHUNK));
-                read_exact_at(&file, &mut chunk[..want], at)?;
-                within(send_timeout, s.write_all(&chunk[..want]))
+                chunk.resize(want, 0);
+                read_exact_at(&file, &mut chunk, at)?;
+                within(send_timeout, s.write_all(&chunk))
                     .await
                     .map_err(write)?;
                 at += want as u64;
