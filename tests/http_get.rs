@@ -20,10 +20,17 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
-    def raw(self, data):
+    def raw(self, data, tls_close=True):
         self.wfile.write(data)
         self.wfile.flush()
         self.close_connection = True
+        # Over TLS a body that runs until close ends with close_notify, as a careful server
+        # sends it; without it the client cannot tell the end from a cut (see /cut-tls).
+        if tls_close and hasattr(self.connection, "unwrap"):
+            try:
+                self.connection.unwrap()
+            except OSError:
+                pass
 
     def reply(self, code, body, extra=()):
         self.send_response(code)
@@ -74,6 +81,8 @@ class H(BaseHTTPRequestHandler):
                      b"5\r\nhello\r\n7;ext=1\r\n, world\r\n1\r\n\n\r\n0\r\nX-Sum: 42\r\n\r\n")
         elif p == "/close":
             self.raw(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the server closes\n")
+        elif p == "/cut-tls":
+            self.raw(b"HTTP/1.0 200 OK\r\n\r\nperhaps the whole body", tls_close=False)
         elif p == "/gzip":
             self.reply(200, gzip.compress(b"squeezed " * 1000), [("Content-Encoding", "gzip")])
         elif p == "/stall":
@@ -406,6 +415,30 @@ fn a_short_body_is_an_error_and_keeps_the_part() {
     );
 }
 
+/// Stdout cannot be rewound: a retry that cannot skip what stdout already holds (here a
+/// --compressed download, which never resumes) is refused rather than writing it twice.
+#[test]
+fn a_retry_never_duplicates_what_went_to_stdout() {
+    let (_peer, base) = origin();
+    let dir = tempfile::tempdir().unwrap();
+    let out = get_in(
+        dir.path(),
+        &[
+            "--compressed",
+            "--retries",
+            "2",
+            "-O",
+            "-",
+            &format!("{base}/short"),
+        ],
+    );
+    expect_code(&out, 5);
+    assert_eq!(out.stdout, [b's'; 40], "the 40 bytes, once");
+    let err = err_text(&out);
+    assert!(err.contains("40 bytes already went to stdout"), "{err}");
+    assert!(files(dir.path()).is_empty());
+}
+
 #[test]
 fn chunked_with_trailers_and_until_close_bodies() {
     let (_peer, base) = origin();
@@ -718,6 +751,29 @@ fn https_with_cacert_without_it_and_insecure() {
         &["--cacert", ss_cert.to_str().unwrap(), "-O", "-", &ss_url],
     );
     assert_eq!(ok(&out), b"until the server closes\n");
+    // The same kind of body cut without close_notify may be cut anywhere: not complete.
+    let cut = get_in(
+        dir.path(),
+        &[
+            "--cacert",
+            ss_cert.to_str().unwrap(),
+            "--retries",
+            "0",
+            &ss_url.replace("/close", "/cut-tls"),
+        ],
+    );
+    expect_code(&cut, 5);
+    assert!(
+        err_text(&cut).contains("without close_notify"),
+        "{}",
+        err_text(&cut)
+    );
+    assert!(!dir.path().join("cut-tls").exists());
+    assert_eq!(
+        std::fs::read(dir.path().join("cut-tls.part")).unwrap(),
+        b"perhaps the whole body"
+    );
+    std::fs::remove_file(dir.path().join("cut-tls.part")).unwrap();
     let out = get_in(
         dir.path(),
         &["--cacert", ca.to_str().unwrap(), "-O", "-", &ss_url],

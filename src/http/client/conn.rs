@@ -83,6 +83,8 @@ pub struct Conn {
     start: usize,
     end: usize,
     timeout: Duration,
+    /// The TLS peer closed the TCP connection without a `close_notify` alert.
+    unclean_eof: bool,
 }
 
 impl Conn {
@@ -103,6 +105,7 @@ impl Conn {
             start: 0,
             end: 0,
             timeout: cfg.timeout,
+            unclean_eof: false,
         }
     }
 
@@ -148,11 +151,21 @@ impl Conn {
                 self.end += n;
                 Ok(n)
             }
-            // TLS without close_notify: the end of a body that runs until close, or a short
-            // one, which the body decoder reports.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            // TLS without close_notify: for a body with a length (or chunked) the decoder
+            // says whether it was complete; for one that runs until close the caller must not
+            // take it as the end (see `unclean_eof`).
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.unclean_eof = true;
+                Ok(0)
+            }
             Err(e) => Err(self.io_err(e, &format!("reading from {}", self.peer))),
         }
+    }
+
+    /// Whether the connection ended without TLS's `close_notify`: an attacker (or a crash)
+    /// can cut a TLS stream at any byte, so "until close" is not an end then.
+    pub fn unclean_eof(&self) -> bool {
+        self.unclean_eof
     }
 
     /// Reads one response head: the head and its exact bytes. 1xx heads are logged and
@@ -213,13 +226,23 @@ async fn resolve(
     host: &url::Host<&str>,
     port: u16,
     family: Family,
+    limit: Duration,
 ) -> Result<Vec<SocketAddr>, NetError> {
     let name = match host {
         url::Host::Domain(d) => d.to_string(),
         url::Host::Ipv4(ip) => ip.to_string(),
         url::Host::Ipv6(ip) => ip.to_string(),
     };
-    let addrs = net::addr::resolve_host(&name, port).await?;
+    // A name server that does not answer is bounded by --connect-timeout too.
+    let addrs = match tokio::time::timeout(limit, net::addr::resolve_host(&name, port)).await {
+        Ok(addrs) => addrs?,
+        Err(_) => {
+            return Err(NetError::Timeout {
+                what: format!("resolving {name}"),
+                after: limit,
+            });
+        }
+    };
     let kept: Vec<SocketAddr> = addrs
         .into_iter()
         .filter(|a| match family {
@@ -256,7 +279,7 @@ pub async fn open(
     let port = url.port_or_known_default().unwrap_or(80);
     let https = url.scheme() == "https";
     let Some(proxy) = proxy else {
-        let addrs = resolve(&host, port, cfg.family).await?;
+        let addrs = resolve(&host, port, cfg.family, cfg.connect_timeout).await?;
         let (tcp, addr) =
             net::connect::tcp_to(&addrs, &host.to_string(), cfg.connect_timeout).await?;
         let peer = addr.to_string();
@@ -268,13 +291,15 @@ pub async fn open(
         return Ok(Conn::new(stream, peer, false, false, cfg));
     };
 
-    let proxy_name = proxy_authority(proxy);
+    let proxy_name = proto::authority(proxy);
     let phost = proxy
         .host()
         .ok_or_else(|| Error::Usage(format!("proxy {proxy}: no host")))?;
     let pport = proxy.port_or_known_default().unwrap_or(80);
     let reach = |e: NetError| Error::Proxy(format!("cannot reach proxy {proxy_name}: {e}"));
-    let addrs = resolve(&phost, pport, cfg.family).await.map_err(reach)?;
+    let addrs = resolve(&phost, pport, cfg.family, cfg.connect_timeout)
+        .await
+        .map_err(reach)?;
     let (mut tcp, addr) = net::connect::tcp_to(&addrs, &proxy_name, cfg.connect_timeout)
         .await
         .map_err(reach)?;
@@ -353,14 +378,6 @@ fn proxy_failed(proxy: &str, e: Error) -> Error {
     }
 }
 
-fn proxy_authority(proxy: &Url) -> String {
-    format!(
-        "{}:{}",
-        proxy.host_str().unwrap_or_default(),
-        proxy.port_or_known_default().unwrap_or(80)
-    )
-}
-
 async fn handshake(
     tcp: TcpStream,
     host: &url::Host<&str>,
@@ -373,13 +390,13 @@ async fn handshake(
     }
     let connector = tls.as_ref().expect("just built");
     let name = tls::server_name(host)?;
-    match tokio::time::timeout(cfg.timeout, connector.connect(name, tcp)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(Error::Tls(tls::describe(&host.to_string(), &e))),
-        Err(_) => Err(NetError::Timeout {
+    match net::within(cfg.timeout, connector.connect(name, tcp)).await {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(NetError::Timeout {
             what: format!("the TLS handshake with {peer}"),
             after: cfg.timeout,
         }
         .into()),
+        Err(e) => Err(Error::Tls(tls::describe(&host.to_string(), &e))),
     }
 }

@@ -150,6 +150,10 @@ pub enum Error {
     /// The TLS handshake or the certificate failed.
     #[error("{0}")]
     Tls(String),
+    /// The exchange cannot go on correctly (exit 5): a body that may be cut short, a range
+    /// the server keeps refusing, a retry that would duplicate bytes already written.
+    #[error("{0}")]
+    Protocol(String),
     /// The proxy could not be reached or refused.
     #[error("{0}")]
     Proxy(String),
@@ -255,7 +259,8 @@ impl Error {
             Error::Tls(_) => exit::TLS,
             Error::Proxy(_) => exit::PROXY,
             Error::Status { .. } => exit::HTTP_STATUS,
-            Error::Head { .. }
+            Error::Protocol(_)
+            | Error::Head { .. }
             | Error::NoResponse { .. }
             | Error::Body(_)
             | Error::Redirect(_)
@@ -352,7 +357,7 @@ impl<'c> Download<'c> {
                     fresh = true;
                 }
                 Ok(Step::Fresh) => {
-                    return Err(Error::Usage(
+                    return Err(Error::Protocol(
                         "the server keeps refusing the range; remove the .part file".into(),
                     ));
                 }
@@ -377,6 +382,18 @@ impl<'c> Download<'c> {
     fn offset(&self, retry: bool, fresh: bool) -> Result<u64, Error> {
         let cfg = self.cfg;
         if fresh || cfg.compressed || cfg.method != Method::GET {
+            if matches!(cfg.output, Output::Stdout) && self.stdout_done > 0 {
+                // Stdout cannot be rewound, and this download cannot skip what it holds.
+                return Err(Error::Protocol(format!(
+                    "{} bytes already went to stdout and a {} download cannot resume; not retrying",
+                    self.stdout_done,
+                    if cfg.compressed {
+                        "--compressed"
+                    } else {
+                        "non-GET"
+                    }
+                )));
+            }
             return Ok(0);
         }
         match &cfg.output {
@@ -555,6 +572,13 @@ impl<'c> Download<'c> {
                 break;
             }
             if got.conn.fill(read_max).await? == 0 {
+                if decoder.until_close() && got.conn.unclean_eof() {
+                    return Err(Error::Protocol(format!(
+                        "{}: the TLS connection ended without close_notify in a body that runs \
+                         until close, so it may be cut short ({written} bytes); not saved as complete",
+                        got.conn.peer
+                    )));
+                }
                 decoder.finish()?;
                 break;
             }
@@ -579,20 +603,13 @@ impl<'c> Download<'c> {
                     .flush()
                     .map_err(Error::file("writing", Path::new("stdout")))?;
             }
-            Sink::File(file, part) => {
+            Sink::File(file, _) => {
                 drop(file);
                 let Output::File(path) = &cfg.output else {
                     unreachable!("a file sink has a file output")
                 };
-                let want = if inflate.is_some() {
-                    None
-                } else if append {
-                    total_known
-                } else {
-                    decoder.expected()
-                };
-                let _ = part;
-                finish_file(path, want)?;
+                // The whole file's announced size (unknown once decoded).
+                finish_file(path, total)?;
             }
         }
         ui.info(&proto::summary_line(
@@ -675,13 +692,7 @@ impl<'c> Download<'c> {
             }
             let (resp, raw) = conn.read_head(ui).await?;
             if conn.absolute_form && resp.status.as_u16() == 407 {
-                let name = proxy.as_ref().map_or(String::new(), |p| {
-                    format!(
-                        "{}:{}",
-                        p.host_str().unwrap_or_default(),
-                        p.port_or_known_default().unwrap_or(80)
-                    )
-                });
+                let name = proxy.as_ref().map_or(String::new(), proto::authority);
                 return Err(Error::Proxy(conn::proxy_refusal(&name, &resp, cfg, "")));
             }
             if proto::is_redirect(resp.status) && proto::location(&resp).is_some() {

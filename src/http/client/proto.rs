@@ -35,8 +35,9 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_CHUNK_LINE: usize = 1024;
 /// Longest trailer section after the last chunk.
 pub const MAX_TRAILERS: usize = 16 * 1024;
-/// Longest file name we derive from a URL (the usual file-system limit).
-pub const MAX_NAME: usize = 255;
+/// Longest file name we derive from a URL: the usual file-system limit (255 bytes) less the
+/// `.part` suffix the download is written under first.
+pub const MAX_NAME: usize = 255 - ".part".len();
 /// Compressed bytes fed to the decompressor at a time, so one piece can expand to at most
 /// about 1 MiB (deflate's ratio is bounded near 1032:1).
 pub const DECOMPRESS_PIECE: usize = 1024;
@@ -535,6 +536,11 @@ impl BodyDecoder {
     /// True once the whole body has been read (never for a body that runs until close).
     pub fn is_done(&self) -> bool {
         self.state == BodyState::Done
+    }
+
+    /// Whether the body runs until the connection closes (no length, not chunked).
+    pub fn until_close(&self) -> bool {
+        self.state == BodyState::UntilClose
     }
 
     /// Payload bytes delivered so far.
