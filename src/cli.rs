@@ -1,32 +1,39 @@
-//! The command-line tree: `socklab <protocol> <role> [options]`.
+//! The command-line tree: `socklab <protocol> <role> [options]`, and nothing else.
 //!
 //! Each protocol owns its arguments in `<protocol>/cli.rs` and converts them into its
-//! `Config`; drivers never see clap types. The flag groups here mean the same thing in
-//! every subcommand.
+//! `Config`; drivers never see clap types. The flag groups every protocol shares live in
+//! [`crate::args`], a leaf module. This file and `main.rs` are the only ones that know every
+//! protocol: adding one is one `Command` variant and one arm in [`Command::run`].
 
-use std::net::SocketAddr;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use ipnet::IpNet;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::net::{self, AllowList, BindOptions, ServeOptions};
+use crate::args::{OutputArgs, UsageError};
 use crate::simple::proto::Service;
 use crate::{calc, echo, http, lab, simple};
+
+/// `0.1.0 (git 1a2b3c4)`: the package version and the revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("SOCKLAB_GIT_REVISION"),
+    ")"
+);
 
 /// socklab: reference clients and servers for the classic socket exercises.
 #[derive(Debug, Parser)]
 #[command(
     name = "socklab",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
 #[command(
     after_help = "Start with `socklab lab` to run every server on loopback, \
-    or `socklab echo serve --help`."
+    or `socklab echo serve --help`. Exit codes: see `socklab man` or README.md."
 )]
 pub struct Cli {
     /// Output options, accepted after any subcommand.
@@ -35,20 +42,6 @@ pub struct Cli {
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Flags about output, valid everywhere.
-#[derive(Debug, Args, Clone, Copy)]
-pub struct OutputArgs {
-    /// More log detail on stderr (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Only warnings and errors on stderr; no per-round status lines.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
-    /// Results as JSON lines on stdout (for commands whose output is data).
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 /// The protocols.
@@ -70,13 +63,13 @@ pub enum Command {
     Chargen {
         /// Server or client.
         #[command(subcommand)]
-        role: simple::cli::Role,
+        role: simple::cli::ChargenRole,
     },
     /// Quote of the day (RFC 865).
     Qotd {
         /// Server or client.
         #[command(subcommand)]
-        role: simple::cli::Role,
+        role: simple::cli::QotdRole,
     },
     /// Daytime (RFC 867): the date and time as text; the client shows the clock offset.
     Daytime {
@@ -107,169 +100,139 @@ pub enum Command {
     },
     /// Start every server on loopback and show how to try each one.
     Lab(lab::LabArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per subcommand with --dir.
+    #[command(after_help = MAN_EXAMPLES)]
+    Man(ManArgs),
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  socklab completions bash > ~/.local/share/bash-completion/completions/socklab
+  socklab completions zsh > ~/.zfunc/_socklab        (with fpath+=~/.zfunc in .zshrc)
+  socklab completions fish > ~/.config/fish/completions/socklab.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  socklab man | man -l -                 read it now
+  socklab man --dir ~/.local/share/man/man1  socklab.1 and socklab-echo-serve.1, …";
+
+/// `socklab man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write socklab.1 and one page per subcommand (socklab-echo-serve.1, …) into DIR
+    /// instead of printing socklab.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 impl Command {
     /// Runs the command.
     pub async fn run(self, out: OutputArgs) -> anyhow::Result<ExitCode> {
+        if out.json && !self.takes_json() {
+            return Err(UsageError(
+                "--json is for commands whose output is data (echo send, calc connect, \
+                 daytime get, …); this one prints logs or files"
+                    .into(),
+            )
+            .into());
+        }
         match self {
             Command::Echo { role } => role.run(out).await,
             Command::Calc { role } => role.run(out).await,
             Command::Discard { role } => role.run(out).await,
-            Command::Chargen { role } => role.run(Service::Chargen, out).await,
-            Command::Qotd { role } => role.run(Service::Qotd, out).await,
+            Command::Chargen { role } => role.run(out).await,
+            Command::Qotd { role } => role.run(out).await,
             Command::Daytime { role } => role.run(Service::Daytime, out).await,
             Command::Time { role } => role.run(Service::Time, out).await,
             Command::Inetd(args) => simple::cli::inetd(args).await,
             Command::Http { role } => role.run(out).await,
             Command::Lab(args) => lab::run(args).await,
+            Command::Completions { shell } => {
+                let mut out = std::io::stdout().lock();
+                clap_complete::generate(shell, &mut Cli::command(), "socklab", &mut out);
+                out.flush()?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Man(args) => man(args),
         }
+    }
+
+    /// Whether the command prints data or results that `--json` can shape.
+    fn takes_json(&self) -> bool {
+        use simple::cli::{ChargenRole, DiscardRole, QotdRole, Role};
+        matches!(
+            self,
+            Command::Echo {
+                role: echo::cli::Role::Send(_)
+            } | Command::Calc {
+                role: calc::cli::Role::Connect(_)
+            } | Command::Discard {
+                role: DiscardRole::Send(_)
+            } | Command::Chargen {
+                role: ChargenRole::Get(_)
+            } | Command::Qotd {
+                role: QotdRole::Get(_)
+            } | Command::Daytime { role: Role::Get(_) }
+                | Command::Time { role: Role::Get(_) }
+        )
     }
 }
 
-/// A usage error found after clap parsing (a combination of flags that makes no sense).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// Flags every server takes.
-#[derive(Debug, Args, Clone)]
-pub struct ServerNetArgs {
-    /// Port to listen on (0 picks a free one; the real port is printed).
-    #[arg(short, long)]
-    pub port: Option<u16>,
-    /// Address to bind: 127.0.0.1 (loopback, the default), ::1, 0.0.0.0, or :: (IPv4 and
-    /// IPv6 on every interface).
-    #[arg(short, long, default_value = "127.0.0.1", value_name = "ADDR")]
-    pub bind: String,
-    /// UDP (datagrams) instead of TCP; with --unix, a Unix datagram socket.
-    #[arg(short, long)]
-    pub udp: bool,
-    /// Listen on a Unix domain socket at PATH instead of a port (a stale socket file left
-    /// by a dead server is replaced; a live one or a regular file is not).
-    #[arg(long, value_name = "PATH", conflicts_with = "port")]
-    pub unix: Option<PathBuf>,
-    /// Close a client that sends nothing for this long (e.g. 30s, 5m).
-    #[arg(short, long, default_value = "300s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// listen() backlog: connections the kernel queues before we accept them.
-    #[arg(long, default_value_t = net::listen::DEFAULT_BACKLOG, value_name = "N")]
-    pub backlog: i32,
-    /// Accept only these clients (an address or CIDR network; repeatable). Others are
-    /// dropped and logged.
-    #[arg(long, value_name = "ADDR|CIDR", value_parser = net::allow::parse_net)]
-    pub allow: Vec<IpNet>,
-    /// Serve at most N clients at once; more wait in the listen backlog.
-    #[arg(long, default_value_t = net::serve::DEFAULT_MAX_CONNS, value_name = "N")]
-    pub max_conns: usize,
-    /// On Ctrl-C/SIGTERM, give open connections this long to finish.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub grace: Duration,
-    /// Print every send and receive as a hex dump on stderr.
-    #[arg(long)]
-    pub trace: bool,
-    /// Turn SO_REUSEADDR off (on by default, so a restarted server can rebind at once).
-    #[arg(long)]
-    pub no_reuseaddr: bool,
-}
-
-impl ServerNetArgs {
-    /// The accept-loop policy.
-    pub fn serve_options(&self) -> ServeOptions {
-        ServeOptions {
-            allow: AllowList::new(self.allow.clone()),
-            max_conns: self.max_conns,
-            grace: self.grace,
-            workers: 0,
-        }
-    }
-
-    /// Socket options for binding.
-    pub fn bind_options(&self) -> BindOptions {
-        BindOptions {
-            backlog: self.backlog,
-            reuse_addr: !self.no_reuseaddr,
-        }
-    }
-
-    /// The address to bind, with `default_port` when `--port` is not given.
-    pub async fn bind_addr(&self, default_port: u16) -> anyhow::Result<SocketAddr> {
-        let port = self.port.unwrap_or(default_port);
-        let host = self.bind.trim_start_matches('[').trim_end_matches(']');
-        if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(UsageError(format!(
-                "--bind takes an address without a port ({:?}); give the port with -p",
-                self.bind
-            ))
-            .into());
-        }
-        let addrs = net::addr::resolve_host(host, port).await?;
-        Ok(addrs[0])
-    }
-}
-
-/// Parses a human duration: `300s`, `5m`, `1.5s`, `200ms`, `1h 30m`; a bare number means
-/// seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
-        return Err(format!("{s:?} is not a duration"));
-    }
-    let d: jiff::SignedDuration = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; try 300s, 5m, 1.5s or 200ms"))?;
-    d.try_into()
-        .map_err(|_| format!("{s:?} is negative or too large"))
-}
-
-/// Parses a byte size: `1024`, `64k`, `16M` (powers of 1024).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        None => (s, 1usize),
-        Some((i, _)) => {
-            let mult = match s[i..].to_ascii_lowercase().as_str() {
-                "k" | "kb" | "kib" => 1 << 10,
-                "m" | "mb" | "mib" => 1 << 20,
-                "g" | "gb" | "gib" => 1 << 30,
-                "b" => 1,
-                other => return Err(format!("unknown size unit {other:?}; use k, M or G")),
-            };
-            (&s[..i], mult)
-        }
+/// `socklab man`: the page for the whole tool on stdout, or every page into a directory.
+fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
+    let cmd = Cli::command();
+    let Some(dir) = args.dir else {
+        let mut out = std::io::stdout().lock();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
     };
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; try 1024, 64k or 16M"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    std::fs::create_dir_all(&dir)?;
+    let mut written = 0;
+    write_pages(&dir, cmd, "socklab", &mut written)?;
+    eprintln!("wrote {written} manual pages into {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_pages(
+    dir: &std::path::Path,
+    cmd: clap::Command,
+    name: &str,
+    written: &mut usize,
+) -> std::io::Result<()> {
+    let cmd = cmd.name(name.to_string());
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    // Written whole to a temporary name, then renamed: no half-written page is left.
+    let path = dir.join(format!("{name}.1"));
+    let tmp = dir.join(format!(".{name}.1.tmp"));
+    std::fs::write(&tmp, &page)?;
+    std::fs::rename(&tmp, &path)?;
+    *written += 1;
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        write_pages(
+            dir,
+            sub.clone(),
+            &format!("{name}-{}", sub.get_name()),
+            written,
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("300s").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("200ms").unwrap(), Duration::from_millis(200));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert_eq!(parse_size("64k").unwrap(), 65536);
-        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
-        assert!(parse_size("12q").is_err());
-    }
 
     #[test]
     fn cli_is_well_formed() {

@@ -13,12 +13,18 @@
 //! | 8    | TLS error: handshake failed, certificate not trusted or not valid for the name |
 //! | 9    | proxy error: the proxy refused or cannot be reached, or answered 407, 502 or another non-2xx to CONNECT |
 //! | 130  | interrupted by a second Ctrl-C |
+//!
+//! Each error type says its own code by implementing [`ExitCoded`]; this module knows only
+//! the table and the generic errors ([`NetError`], `io::Error`). A protocol's `cli.rs` wraps
+//! its driver's error with [`Coded`] (`.map_err(Coded::from)` or [`CodedResult::coded`])
+//! when it turns it into an `anyhow::Error`, and [`code_for`] finds that wrapper in the
+//! chain.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::io;
 
 use crate::net::NetError;
-use crate::{calc, echo, http, simple};
 
 /// Success.
 pub const OK: u8 = 0;
@@ -41,48 +47,88 @@ pub const TLS: u8 = 8;
 /// Proxy error.
 pub const PROXY: u8 = 9;
 
+/// An error that knows which exit code it means.
+pub trait ExitCoded: StdError {
+    /// The code from the table above.
+    fn exit_code(&self) -> u8;
+}
+
+impl ExitCoded for NetError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            NetError::Timeout { .. } => TIMEOUT,
+            NetError::BadAddress { .. } => USAGE,
+            _ => NETWORK,
+        }
+    }
+}
+
+/// An error with its exit code attached, so the code survives the trip through `anyhow`.
+///
+/// Its message and causes are the inner error's: wrapping changes no text.
+pub struct Coded {
+    code: u8,
+    inner: Box<dyn StdError + Send + Sync + 'static>,
+}
+
+impl Coded {
+    /// The code carried.
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl<E: ExitCoded + Send + Sync + 'static> From<E> for Coded {
+    fn from(e: E) -> Self {
+        Coded {
+            code: e.exit_code(),
+            inner: Box::new(e),
+        }
+    }
+}
+
+impl fmt::Debug for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl StdError for Coded {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner.source()
+    }
+}
+
+/// `result.coded()?`: attaches the error's exit code before `?` turns it into `anyhow`.
+pub trait CodedResult<T> {
+    /// The result with its error wrapped in [`Coded`].
+    fn coded(self) -> Result<T, Coded>;
+}
+
+impl<T, E: ExitCoded + Send + Sync + 'static> CodedResult<T> for Result<T, E> {
+    fn coded(self) -> Result<T, Coded> {
+        self.map_err(Coded::from)
+    }
+}
+
 /// The exit code for an error: the first error in the chain that we recognise decides.
 pub fn code_for(err: &(dyn StdError + 'static)) -> u8 {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
+        if let Some(c) = e.downcast_ref::<Coded>() {
+            return c.code;
+        }
         if let Some(e) = e.downcast_ref::<NetError>() {
-            return match e {
-                NetError::Timeout { .. } => TIMEOUT,
-                NetError::BadAddress { .. } => USAGE,
-                _ => NETWORK,
-            };
-        }
-        if let Some(e) = e.downcast_ref::<simple::client::Error>() {
-            return match e {
-                simple::client::Error::Net(n) => code_for(n),
-                _ => PROTOCOL,
-            };
-        }
-        if let Some(e) = e.downcast_ref::<echo::client::Error>() {
-            return match e {
-                echo::client::Error::Net(n) => code_for(n),
-                echo::client::Error::Mismatch { .. } => CHECK_FAILED,
-                echo::client::Error::Frame { .. } => PROTOCOL,
-                echo::client::Error::Usage(_) => USAGE,
-                _ => LOCAL_IO,
-            };
-        }
-        if let Some(e) = e.downcast_ref::<calc::client::Error>() {
-            return match e {
-                calc::client::Error::Net(n) => code_for(n),
-                calc::client::Error::Fallo { .. } => CHECK_FAILED,
-                calc::client::Error::BadReply { .. } | calc::client::Error::ReplyTooLong { .. } => {
-                    PROTOCOL
-                }
-                calc::client::Error::NoResult => USAGE,
-                _ => LOCAL_IO,
-            };
-        }
-        if let Some(e) = e.downcast_ref::<http::client::Error>() {
             return e.exit_code();
         }
-        if e.downcast_ref::<crate::cli::UsageError>().is_some() {
-            return USAGE;
+        if let Some(e) = e.downcast_ref::<crate::args::UsageError>() {
+            return e.exit_code();
         }
         if e.downcast_ref::<io::Error>().is_some() {
             return LOCAL_IO;
@@ -101,7 +147,51 @@ pub fn is_broken_pipe(err: &(dyn StdError + 'static)) -> bool {
         {
             return true;
         }
+        if let Some(c) = e.downcast_ref::<Coded>()
+            && is_broken_pipe(c.inner.as_ref())
+        {
+            return true;
+        }
         cur = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the peer lied: {0}")]
+    struct Lie(#[source] io::Error);
+
+    impl ExitCoded for Lie {
+        fn exit_code(&self) -> u8 {
+            PROTOCOL
+        }
+    }
+
+    #[test]
+    fn a_coded_error_keeps_its_code_and_text_through_anyhow() {
+        let inner = io::Error::other("x");
+        let err: anyhow::Error = Err::<(), _>(Lie(inner)).coded().unwrap_err().into();
+        let err = err.context("talking to 127.0.0.1:7");
+        assert_eq!(code_for(err.as_ref()), PROTOCOL);
+        assert_eq!(
+            format!("{err:#}"),
+            "talking to 127.0.0.1:7: the peer lied: x: x"
+        );
+    }
+
+    #[test]
+    fn generic_errors_have_their_codes() {
+        let timeout = NetError::Timeout {
+            what: "w".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(code_for(&timeout), TIMEOUT);
+        assert_eq!(code_for(&io::Error::other("disk")), LOCAL_IO);
+        let broken = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&Coded::from(Lie(broken))));
+    }
 }

@@ -7,10 +7,13 @@
 //! - [`frame`]: sans-IO framing codecs (fixed length, delimiter, header with CRC32).
 //! - one module per protocol ([`echo`], …), each with a sans-IO `proto`, thin `server` and
 //!   `client` drivers, and its own `cli`.
+//! - [`args`]: the flag groups every protocol shares (a leaf: it imports no protocol).
 //! - [`cli`], [`lab`], [`report`], [`exit`]: the binary's glue.
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod calc;
+pub mod catalog;
 pub mod cli;
 pub mod echo;
 pub mod exit;

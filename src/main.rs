@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use socklab::cli::{Cli, OutputArgs};
+use socklab::args::OutputArgs;
+use socklab::cli::Cli;
 use socklab::exit;
 use tracing_subscriber::EnvFilter;
 

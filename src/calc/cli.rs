@@ -7,9 +7,9 @@ use clap::{Args, Subcommand};
 
 use super::proto::{ParseError, Request};
 use super::{client, server};
-use crate::cli::{OutputArgs, ServerNetArgs, UsageError, parse_duration};
+use crate::args::{JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration};
+use crate::exit::CodedResult;
 use crate::net::{self, Endpoint};
-use crate::report::Reporter;
 
 /// Calculator roles.
 #[derive(Debug, Subcommand)]
@@ -70,7 +70,6 @@ impl TryFrom<&ServeArgs> for server::Config {
         Ok(server::Config {
             serve: a.net.serve_options(),
             timeout: a.net.timeout,
-            trace: a.net.trace,
         })
     }
 }
@@ -91,6 +90,8 @@ pub struct ConnectArgs {
     /// Print every send and receive as a hex dump on stderr.
     #[arg(long)]
     trace: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 impl TryFrom<&ConnectArgs> for client::Config {
@@ -147,23 +148,14 @@ impl Role {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = server::Config::try_from(&args)?;
     let shutdown = net::shutdown::on_signals();
-    if let Some(path) = &args.net.unix {
-        let listener = net::listen::unix_listener(path, args.net.bind_options())?;
-        net::announce(format!("unix:{}", path.display()))?;
-        server::run_stream(listener, cfg, shutdown).await;
-        // Our socket file: remove it so the next start finds a clean path.
-        let _ = std::fs::remove_file(path);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let addr = args.net.bind_addr(server::DEFAULT_PORT).await?;
-    let listener = net::listen::tcp_listener(addr, args.net.bind_options())?;
-    net::announce(listener.local_addr()?)?;
-    server::run(listener, cfg, shutdown).await;
+    let bound = args.net.listen_spec(server::DEFAULT_PORT)?.bind().await?;
+    bound.announce()?;
+    server::run(bound, cfg, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn connect(args: ConnectArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let cfg = client::Config::try_from(&args)?;
-    client::run(cfg, Reporter::new(out.json, out.quiet)).await?;
+    client::run(cfg, out.reporter(args.json)).await.coded()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -97,6 +97,19 @@ pub enum Error {
     Editor(String),
 }
 
+impl crate::exit::ExitCoded for Error {
+    fn exit_code(&self) -> u8 {
+        use crate::exit;
+        match self {
+            Error::Net(n) => n.exit_code(),
+            Error::Fallo { .. } => exit::CHECK_FAILED,
+            Error::BadReply { .. } | Error::ReplyTooLong { .. } => exit::PROTOCOL,
+            Error::NoResult => exit::USAGE,
+            _ => exit::LOCAL_IO,
+        }
+    }
+}
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 

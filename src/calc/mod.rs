@@ -48,6 +48,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod lab;
 pub mod number;
 pub mod proto;
 pub mod server;

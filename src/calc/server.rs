@@ -25,8 +25,9 @@ use super::proto::{self, Reason, Reply, Session};
 use crate::frame::FrameError;
 use crate::frame::delimited::DelimitedCodec;
 use crate::net::blocking::Readable;
-use crate::net::serve::{self, Listener, ServeSummary};
-use crate::net::{ConnReport, Metered, Peer, ServeOptions, Tracer, fmt_duration, within};
+use crate::net::host::{self, Bound, Conn, LINGER, Stream, StreamService};
+use crate::net::serve::ServeSummary;
+use crate::net::{Metered, NetError, ServeOptions, fmt_duration, within};
 
 /// Default TCP port (the course's).
 pub const DEFAULT_PORT: u16 = 51216;
@@ -37,22 +38,14 @@ const READ_CHUNK: usize = 4096;
 /// Replies are written once this many bytes are waiting, even in the middle of a read's
 /// lines, so a client pipelining big results cannot make the server buffer without bound.
 const FLUSH_AT: usize = 16 * 1024;
-/// After `OK bye` or the idle `FALLO`, how long we keep reading (and discarding) before
-/// closing, so unread bytes from the client do not turn our FIN into a reset that could destroy
-/// the goodbye line before the client reads it.
-const LINGER: Duration = Duration::from_secs(1);
-/// Most bytes discarded while lingering.
-const LINGER_MAX: usize = 64 * 1024;
 
 /// Everything a calculator server needs, already checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Accept-loop policy (allow-list, connection limit, grace).
+    /// Host policy (allow-list, connection limit, grace, `--trace`).
     pub serve: ServeOptions,
     /// Idle timeout: the longest wait for the client's next bytes (and for a write).
     pub timeout: Duration,
-    /// `--trace`: hex-dump every read and write on stderr.
-    pub trace: bool,
 }
 
 impl Default for Config {
@@ -60,52 +53,57 @@ impl Default for Config {
         Self {
             serve: ServeOptions::default(),
             timeout: DEFAULT_TIMEOUT,
-            trace: false,
         }
     }
 }
 
-/// Runs a calculator server on an already bound TCP listener until `shutdown`.
+/// Runs a calculator server on a bound stream socket (TCP or Unix) until `shutdown`.
 pub async fn run(
-    listener: tokio::net::TcpListener,
+    bound: impl Into<Bound>,
     cfg: Config,
     shutdown: CancellationToken,
-) -> ServeSummary {
-    run_stream(listener, cfg, shutdown).await
-}
-
-/// Runs a calculator server on any stream listener (TCP or Unix) until `shutdown`.
-pub async fn run_stream<L: Listener>(
-    listener: L,
-    cfg: Config,
-    shutdown: CancellationToken,
-) -> ServeSummary {
-    let cfg = Arc::new(cfg);
+) -> Result<ServeSummary, NetError> {
     let opts = cfg.serve.clone();
-    serve::serve(listener, opts, shutdown, move |stream, peer, _hard_stop| {
-        let cfg = cfg.clone();
-        async move { converse(stream, peer, &cfg).await }
-    })
-    .await
+    host::serve_stream(bound.into(), opts, shutdown, Arc::new(Calc { cfg })).await
 }
 
-/// One connection, from the first byte to the close.
-async fn converse<S>(stream: S, peer: Peer, cfg: &Config) -> ConnReport
-where
-    S: AsyncRead + AsyncWrite + Readable + Unpin + Send + Sync,
-{
-    let tracer = cfg.trace.then(|| Tracer::new(peer.to_string()));
-    let mut s = Metered::new(stream, tracer);
-    let result = lines(&mut s, cfg).await;
-    ConnReport {
-        bytes_in: s.bytes_in(),
-        bytes_out: s.bytes_out(),
-        error: result.err(),
+/// The calculator service: one [`Session`] per connection.
+struct Calc {
+    cfg: Config,
+}
+
+impl StreamService for Calc {
+    type Error = ConnError;
+
+    fn name(&self) -> &str {
+        "calc"
+    }
+
+    async fn serve<S: Stream>(&self, conn: &mut Conn<S>) -> Result<(), ConnError> {
+        lines(&mut conn.io, &self.cfg).await
     }
 }
 
+/// Why a calculator connection ended early (the host logs it in the close line; the host
+/// also closes gracefully, so a goodbye line is not lost to a reset).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Reading from the client failed.
+    #[error("reading: {0}")]
+    Read(io::Error),
+    /// Writing to the client failed or stalled.
+    #[error("writing: {0}")]
+    Write(io::Error),
+    /// The line codec failed for another reason than length.
+    #[error("reading a line: {0}")]
+    Line(FrameError),
+    /// The client said nothing for the idle timeout (it was told so with a `FALLO`).
+    #[error("idle for {}", fmt_duration(*.0))]
+    Idle(Duration),
+}
+
 /// Why a connection ended early, for the close log line.
-type Outcome = Result<(), String>;
+type Outcome = Result<(), ConnError>;
 
 async fn lines<S>(s: &mut Metered<S>, cfg: &Config) -> Outcome
 where
@@ -115,7 +113,7 @@ where
     match within(cfg.timeout, s.wait_readable()).await {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::TimedOut => return idle(s, cfg).await,
-        Err(e) => return Err(format!("reading: {e}")),
+        Err(e) => return Err(ConnError::Read(e)),
     }
     // The codec hands over lines of up to MAX_LINE bytes plus a CR; longer ones become one
     // TooLarge error each (the codec then skips to the end of that line by itself).
@@ -131,7 +129,7 @@ where
                 send(s, &output, cfg).await?;
                 return idle(s, cfg).await;
             }
-            Err(e) => return Err(format!("reading: {e}")),
+            Err(e) => return Err(ConnError::Read(e)),
         };
         let eof = n == 0;
         let mut bye = false;
@@ -148,7 +146,7 @@ where
                 // The client half-closed after a last line with no `\n`: answer it anyway,
                 // as a line (its reply can still reach a client that only shut down writing).
                 Err(FrameError::PartialFrame { .. }) => session.handle_line(&input.split()),
-                Err(e) => return Err(format!("reading a line: {e}")),
+                Err(e) => return Err(ConnError::Line(e)),
             };
             reply.encode(&mut output);
             if reply.closes() {
@@ -163,7 +161,6 @@ where
         send(s, &output, cfg).await?;
         output.clear();
         if bye {
-            linger(s).await;
             return Ok(());
         }
         if eof {
@@ -178,7 +175,7 @@ async fn send<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8], cfg: &Config) -> O
     }
     within(cfg.timeout, s.write_all(bytes))
         .await
-        .map_err(|e| format!("writing: {e}"))
+        .map_err(ConnError::Write)
 }
 
 /// The client said nothing for the idle timeout: tell it why, then close.
@@ -187,23 +184,7 @@ async fn idle<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, cfg: &Config) -> Out
     Reply::Fallo(Reason::IdleTimeout).encode(&mut line);
     // A client that stopped reading must not hold us for another full timeout.
     let _ = within(LINGER, s.write_all(&line)).await;
-    linger(s).await;
-    Err(format!("idle for {}", fmt_duration(cfg.timeout)))
-}
-
-/// Closes gracefully: FIN first, then read and discard until the client closes too (or for
-/// [`LINGER`] at most). Closing a socket with unread input makes the kernel send a reset,
-/// and a reset can discard our last reply before the client has read it.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
-    let _ = s.shutdown().await;
-    let mut sink = [0u8; 1024];
-    let mut discarded = 0;
-    while discarded < LINGER_MAX {
-        match within(LINGER, s.read(&mut sink)).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => discarded += n,
-        }
-    }
+    Err(ConnError::Idle(cfg.timeout))
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
 use super::{client, server};
-use crate::cli::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
+use crate::args::{
+    GuardArgs, JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size,
+};
+use crate::exit::CodedResult;
 use crate::frame::Framing;
 use crate::net::{self, AllowList, Endpoint};
 use crate::report::Reporter;
@@ -74,6 +77,8 @@ pub struct ServeArgs {
     net: ServerNetArgs,
     #[command(flatten)]
     framing: FramingArgs,
+    #[command(flatten)]
+    guard: GuardArgs,
     /// How stream clients are served.
     #[arg(long, value_enum, default_value = "async")]
     model: ModelArg,
@@ -133,15 +138,19 @@ impl TryFrom<&ServeArgs> for server::Config {
                 AllowList::new(a.control_from.clone())
             },
         });
+        // Echo's reply is the request, so it amplifies nothing: no rate limit unless asked;
+        // the port rules (source port 0, the simple services' ports, our own) always apply.
+        let port = a.net.port.unwrap_or(server::DEFAULT_PORT);
         Ok(server::Config {
             serve: a.net.serve_options(),
             timeout: a.net.timeout,
-            trace: a.net.trace,
             model,
             framing: a.framing.framing.clone(),
             max_frame: a.framing.max_frame,
             buffer: a.buffer,
             control,
+            guard: a.guard.config(None, &[port])?,
+            name: "echo".into(),
         })
     }
 }
@@ -185,6 +194,8 @@ pub struct SendArgs {
     /// Print every send and receive as a hex dump on stderr.
     #[arg(long)]
     trace: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 impl TryFrom<&SendArgs> for client::Config {
@@ -260,42 +271,21 @@ impl Role {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let cfg = server::Config::try_from(&args)?;
+    let mut cfg = server::Config::try_from(&args)?;
     let shutdown = net::shutdown::on_signals();
-    if let Some(path) = &args.net.unix {
-        let shown = format!("unix:{}", path.display());
-        let result = if args.net.udp {
-            let sock = net::listen::unix_datagram(path)?;
-            net::announce(&shown)?;
-            server::run_datagram(sock, cfg, shutdown).await.map(|_| ())
-        } else {
-            let listener = net::listen::unix_listener(path, args.net.bind_options())?;
-            net::announce(&shown)?;
-            server::run_stream(listener, cfg, shutdown).await;
-            Ok(())
-        };
-        // Our socket file: remove it so the next start finds a clean path.
-        let _ = std::fs::remove_file(path);
-        result?;
-        return Ok(ExitCode::SUCCESS);
+    let bound = args.net.listen_spec(server::DEFAULT_PORT)?.bind().await?;
+    if let Some(addr) = bound.local_addr() {
+        cfg.guard.block_source_port(addr.port());
     }
-    let addr = args.net.bind_addr(server::DEFAULT_PORT).await?;
-    if args.net.udp {
-        let sock = net::listen::udp_socket(addr, args.net.bind_options())?;
-        net::announce(sock.local_addr()?)?;
-        server::run_datagram(sock, cfg, shutdown).await?;
-    } else {
-        let listener = net::listen::tcp_listener(addr, args.net.bind_options())?;
-        net::announce(listener.local_addr()?)?;
-        server::run_stream(listener, cfg, shutdown).await;
-    }
+    bound.announce()?;
+    server::run(bound, cfg, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn send(args: SendArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let cfg = client::Config::try_from(&args)?;
-    let reporter = Reporter::new(out.json, out.quiet);
-    let summary = client::run(cfg, reporter).await?;
+    let reporter = out.reporter(args.json);
+    let summary = client::run(cfg, reporter).await.coded()?;
     if summary.rtt_us.len() > 1 {
         print_summary(&args, &summary, &reporter)?;
     }

@@ -88,6 +88,19 @@ pub enum Error {
     },
 }
 
+impl crate::exit::ExitCoded for Error {
+    fn exit_code(&self) -> u8 {
+        use crate::exit;
+        match self {
+            Error::Net(n) => n.exit_code(),
+            Error::Mismatch { .. } => exit::CHECK_FAILED,
+            Error::Frame { .. } => exit::PROTOCOL,
+            Error::Usage(_) => exit::USAGE,
+            _ => exit::LOCAL_IO,
+        }
+    }
+}
+
 /// Round-trip statistics of one run.
 #[derive(Debug, Clone)]
 pub struct Summary {

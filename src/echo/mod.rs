@@ -24,5 +24,6 @@
 
 pub mod cli;
 pub mod client;
+pub mod lab;
 pub mod proto;
 pub mod server;

@@ -5,24 +5,27 @@
 //!   as in the course's multithreaded server. Same observable behaviour.
 //! - Datagram (UDP or Unix): one loop; each datagram goes back to its sender.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::{Decoder, Encoder, Framed};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{self, Control, ExecStatus};
-use crate::frame::{FrameCodec, Framing};
-use crate::net::blocking::{BlockingStream, IntoBlocking, Readable};
+use crate::frame::{FrameCodec, FrameError, Framing};
+use crate::net::blocking::{BlockingStream, Readable};
 use crate::net::dgram::DatagramSocket;
-use crate::net::serve::{self, Listener, ServeSummary};
-use crate::net::trace::Direction;
-use crate::net::{AllowList, ConnReport, Metered, NetError, Peer, ServeOptions, Tracer, within};
+use crate::net::guard::GuardConfig;
+use crate::net::host::{
+    self, Answer, Bound, Conn, Datagram, DatagramCtx, DatagramOptions, DatagramService, Held,
+    OverBudget, Stream, StreamService, Transport,
+};
+use crate::net::serve::ServeSummary;
+use crate::net::{AllowList, Metered, NetError, ServeOptions, Tracer, fmt_duration, within};
 
 /// Default TCP/UDP port (the course's).
 pub const DEFAULT_PORT: u16 = 3500;
@@ -67,12 +70,10 @@ pub struct ControlPolicy {
 /// Everything an echo server needs, already checked.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Accept-loop policy (allow-list, connection limit, grace).
+    /// Host policy (allow-list, connection limit, grace, trace, input budget).
     pub serve: ServeOptions,
     /// Idle timeout on every read from (and write to) a client.
     pub timeout: Duration,
-    /// `--trace`.
-    pub trace: bool,
     /// Async tasks or OS threads.
     pub model: Model,
     /// Echo whole frames instead of a byte stream.
@@ -83,6 +84,10 @@ pub struct Config {
     pub buffer: usize,
     /// `--control` (datagram servers only).
     pub control: Option<ControlPolicy>,
+    /// The UDP reflection guard.
+    pub guard: GuardConfig,
+    /// The name in log lines ("echo", or the lab's "echo-lines").
+    pub name: String,
 }
 
 impl Default for Config {
@@ -90,340 +95,360 @@ impl Default for Config {
         Self {
             serve: ServeOptions::default(),
             timeout: Duration::from_secs(300),
-            trace: false,
             model: Model::Async,
             framing: None,
             max_frame: crate::frame::DEFAULT_MAX_FRAME,
             buffer: DEFAULT_BUFFER,
             control: None,
+            guard: GuardConfig::for_services(None, [DEFAULT_PORT]),
+            name: "echo".into(),
         }
     }
 }
 
-/// Runs a stream echo server (TCP or Unix) on an already bound listener until `shutdown`.
-pub async fn run_stream<L: Listener>(
-    listener: L,
+/// Why an echo connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Reading from the client failed.
+    #[error("reading: {0}")]
+    Read(io::Error),
+    /// Writing to the client failed.
+    #[error("writing: {0}")]
+    Write(io::Error),
+    /// The client sent nothing for the idle timeout.
+    #[error("idle for {}", fmt_duration(*.0))]
+    Idle(Duration),
+    /// The client's bytes are not a frame of the chosen framing.
+    #[error("bad frame: {0}")]
+    Frame(#[from] FrameError),
+    /// The client closed in the middle of a frame.
+    #[error("bytes after the last frame")]
+    TrailingBytes,
+    /// Buffering this client's partial frame would exceed the server's input budget.
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
+    /// The threads model could not start its thread.
+    #[error("cannot start a thread: {0}")]
+    Thread(io::Error),
+    /// The connection's thread panicked.
+    #[error("connection thread panicked")]
+    ThreadPanicked,
+    /// The grace period ran out while the thread was still serving.
+    #[error("closed at shutdown")]
+    Shutdown,
+}
+
+/// The echo service, for streams and datagrams alike.
+#[derive(Debug)]
+pub struct Echo {
+    cfg: Config,
+    truncated: AtomicU64,
+}
+
+impl Echo {
+    /// The service with this configuration.
+    pub fn new(cfg: Config) -> Self {
+        Echo {
+            cfg,
+            truncated: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Runs an echo server on `bound` (a stream or a datagram socket) until `shutdown` (or an
+/// accepted `SHUTDOWN` control datagram).
+pub async fn run(
+    bound: Bound,
     cfg: Config,
     shutdown: CancellationToken,
-) -> ServeSummary {
-    let cfg = Arc::new(cfg);
+) -> Result<ServeSummary, NetError> {
     let opts = cfg.serve.clone();
-    serve::serve(listener, opts, shutdown, move |stream, peer, hard_stop| {
-        let cfg = cfg.clone();
-        async move {
-            match cfg.model {
-                Model::Async => echo_async(stream, peer, &cfg).await,
-                Model::Threads => echo_on_thread(stream, peer, cfg, hard_stop).await,
-            }
-        }
-    })
-    .await
-}
-
-fn tracer_for(cfg: &Config, peer: &Peer) -> Option<Tracer> {
-    cfg.trace.then(|| Tracer::new(peer.to_string()))
-}
-
-async fn echo_async<S>(stream: S, peer: Peer, cfg: &Config) -> ConnReport
-where
-    S: AsyncRead + AsyncWrite + Readable + Unpin + Send + Sync,
-{
-    let mut s = Metered::new(stream, tracer_for(cfg, &peer));
-    // Wait for the first byte before allocating anything: idle clients cost no buffer.
-    let result = match within(cfg.timeout, s.wait_readable()).await {
-        Err(e) => Err(e.to_string()),
-        Ok(()) => match &cfg.framing {
-            None => echo_bytes(&mut s, cfg.timeout).await,
-            Some(f) => echo_frames(&mut s, f, cfg).await,
-        },
+    let dgram_opts = DatagramOptions {
+        allow: cfg.serve.allow.clone(),
+        guard: cfg.guard.clone(),
+        buffer: cfg.buffer,
+        trace: cfg.serve.trace,
     };
-    ConnReport {
-        bytes_in: s.bytes_in(),
-        bytes_out: s.bytes_out(),
-        error: result.err(),
+    let service = Arc::new(Echo::new(cfg));
+    match bound.transport() {
+        Transport::Stream => host::serve_stream(bound, opts, shutdown, service).await,
+        Transport::Datagram => {
+            host::serve_datagram(bound, dgram_opts, shutdown, service).await?;
+            Ok(ServeSummary::default())
+        }
+    }
+}
+
+impl StreamService for Echo {
+    type Error = ConnError;
+
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    async fn serve<S: Stream>(&self, conn: &mut Conn<S>) -> Result<(), ConnError> {
+        let cfg = &self.cfg;
+        if cfg.model == Model::Threads {
+            return echo_on_thread(conn, cfg).await;
+        }
+        // Wait for the first byte before allocating anything: idle clients cost no buffer.
+        within(cfg.timeout, conn.io.wait_readable())
+            .await
+            .map_err(ConnError::Read)?;
+        match &cfg.framing {
+            None => echo_bytes(conn, cfg.timeout).await,
+            Some(f) => echo_frames(conn, f, cfg).await,
+        }
     }
 }
 
 /// RFC 862: "Once a connection is established any data received is sent back. This
 /// continues until the calling user terminates the connection."
-async fn echo_bytes<S>(s: &mut S, timeout: Duration) -> Result<(), String>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn echo_bytes<S: Stream>(conn: &mut Conn<S>, timeout: Duration) -> Result<(), ConnError> {
     let mut buf = vec![0u8; STREAM_BUFFER];
     loop {
-        let n = within(timeout, s.read(&mut buf))
+        let n = within(timeout, conn.io.read(&mut buf))
             .await
-            .map_err(|e| format!("reading: {e}"))?;
+            .map_err(ConnError::Read)?;
         if n == 0 {
-            // The client closed its side; dropping the stream closes ours.
+            // The client closed its side; the host closes ours.
             return Ok(());
         }
-        within(timeout, s.write_all(&buf[..n]))
+        within(timeout, conn.io.write_all(&buf[..n]))
             .await
-            .map_err(|e| format!("writing: {e}"))?;
-        grow_if_full(&mut buf, n);
+            .map_err(ConnError::Write)?;
+        // A buffer past the usual size is charged to the server's input budget; when the
+        // budget is spent the connection simply keeps its smaller buffer.
+        if n == buf.len()
+            && buf.len() < STREAM_BUFFER_MAX
+            && conn.input.set(buf.len() * 2 - STREAM_BUFFER).is_ok()
+        {
+            grow_if_full(&mut buf, n);
+        }
     }
 }
 
-async fn echo_frames<S>(s: &mut S, framing: &Framing, cfg: &Config) -> Result<(), String>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut framed = Framed::new(s, FrameCodec::new(framing, cfg.max_frame));
+/// Room kept free in the input buffer before each read.
+const READ_ROOM: usize = 4 * 1024;
+
+/// Echoes whole frames: decode what has arrived, encode each frame back, write once per
+/// read. The input buffer (which the codec may grow to a whole frame as soon as its header
+/// names the length) is charged to the server's input budget.
+async fn echo_frames<S: Stream>(
+    conn: &mut Conn<S>,
+    framing: &Framing,
+    cfg: &Config,
+) -> Result<(), ConnError> {
+    let mut codec = FrameCodec::new(framing, cfg.max_frame);
+    let mut inbuf = BytesMut::new();
+    let mut outbuf = BytesMut::new();
     loop {
-        let next = tokio::time::timeout(cfg.timeout, framed.next())
-            .await
-            .map_err(|_| format!("idle for {}", crate::net::fmt_duration(cfg.timeout)))?;
-        let frame = match next {
-            None => return Ok(()),
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => return Err(format!("bad frame: {e}")),
+        while let Some(frame) = codec.decode(&mut inbuf)? {
+            codec.encode(frame, &mut outbuf)?;
+        }
+        conn.input.set(inbuf.capacity() + outbuf.capacity())?;
+        if !outbuf.is_empty() {
+            within(cfg.timeout, conn.io.write_all(&outbuf))
+                .await
+                .map_err(ConnError::Write)?;
+            outbuf.clear();
+        }
+        shrink(&mut inbuf, &mut outbuf);
+        if inbuf.capacity() - inbuf.len() < READ_ROOM {
+            inbuf.reserve(STREAM_BUFFER);
+        }
+        conn.input.set(inbuf.capacity() + outbuf.capacity())?;
+        let n = match within(cfg.timeout, conn.io.read_buf(&mut inbuf)).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(ConnError::Idle(cfg.timeout));
+            }
+            Err(e) => return Err(ConnError::Read(e)),
         };
-        tokio::time::timeout(cfg.timeout, framed.send(frame))
-            .await
-            .map_err(|_| "timed out writing".to_string())?
-            .map_err(|e| format!("writing: {e}"))?;
+        if n == 0 {
+            return match codec.decode_eof(&mut inbuf)? {
+                None => Ok(()),
+                Some(_) => Err(ConnError::TrailingBytes),
+            };
+        }
     }
 }
 
-/// Hands the connection to a dedicated OS thread and waits (asynchronously) for it to end.
-async fn echo_on_thread<S>(
-    stream: S,
-    peer: Peer,
-    cfg: Arc<Config>,
-    hard_stop: CancellationToken,
-) -> ConnReport
-where
-    S: IntoBlocking,
-{
-    let std = match stream.into_blocking() {
-        Ok(s) => s,
-        Err(e) => return failed(format!("switching to blocking mode: {e}")),
-    };
-    let closer = match std.try_clone_stream() {
-        Ok(c) => c,
-        Err(e) => return failed(format!("cloning the socket: {e}")),
-    };
+/// Gives back the memory of a large frame once it has gone: a client that sent one 16 MiB
+/// frame should not hold 16 MiB for the rest of its connection.
+fn shrink(inbuf: &mut BytesMut, outbuf: &mut BytesMut) {
+    if outbuf.is_empty() && outbuf.capacity() > STREAM_BUFFER_MAX {
+        *outbuf = BytesMut::new();
+    }
+    if inbuf.capacity() > STREAM_BUFFER_MAX && inbuf.len() < STREAM_BUFFER {
+        let rest = BytesMut::from(&inbuf[..]);
+        *inbuf = rest;
+    }
+}
+
+/// Lends the connection to a dedicated OS thread as a blocking socket and waits
+/// (asynchronously) for the thread to end.
+async fn echo_on_thread<S: Stream>(conn: &mut Conn<S>, cfg: &Config) -> Result<(), ConnError> {
+    let lent = conn.io.get_ref().lend_blocking().map_err(ConnError::Read)?;
+    let closer = lent.0.try_clone_stream().map_err(ConnError::Read)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let name = format!("echo {peer}");
+    let name = format!("echo {}", conn.peer);
+    let tracer = conn.tracer();
+    let mut input = conn.input.sibling();
+    let thread_cfg = cfg.clone();
     let spawned = std::thread::Builder::new()
         .name(name)
         .stack_size(THREAD_STACK)
         .spawn(move || {
-            let _ = tx.send(echo_blocking(std, &peer, &cfg));
+            let outcome = echo_blocking(&lent.0, tracer, &thread_cfg, &mut input);
+            lent.give_back();
+            let _ = tx.send(outcome);
         });
     if let Err(e) = spawned {
-        return failed(format!("cannot start a thread: {e}"));
+        return Err(ConnError::Thread(e));
     }
     tokio::select! {
-        report = rx => report.unwrap_or_else(|_| failed("connection thread panicked".into())),
-        _ = hard_stop.cancelled() => {
+        outcome = rx => match outcome {
+            Ok((bytes_in, bytes_out, result)) => {
+                conn.io.count(bytes_in, bytes_out);
+                result
+            }
+            Err(_) => Err(ConnError::ThreadPanicked),
+        },
+        _ = conn.hard_stop.cancelled() => {
             // Unblocks the thread's read(); it then finishes on its own.
             closer.shutdown_both();
-            failed("closed at shutdown".into())
+            conn.skip_linger();
+            Err(ConnError::Shutdown)
         }
     }
 }
 
-fn failed(error: String) -> ConnReport {
-    ConnReport {
-        error: Some(error),
-        ..ConnReport::default()
-    }
-}
-
-fn echo_blocking<S: BlockingStream>(stream: S, peer: &Peer, cfg: &Config) -> ConnReport {
+/// The thread's whole job: bytes in, bytes out, and why it stopped.
+fn echo_blocking<B: BlockingStream>(
+    stream: &B,
+    tracer: Option<Tracer>,
+    cfg: &Config,
+    input: &mut Held,
+) -> (u64, u64, Result<(), ConnError>) {
     if let Err(e) = stream.set_io_timeout(cfg.timeout) {
-        return failed(format!("setting timeouts: {e}"));
+        return (0, 0, Err(ConnError::Read(e)));
     }
-    let mut s = Metered::new(stream, tracer_for(cfg, peer));
+    let handle = match stream.try_clone_stream() {
+        Ok(h) => h,
+        Err(e) => return (0, 0, Err(ConnError::Read(e))),
+    };
+    let mut s = Metered::new(handle, tracer);
     let result = match &cfg.framing {
         None => echo_bytes_blocking(&mut s),
-        Some(f) => echo_frames_blocking(&mut s, f, cfg.max_frame),
+        Some(f) => echo_frames_blocking(&mut s, f, cfg.max_frame, input),
     };
-    ConnReport {
-        bytes_in: s.bytes_in(),
-        bytes_out: s.bytes_out(),
-        error: result.err(),
-    }
+    let result = result.map_err(|e| match e {
+        ConnError::Read(e) if e.kind() == io::ErrorKind::WouldBlock => ConnError::Idle(cfg.timeout),
+        other => other,
+    });
+    (s.bytes_in(), s.bytes_out(), result)
 }
 
-fn echo_bytes_blocking<S: Read + Write>(s: &mut S) -> Result<(), String> {
+fn echo_bytes_blocking<S: Read + Write>(s: &mut S) -> Result<(), ConnError> {
     let mut buf = vec![0u8; STREAM_BUFFER];
     loop {
-        let n = s.read(&mut buf).map_err(|e| format!("reading: {e}"))?;
+        let n = s.read(&mut buf).map_err(ConnError::Read)?;
         if n == 0 {
             return Ok(());
         }
-        s.write_all(&buf[..n])
-            .map_err(|e| format!("writing: {e}"))?;
-        grow_if_full(&mut buf, n);
+        s.write_all(&buf[..n]).map_err(ConnError::Write)?;
     }
 }
 
 /// The same codec as the async path: the codec is sans-IO, so a blocking loop can drive it
-/// just as well as `Framed` does.
+/// just as well as the async one does.
 fn echo_frames_blocking<S: Read + Write>(
     s: &mut S,
     framing: &Framing,
     max_frame: usize,
-) -> Result<(), String> {
+    input: &mut Held,
+) -> Result<(), ConnError> {
     let mut codec = FrameCodec::new(framing, max_frame);
     let mut inbuf = BytesMut::with_capacity(STREAM_BUFFER);
     let mut outbuf = BytesMut::new();
     let mut chunk = vec![0u8; STREAM_BUFFER];
     loop {
-        let n = s.read(&mut chunk).map_err(|e| format!("reading: {e}"))?;
+        let n = s.read(&mut chunk).map_err(ConnError::Read)?;
         if n == 0 {
-            return match codec.decode_eof(&mut inbuf) {
-                Ok(None) => Ok(()),
-                Ok(Some(_)) => Err("bytes after the last frame".into()),
-                Err(e) => Err(format!("bad frame: {e}")),
+            return match codec.decode_eof(&mut inbuf)? {
+                None => Ok(()),
+                Some(_) => Err(ConnError::TrailingBytes),
             };
         }
         inbuf.extend_from_slice(&chunk[..n]);
-        while let Some(frame) = codec
-            .decode(&mut inbuf)
-            .map_err(|e| format!("bad frame: {e}"))?
-        {
-            codec
-                .encode(frame, &mut outbuf)
-                .map_err(|e| format!("encoding: {e}"))?;
+        while let Some(frame) = codec.decode(&mut inbuf)? {
+            codec.encode(frame, &mut outbuf)?;
         }
+        input.set(inbuf.capacity() + outbuf.capacity())?;
         if !outbuf.is_empty() {
-            s.write_all(&outbuf).map_err(|e| format!("writing: {e}"))?;
+            s.write_all(&outbuf).map_err(ConnError::Write)?;
             outbuf.clear();
         }
+        shrink(&mut inbuf, &mut outbuf);
     }
 }
 
-/// Counters of a datagram server.
-#[derive(Debug, Default)]
-pub struct DatagramStats {
-    /// Datagrams echoed.
-    pub echoed: AtomicU64,
-    /// Datagrams larger than the buffer (dropped, never echoed in part).
-    pub truncated: AtomicU64,
-    /// Datagrams from addresses outside the allow-list.
-    pub refused: AtomicU64,
-    /// Control requests refused.
-    pub control_refused: AtomicU64,
-}
+impl DatagramService for Echo {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
 
-/// Runs a datagram echo server (UDP or Unix) on an already bound socket until `shutdown` (or
-/// an accepted `SHUTDOWN` control datagram).
-pub async fn run_datagram<D: DatagramSocket>(
-    sock: D,
-    cfg: Config,
-    shutdown: CancellationToken,
-) -> Result<Arc<DatagramStats>, NetError> {
-    let sock = Arc::new(sock);
-    let stats = Arc::new(DatagramStats::default());
-    let mut buf = vec![0u8; cfg.buffer];
-    loop {
-        let got = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = sock.recv_dgram(&mut buf) => r,
-        };
-        let got = match got {
-            Ok(g) => g,
-            // An ICMP error from an earlier reply surfaces here on some systems; it concerns
-            // that old peer, not this socket.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => {
-                return Err(NetError::Io {
-                    what: "receiving a datagram".into(),
-                    source: e,
-                });
-            }
-        };
-        let from = got.from.clone();
-        let ip = D::ip_of(&from);
-        if let Some(ip) = ip
-            && !cfg.serve.allow.allows(ip)
-        {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("dropped datagram from {from}: not in the --allow list");
-            continue;
-        }
-        let data = &buf[..got.copied];
-        // Only with --trace: a tracer labelled with this datagram's sender.
-        let tracer = cfg.trace.then(|| Tracer::new(from.to_string()));
-        if let Some(t) = &tracer {
-            t.event(Direction::Recv, data);
-            if got.truncated() {
-                t.note(&format!(
-                    "the datagram was {} bytes; the rest was cut off",
-                    got.size
-                ));
-            }
-        }
-        if got.truncated() {
+    fn answer<D: DatagramSocket>(
+        &self,
+        dgram: Datagram<'_, D::Addr>,
+        reply: &mut Vec<u8>,
+        ctx: &DatagramCtx<D>,
+    ) -> Answer {
+        if dgram.truncated() {
             // Never echo part of a datagram: the client would get a wrong echo and no hint.
-            let n = stats.truncated.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(
-                "datagram from {from} is {} bytes, larger than the {}-byte buffer: not echoed \
+            let n = self.truncated.fetch_add(1, Ordering::Relaxed) + 1;
+            return Answer::Drop(format!(
+                "datagram from {} is {} bytes, larger than the {}-byte buffer: not echoed \
                  (raise --buffer); {n} truncated so far",
-                got.size,
-                cfg.buffer,
-            );
-            continue;
+                dgram.from, dgram.size, self.cfg.buffer,
+            ));
         }
-        if !D::can_reply(&from) {
-            tracing::warn!("datagram from {from}: the sender has no address to reply to");
-            continue;
-        }
-        if let (Some(policy), Some(ip)) = (&cfg.control, ip)
-            && let Some(ctrl) = Control::parse(data)
+        if let Some(policy) = &self.cfg.control
+            && let Some(ip) = D::ip_of(dgram.from)
+            && let Some(ctrl) = Control::parse(dgram.data)
         {
-            handle_control(ctrl, (from, ip), policy, &sock, &stats, &shutdown).await;
-            continue;
+            return control(ctrl, (dgram.from.clone(), ip), policy, reply, ctx);
         }
-        if let Some(t) = &tracer {
-            t.event(Direction::Send, data);
-        }
-        match sock.send_dgram(data, &from).await {
-            Ok(_) => {
-                stats.echoed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("echoed {} bytes to {from}", data.len());
-            }
-            Err(e) => tracing::warn!("cannot reply to {from}: {e}"),
-        }
+        reply.extend_from_slice(dgram.data);
+        Answer::Reply
     }
-    tracing::info!(
-        "datagram echo stopped: {} echoed, {} truncated, {} refused",
-        stats.echoed.load(Ordering::Relaxed),
-        stats.truncated.load(Ordering::Relaxed),
-        stats.refused.load(Ordering::Relaxed)
-    );
-    Ok(stats)
 }
 
-async fn handle_control<D: DatagramSocket>(
+/// A control datagram (`--control`): refused, `SHUTDOWN`, or `EXEC` on a task of its own.
+fn control<D: DatagramSocket>(
     ctrl: Control<'_>,
     (from, ip): (D::Addr, std::net::IpAddr),
     policy: &ControlPolicy,
-    sock: &Arc<D>,
-    stats: &DatagramStats,
-    shutdown: &CancellationToken,
-) {
+    reply: &mut Vec<u8>,
+    ctx: &DatagramCtx<D>,
+) -> Answer {
     if !policy.from.allows(ip) {
-        stats.control_refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("refused control request {ctrl:?} from {from}: not in --control-from");
-        let _ = sock.send_dgram(proto::REFUSED_REPLY, &from).await;
-        return;
+        reply.extend_from_slice(proto::REFUSED_REPLY);
+        return Answer::Reply;
     }
     match ctrl {
         Control::Shutdown => {
             tracing::warn!("SHUTDOWN requested by {from}");
-            let _ = sock.send_dgram(proto::SHUTDOWN_REPLY, &from).await;
-            shutdown.cancel();
+            reply.extend_from_slice(proto::SHUTDOWN_REPLY);
+            ctx.shutdown.cancel();
+            Answer::Reply
         }
         Control::Exec(cmd) => {
             tracing::warn!("EXEC requested by {from}: {cmd:?}");
             let cmd = cmd.to_string();
-            let sock = sock.clone();
+            let sock = ctx.socket.clone();
             // Run it on its own task so a slow command does not stop the echo service.
             tokio::spawn(async move {
                 let (status, output) = run_command(&cmd).await;
@@ -432,6 +457,7 @@ async fn handle_control<D: DatagramSocket>(
                     .send_dgram(&proto::exit_reply(status, &output), &from)
                     .await;
             });
+            Answer::Nothing
         }
     }
 }

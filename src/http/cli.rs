@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 
 use super::client::{self, Body, Family, Output, proto, tls::TlsOptions, ui::LogTarget};
 use super::server::{self, log::Destination};
-use crate::cli::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
+use crate::args::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
+use crate::exit::{CodedResult, ExitCoded};
 use crate::net;
 
 /// HTTP roles.
@@ -407,7 +408,7 @@ impl Role {
             Role::Serve(args) => serve(args).await,
             Role::Get(args) => {
                 let cfg = args.config(out)?;
-                client::run(cfg).await?;
+                client::run(cfg).await.coded()?;
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -417,10 +418,9 @@ impl Role {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = server::Config::try_from(&args)?;
     let shutdown = net::shutdown::on_signals();
-    let addr = args.net.bind_addr(server::DEFAULT_PORT).await?;
-    let listener = net::listen::tcp_listener(addr, args.net.bind_options())?;
-    net::announce(listener.local_addr()?)?;
-    let summary = server::run(listener, cfg, shutdown).await;
+    let bound = args.net.listen_spec(server::DEFAULT_PORT)?.bind().await?;
+    bound.announce()?;
+    let summary = server::run(bound, cfg, shutdown).await?;
     if summary.failed_workers > 0 {
         anyhow::bail!(
             "{} worker thread(s) failed (see the messages above); the server stopped",
@@ -428,4 +428,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl ExitCoded for client::Error {
+    fn exit_code(&self) -> u8 {
+        client::Error::exit_code(self)
+    }
 }

@@ -62,5 +62,6 @@
 
 pub mod cli;
 pub mod client;
+pub mod lab;
 pub mod message;
 pub mod server;

@@ -8,13 +8,47 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::Duration;
 
-/// A tokio stream that can become a blocking `std` stream.
+/// A tokio stream that lends a blocking `std` handle to the same socket.
+///
+/// The handle is a duplicate descriptor switched to blocking mode. The mode belongs to the
+/// socket, not the descriptor, so while the handle lives the tokio stream must not be used;
+/// [`Lent::give_back`] switches the socket back before the tokio side resumes (the host then
+/// closes it gracefully).
 pub trait IntoBlocking {
     /// The blocking stream type.
     type Std: BlockingStream;
-    /// Converts, switching the socket back to blocking mode.
-    fn into_blocking(self) -> io::Result<Self::Std>;
+    /// A blocking handle to this socket.
+    fn lend_blocking(&self) -> io::Result<Lent<Self::Std>>;
 }
+
+/// A blocking handle lent by [`IntoBlocking::lend_blocking`].
+#[derive(Debug)]
+pub struct Lent<T>(pub T);
+
+impl<T: BlockingStream> Lent<T> {
+    /// Switches the socket back to non-blocking mode and drops the handle.
+    pub fn give_back(self) {
+        let _ = self.0.set_nonblocking_mode(true);
+    }
+}
+
+macro_rules! lend {
+    ($tokio:ty, $std:ty) => {
+        impl IntoBlocking for $tokio {
+            type Std = $std;
+            fn lend_blocking(&self) -> io::Result<Lent<$std>> {
+                use std::os::fd::AsFd;
+                let fd = self.as_fd().try_clone_to_owned()?;
+                let s = <$std>::from(fd);
+                s.set_nonblocking(false)?;
+                Ok(Lent(s))
+            }
+        }
+    };
+}
+
+lend!(tokio::net::TcpStream, std::net::TcpStream);
+lend!(tokio::net::UnixStream, std::os::unix::net::UnixStream);
 
 /// What the thread model needs from a blocking stream.
 pub trait BlockingStream: Read + Write + Send + Sized + 'static {
@@ -24,24 +58,8 @@ pub trait BlockingStream: Read + Write + Send + Sized + 'static {
     fn try_clone_stream(&self) -> io::Result<Self>;
     /// Shuts both directions down, waking a thread blocked in `read`.
     fn shutdown_both(&self);
-}
-
-impl IntoBlocking for tokio::net::TcpStream {
-    type Std = std::net::TcpStream;
-    fn into_blocking(self) -> io::Result<Self::Std> {
-        let s = self.into_std()?;
-        s.set_nonblocking(false)?;
-        Ok(s)
-    }
-}
-
-impl IntoBlocking for tokio::net::UnixStream {
-    type Std = std::os::unix::net::UnixStream;
-    fn into_blocking(self) -> io::Result<Self::Std> {
-        let s = self.into_std()?;
-        s.set_nonblocking(false)?;
-        Ok(s)
-    }
+    /// Sets or clears `O_NONBLOCK`.
+    fn set_nonblocking_mode(&self, on: bool) -> io::Result<()>;
 }
 
 impl BlockingStream for std::net::TcpStream {
@@ -55,6 +73,9 @@ impl BlockingStream for std::net::TcpStream {
     fn shutdown_both(&self) {
         let _ = self.shutdown(Shutdown::Both);
     }
+    fn set_nonblocking_mode(&self, on: bool) -> io::Result<()> {
+        self.set_nonblocking(on)
+    }
 }
 
 impl BlockingStream for std::os::unix::net::UnixStream {
@@ -67,6 +88,9 @@ impl BlockingStream for std::os::unix::net::UnixStream {
     }
     fn shutdown_both(&self) {
         let _ = self.shutdown(Shutdown::Both);
+    }
+    fn set_nonblocking_mode(&self, on: bool) -> io::Result<()> {
+        self.set_nonblocking(on)
     }
 }
 

@@ -121,6 +121,8 @@ pub trait DatagramSocket: Send + Sync + 'static {
     fn ip_of(addr: &Self::Addr) -> Option<std::net::IpAddr>;
     /// Whether a reply can reach `addr` (an unbound Unix socket has no address).
     fn can_reply(addr: &Self::Addr) -> bool;
+    /// The sender's IP address and port, for the reflection guard (None for Unix senders).
+    fn socket_addr_of(addr: &Self::Addr) -> Option<SocketAddr>;
 }
 
 impl DatagramSocket for UdpSocket {
@@ -141,6 +143,10 @@ impl DatagramSocket for UdpSocket {
     fn can_reply(_: &SocketAddr) -> bool {
         true
     }
+
+    fn socket_addr_of(addr: &SocketAddr) -> Option<SocketAddr> {
+        Some(*addr)
+    }
 }
 
 impl DatagramSocket for UnixDatagram {
@@ -160,6 +166,10 @@ impl DatagramSocket for UnixDatagram {
 
     fn can_reply(addr: &UnixPeer) -> bool {
         !addr.is_unnamed()
+    }
+
+    fn socket_addr_of(_: &UnixPeer) -> Option<SocketAddr> {
+        None
     }
 }
 

@@ -58,6 +58,15 @@ pub enum NetError {
         /// The address we tried to bind.
         addr: String,
     },
+    /// Another socket already holds the address, for a command that chooses its ports in
+    /// another way than `--port` (`lab`, `inetd`).
+    #[error("address {addr} is already in use: another server is listening there; {hint}")]
+    AddrInUseHint {
+        /// The address we tried to bind.
+        addr: String,
+        /// What to do instead.
+        hint: String,
+    },
     /// The address is not one of this machine's.
     #[error("cannot bind {addr}: that address is not assigned to this machine")]
     AddrNotAvailable {

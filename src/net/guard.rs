@@ -32,23 +32,53 @@ pub enum Verdict {
 /// Guard settings.
 #[derive(Debug, Clone)]
 pub struct GuardConfig {
-    /// Replies per second per source address, sustained.
-    pub rate: f64,
-    /// Replies a source may get in a burst.
-    pub burst: f64,
-    /// Source ports that are dropped (the simple services' ports).
+    /// Replies per second per source address, sustained, and the burst a source may get
+    /// before the rate applies; `None`: no rate limit (for echo, whose reply is no larger
+    /// than the request, so it amplifies nothing).
+    pub limit: Option<(f64, f64)>,
+    /// Source ports that are dropped (the simple services' ports, and the ports of every
+    /// service the process runs).
     pub blocked_ports: Vec<u16>,
     /// Most sources tracked at once; beyond it the stalest are forgotten.
     pub max_sources: usize,
 }
 
+/// The RFC ports of the simple services (echo, discard, daytime, qotd, chargen, time): a
+/// datagram from one of them is another server's reply, and answering it starts a loop.
+pub const SIMPLE_SERVICE_PORTS: [u16; 6] = [7, 9, 13, 17, 19, 37];
+
+/// The default rate limit of services that amplify: replies per second and burst.
+pub const AMPLIFIER_LIMIT: (f64, f64) = (20.0, 40.0);
+
 impl Default for GuardConfig {
     fn default() -> Self {
         Self {
-            rate: 20.0,
-            burst: 40.0,
-            blocked_ports: vec![7, 9, 13, 17, 19, 37],
+            limit: Some(AMPLIFIER_LIMIT),
+            blocked_ports: SIMPLE_SERVICE_PORTS.to_vec(),
             max_sources: 4096,
+        }
+    }
+}
+
+impl GuardConfig {
+    /// Also drops datagrams from `port` (a port this process serves, learnt after binding).
+    pub fn block_source_port(&mut self, port: u16) {
+        if port != 0 && !self.blocked_ports.contains(&port) {
+            self.blocked_ports.push(port);
+        }
+    }
+
+    /// A guard with `limit` that blocks the simple services' RFC ports and `ports` (the
+    /// ports of every service this process runs) as sources.
+    pub fn for_services(limit: Option<(f64, f64)>, ports: impl IntoIterator<Item = u16>) -> Self {
+        let mut blocked: Vec<u16> = SIMPLE_SERVICE_PORTS.to_vec();
+        blocked.extend(ports.into_iter().filter(|&p| p != 0));
+        blocked.sort_unstable();
+        blocked.dedup();
+        GuardConfig {
+            limit,
+            blocked_ports: blocked,
+            ..GuardConfig::default()
         }
     }
 }
@@ -83,11 +113,13 @@ impl Guard {
         if self.cfg.blocked_ports.contains(&from.port()) {
             return Verdict::ServicePort(from.port());
         }
+        let Some((rate, burst)) = self.cfg.limit else {
+            return Verdict::Allow;
+        };
         let ip = from.ip().to_canonical();
         if !self.buckets.contains_key(&ip) && self.buckets.len() >= self.cfg.max_sources {
             self.evict(now);
         }
-        let (rate, burst) = (self.cfg.rate, self.cfg.burst);
         let b = self.buckets.entry(ip).or_insert(Bucket {
             tokens: burst,
             last: now,
@@ -106,8 +138,8 @@ impl Guard {
     /// Forgets sources whose buckets have refilled (they are no different from new ones),
     /// and if that frees nothing, the least recently seen half.
     fn evict(&mut self, now: Instant) {
-        let full_after =
-            Duration::from_secs_f64(self.cfg.burst / self.cfg.rate.max(f64::MIN_POSITIVE));
+        let (rate, burst) = self.cfg.limit.unwrap_or(AMPLIFIER_LIMIT);
+        let full_after = Duration::from_secs_f64(burst / rate.max(f64::MIN_POSITIVE));
         self.buckets
             .retain(|_, b| now.saturating_duration_since(b.last) < full_after);
         if self.buckets.len() >= self.cfg.max_sources && !self.buckets.is_empty() {
@@ -144,8 +176,7 @@ mod tests {
     #[test]
     fn burst_then_rate() {
         let cfg = GuardConfig {
-            rate: 10.0,
-            burst: 5.0,
+            limit: Some((10.0, 5.0)),
             ..GuardConfig::default()
         };
         let mut g = Guard::new(cfg);
@@ -159,6 +190,20 @@ mod tests {
         let t1 = t0 + Duration::from_millis(350);
         let allowed = (0..20).filter(|_| g.check(a, t1) == Verdict::Allow).count();
         assert_eq!(allowed, 3);
+    }
+
+    #[test]
+    fn no_limit_keeps_the_port_rules() {
+        let mut g = Guard::new(GuardConfig::for_services(None, [3500]));
+        let t = crate::net::clock::now();
+        let a = addr("127.0.0.1:40000");
+        assert!((0..1000).all(|_| g.check(a, t) == Verdict::Allow));
+        assert_eq!(
+            g.check(addr("127.0.0.1:3500"), t),
+            Verdict::ServicePort(3500)
+        );
+        assert_eq!(g.check(addr("127.0.0.1:13"), t), Verdict::ServicePort(13));
+        assert_eq!(g.check(addr("127.0.0.1:0"), t), Verdict::PortZero);
     }
 
     #[test]

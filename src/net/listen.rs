@@ -42,7 +42,10 @@ fn new_socket(
     opts: BindOptions,
 ) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
-    if opts.reuse_addr {
+    // SO_REUSEADDR lets a restarted TCP server bind while old connections sit in TIME_WAIT.
+    // On a UDP socket it means something else: a second socket may bind a port another one
+    // holds and receive its datagrams. UDP has no TIME_WAIT, so it never needs it.
+    if opts.reuse_addr && ty == Type::STREAM {
         socket.set_reuse_address(true)?;
     }
     if addr.is_ipv6() {
@@ -168,6 +171,14 @@ mod tests {
     async fn second_bind_is_addr_in_use() {
         let l = tcp_listener("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
         let err = tcp_listener(l.local_addr().unwrap(), BindOptions::default()).unwrap_err();
+        assert!(matches!(err, NetError::AddrInUse { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn second_udp_bind_is_addr_in_use() {
+        // Regression (issue 8): SO_REUSEADDR on UDP let a second server take a busy port.
+        let s = udp_socket("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let err = udp_socket(s.local_addr().unwrap(), BindOptions::default()).unwrap_err();
         assert!(matches!(err, NetError::AddrInUse { .. }), "{err}");
     }
 

@@ -1,6 +1,9 @@
 //! The socket plumbing every protocol shares, written once.
 //!
 //! - [`addr`]: the address syntax (`HOST:PORT`, `[V6]:PORT`, `PORT`, `unix:/PATH`).
+//! - [`host`]: the service host: a `ListenSpec` becomes a bound, announced socket;
+//!   `serve_stream` and `serve_datagram` run a protocol's service on it with every policy
+//!   below applied once (allow-list, limits, guard, trace, input budget, graceful close).
 //! - [`listen`]: binding with socket2 (`SO_REUSEADDR`, backlog, dual-stack `::`), stale Unix
 //!   socket files.
 //! - [`serve`]: the accept loop with allow-list, connection limit, logging and graceful
@@ -22,6 +25,7 @@ pub mod dgram;
 pub mod error;
 pub mod exchange;
 pub mod guard;
+pub mod host;
 pub mod listen;
 pub mod sendfile;
 pub mod serve;

@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::host::InputBudget;
 use super::{AllowList, clock, fmt_duration};
 
 /// Who is on the other end.
@@ -128,6 +129,10 @@ pub struct ServeOptions {
     /// 0: accept and serve on the caller's runtime. N > 0: on N threads of their own, each
     /// with a single-threaded runtime accepting on the same socket (see [`serve`]).
     pub workers: usize,
+    /// `--trace`: dump every read and write of every connection.
+    pub trace: bool,
+    /// The server-wide budget for buffered partial input.
+    pub input_budget: InputBudget,
 }
 
 impl Default for ServeOptions {
@@ -137,6 +142,8 @@ impl Default for ServeOptions {
             max_conns: DEFAULT_MAX_CONNS,
             grace: DEFAULT_GRACE,
             workers: 0,
+            trace: false,
+            input_budget: InputBudget::default(),
         }
     }
 }
@@ -171,7 +178,9 @@ pub struct ServeSummary {
     pub failed_workers: usize,
 }
 
-/// Accepts connections until `shutdown` is cancelled, running `handler` for each.
+/// Accepts connections until `shutdown` is cancelled, running `handler` for each; `name`
+/// names the service in log lines. Protocols use [`super::host::serve_stream`], which builds
+/// the handler; this is its engine.
 ///
 /// The handler gets the stream, the peer and a token cancelled when the grace period ends
 /// (a handler that blocks outside tokio, like the threads model, uses it to close its
@@ -184,6 +193,7 @@ pub struct ServeSummary {
 /// slots and the shutdown signal are shared by all workers.
 pub async fn serve<L, H, F>(
     listener: L,
+    name: Arc<str>,
     opts: ServeOptions,
     shutdown: CancellationToken,
     handler: H,
@@ -198,7 +208,7 @@ where
     if opts.workers == 0 {
         // Run the loop on a runtime worker, not on whatever thread awaits us (often main's
         // `block_on`): accepting there costs a thread switch per connection.
-        let task = tokio::spawn(accept_loop(listener, opts, shutdown, handler, slots));
+        let task = tokio::spawn(accept_loop(listener, name, opts, shutdown, handler, slots));
         return match task.await {
             Ok(summary) => summary,
             Err(e) => {
@@ -214,7 +224,8 @@ where
     for n in 0..opts.workers {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<io::Result<()>>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let (opts, shutdown, handler, slots) = (
+        let (name, opts, shutdown, handler, slots) = (
+            name.clone(),
             opts.clone(),
             shutdown.clone(),
             handler.clone(),
@@ -237,8 +248,9 @@ where
                             Err(e) => return drop(ready_tx.send(Err(e))),
                         };
                         let _ = ready_tx.send(Ok(()));
-                        let _ = done_tx
-                            .send(accept_loop(listener, opts, shutdown, handler, slots).await);
+                        let _ = done_tx.send(
+                            accept_loop(listener, name, opts, shutdown, handler, slots).await,
+                        );
                     });
                     // Whatever outlived the grace period is dropped (closed) here.
                     rt.shutdown_background();
@@ -298,6 +310,7 @@ where
 
 async fn accept_loop<L, H, F>(
     listener: L,
+    name: Arc<str>,
     opts: ServeOptions,
     shutdown: CancellationToken,
     handler: Arc<H>,
@@ -348,13 +361,14 @@ where
             && !opts.allow.allows(addr.ip())
         {
             summary.refused += 1;
-            tracing::warn!("refused connection from {peer}: not in the --allow list");
+            tracing::warn!("{name}: refused connection from {peer}: not in the --allow list");
             drop(stream);
             continue;
         }
         summary.accepted += 1;
-        tracing::info!("connection from {peer}");
+        tracing::info!("{name}: connection from {peer}");
         let handler = handler.clone();
+        let name = name.clone();
         let stop = hard_stop.clone();
         tracker.spawn(async move {
             let started = clock::now();
@@ -362,12 +376,12 @@ where
             let took = fmt_duration(started.elapsed());
             match &report.error {
                 None => tracing::info!(
-                    "closed {peer}: {} bytes in, {} bytes out, {took}",
+                    "{name}: closed {peer}: {} bytes in, {} bytes out, {took}",
                     report.bytes_in,
                     report.bytes_out
                 ),
                 Some(err) => tracing::warn!(
-                    "closed {peer}: {err}; {} bytes in, {} bytes out, {took}",
+                    "{name}: closed {peer}: {err}; {} bytes in, {} bytes out, {took}",
                     report.bytes_in,
                     report.bytes_out
                 ),
@@ -376,6 +390,9 @@ where
         });
     }
 
+    // Close the listening socket now, not after the grace period: a client that connects
+    // during it is refused at once instead of waiting in the backlog for a reset.
+    drop(listener);
     tracker.close();
     let open = tracker.len();
     if open > 0 {

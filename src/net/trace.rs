@@ -119,6 +119,17 @@ impl<S> Metered<S> {
         }
     }
 
+    /// The tracer, when `--trace` is on.
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.tracer.as_ref()
+    }
+
+    /// Adds bytes moved through another handle of the same socket (a blocking thread's).
+    pub fn count(&mut self, bytes_in: u64, bytes_out: u64) {
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+    }
+
     /// Bytes read so far.
     pub fn bytes_in(&self) -> u64 {
         self.bytes_in

@@ -13,64 +13,96 @@ use tokio::task::JoinSet;
 
 use super::proto::{self, Quotes, Service};
 use super::{client, server};
-use crate::cli::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
-use crate::net::guard::GuardConfig;
-use crate::net::{self, AllowList, BindOptions, Endpoint, ServeOptions, fmt_duration};
+use crate::args::{
+    GuardArgs, JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size,
+};
+use crate::exit::{Coded, CodedResult};
+use crate::net::guard::AMPLIFIER_LIMIT;
+use crate::net::host;
+use crate::net::{self, AllowList, BindOptions, Endpoint, NetError, ServeOptions, fmt_duration};
 use crate::report::Reporter;
 
-/// Roles of chargen, qotd, daytime and time.
+/// Roles of daytime and time.
 #[derive(Debug, Subcommand)]
 pub enum Role {
     /// Run the server (TCP, or UDP with -u) on the service's RFC port unless -p says otherwise.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
-    /// Ask a server and print its reply (and, for daytime and time, the clock offset).
+    /// Ask a server and print its reply and the offset between its clock and ours.
+    #[command(after_help = GET_EXAMPLES)]
     Get(GetArgs),
+}
+
+/// Roles of qotd.
+#[derive(Debug, Subcommand)]
+pub enum QotdRole {
+    /// Run a quote-of-the-day server (RFC 865; TCP, or UDP with -u), port 17 unless -p.
+    #[command(after_help = QOTD_SERVE_EXAMPLES)]
+    Serve(QotdServeArgs),
+    /// Ask a server for a quote and print it.
+    #[command(after_help = GET_EXAMPLES)]
+    Get(GetArgs),
+}
+
+/// Roles of chargen.
+#[derive(Debug, Subcommand)]
+pub enum ChargenRole {
+    /// Run a character generator (RFC 864; TCP, or UDP with -u), port 19 unless -p.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+    /// Read the generator's lines and check their pattern.
+    #[command(after_help = CHARGEN_GET_EXAMPLES)]
+    Get(ChargenGetArgs),
 }
 
 /// Roles of discard.
 #[derive(Debug, Subcommand)]
 pub enum DiscardRole {
     /// Run a discard server (RFC 863): everything sent is thrown away.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
     /// Send a message (or stdin) to a discard server.
+    #[command(after_help = DISCARD_SEND_EXAMPLES)]
     Send(SendArgs),
 }
 
-/// Flags of the UDP reflection guard.
-#[derive(Debug, Args, Clone)]
-pub struct GuardArgs {
-    /// UDP replies per second to one source address (chargen, qotd, daytime and friends are
-    /// amplifiers if anyone may trigger them at will).
-    #[arg(long, default_value_t = 20.0, value_name = "N")]
-    rate: f64,
-    /// UDP replies one source may get in a burst before --rate applies.
-    #[arg(long, default_value_t = 40.0, value_name = "N")]
-    burst: f64,
-}
+const SERVE_EXAMPLES: &str = "\
+Examples (daytime shown; discard, chargen, qotd and time take the same flags):
+  socklab daytime serve -p 10013             TCP on 127.0.0.1:10013 (port 13 needs root)
+  socklab daytime serve -u -p 10013          the same over UDP (rate-limited per source)
+  socklab daytime serve -p 0                 a free port, printed first
+Try it:
+  nc 127.0.0.1 10013                         prints the date and closes
+  nc -u 127.0.0.1 10013                      type Enter: one datagram, one reply
+  socklab daytime get 127.0.0.1:10013        the reply and the clock offset";
 
-impl GuardArgs {
-    fn config(&self, extra_ports: &[u16]) -> Result<GuardConfig, UsageError> {
-        if !(self.rate > 0.0
-            && self.rate.is_finite()
-            && self.burst >= 1.0
-            && self.burst.is_finite())
-        {
-            return Err(UsageError(
-                "--rate must be above 0 and --burst at least 1".into(),
-            ));
-        }
-        let mut ports: Vec<u16> = Service::ALL.iter().map(|s| s.rfc_port()).collect();
-        ports.extend(extra_ports);
-        ports.sort_unstable();
-        ports.dedup();
-        Ok(GuardConfig {
-            rate: self.rate,
-            burst: self.burst,
-            blocked_ports: ports,
-            ..GuardConfig::default()
-        })
-    }
-}
+const QOTD_SERVE_EXAMPLES: &str = "\
+Examples:
+  socklab qotd serve -p 10017                built-in quotes on 127.0.0.1:10017
+  socklab qotd serve -p 10017 --quotes q.txt one quote per line, or fortune style (%)
+Try it:
+  nc 127.0.0.1 10017
+  socklab qotd get 10017";
+
+const GET_EXAMPLES: &str = "\
+Examples:
+  socklab daytime get 127.0.0.1:10013        the date and the offset of its clock
+  socklab time get -u 10037                  RFC 868 over UDP (4 bytes, converted)
+  socklab qotd get 10017 --json              the quote as a JSON object
+Exit status: 0 a valid reply, 3 network error, 4 timeout, 5 a malformed reply (see README).";
+
+const CHARGEN_GET_EXAMPLES: &str = "\
+Examples:
+  socklab chargen get 127.0.0.1:10019        7030 bytes (a whole 95-line cycle), checked
+  socklab chargen get 10019 --bytes 1M -q > out.txt
+  socklab chargen get -u 10019               one datagram (at most 512 bytes, RFC 864)
+Exit status: 0 the pattern holds, 3 network error, 4 timeout, 5 the pattern breaks.";
+
+const DISCARD_SEND_EXAMPLES: &str = "\
+Examples:
+  socklab discard send 127.0.0.1:10009 hello
+  socklab discard send 10009 < big.bin       stream a file; done when the server closes
+  socklab discard send -u 10009 ping         UDP: delivery cannot be confirmed";
 
 /// `socklab <service> serve`.
 #[derive(Debug, Args)]
@@ -79,8 +111,15 @@ pub struct ServeArgs {
     net: ServerNetArgs,
     #[command(flatten)]
     guard: GuardArgs,
-    /// qotd: quotes from FILE, one per line, or fortune style (entries separated by lines
-    /// holding only %). Entries of 512 characters or more are skipped.
+}
+
+/// `socklab qotd serve`.
+#[derive(Debug, Args)]
+pub struct QotdServeArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Quotes from FILE, one per line, or fortune style (entries separated by lines holding
+    /// only %). Entries of 512 characters or more are skipped.
     #[arg(long, value_name = "FILE")]
     quotes: Option<PathBuf>,
 }
@@ -100,12 +139,21 @@ pub struct GetArgs {
     /// UDP: datagrams to resend when no reply comes.
     #[arg(long, default_value_t = 3)]
     retries: u32,
-    /// chargen over TCP: read this many bytes, then close (e.g. 10k, 1M).
-    #[arg(long, default_value = "7030", value_parser = parse_size, value_name = "N")]
-    bytes: usize,
     /// Print every send and receive as a hex dump on stderr.
     #[arg(long)]
     trace: bool,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// `socklab chargen get`.
+#[derive(Debug, Args)]
+pub struct ChargenGetArgs {
+    #[command(flatten)]
+    get: GetArgs,
+    /// Over TCP: read this many bytes, then close (e.g. 10k, 1M).
+    #[arg(long, default_value = "7030", value_parser = parse_size, value_name = "N")]
+    bytes: usize,
 }
 
 /// `socklab discard send`.
@@ -126,16 +174,20 @@ pub struct SendArgs {
     /// Print every send as a hex dump on stderr.
     #[arg(long)]
     trace: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// `socklab inetd`.
 #[derive(Debug, Args)]
+#[command(after_help = INETD_EXAMPLES)]
 pub struct InetdArgs {
     /// Add N to every RFC port (e.g. --port-base 10000: daytime on 10013), so no root is
     /// needed and two can run at once.
     #[arg(long, default_value_t = 0, value_name = "N")]
     port_base: u16,
-    /// Bind every service to a free port chosen by the kernel (for tests and scripts).
+    /// Bind every service to a free port chosen by the kernel, TCP and UDP on the same one
+    /// (for tests and scripts).
     #[arg(long, conflicts_with = "port_base")]
     ephemeral: bool,
     /// Address to bind (loopback by default; see the UDP reflection guard before changing it).
@@ -147,6 +199,12 @@ pub struct InetdArgs {
     /// Accept only these clients (address or CIDR; repeatable).
     #[arg(long, value_name = "ADDR|CIDR", value_parser = net::allow::parse_net)]
     allow: Vec<IpNet>,
+    /// Serve at most N clients at once per service; more wait in the listen backlog.
+    #[arg(long, default_value_t = net::serve::DEFAULT_MAX_CONNS, value_name = "N")]
+    max_conns: usize,
+    /// On Ctrl-C/SIGTERM, give open connections this long to finish.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    grace: Duration,
     /// Quotes for qotd (see `socklab qotd serve --help`).
     #[arg(long, value_name = "FILE")]
     quotes: Option<PathBuf>,
@@ -156,6 +214,16 @@ pub struct InetdArgs {
     #[arg(long)]
     trace: bool,
 }
+
+const INETD_EXAMPLES: &str = "\
+Examples:
+  socklab inetd --port-base 10000            echo on 10007, daytime on 10013, … (no root)
+  socklab inetd --ephemeral                  free ports; each service's line names it
+  sudo socklab inetd                         the RFC ports 7, 9, 13, 17, 19, 37
+Try it:
+  nc 127.0.0.1 10013; rdate -p -o 10037 127.0.0.1
+The first stdout line is `listening on ADDR echo/tcp`; one line follows per service and
+transport.";
 
 fn load_quotes(path: Option<&PathBuf>) -> anyhow::Result<Arc<Quotes>> {
     let Some(path) = path else {
@@ -177,11 +245,31 @@ fn load_quotes(path: Option<&PathBuf>) -> anyhow::Result<Arc<Quotes>> {
 }
 
 impl Role {
-    /// Runs the role for `service`.
+    /// Runs the role for `service` (daytime or time).
     pub async fn run(self, service: Service, out: OutputArgs) -> anyhow::Result<ExitCode> {
         match self {
-            Role::Serve(args) => serve(service, args).await,
-            Role::Get(args) => get(service, args, out).await,
+            Role::Serve(args) => serve(service, args, None).await,
+            Role::Get(args) => get(service, args, 0, out).await,
+        }
+    }
+}
+
+impl QotdRole {
+    /// Runs the role.
+    pub async fn run(self, out: OutputArgs) -> anyhow::Result<ExitCode> {
+        match self {
+            QotdRole::Serve(args) => serve(Service::Qotd, args.serve, args.quotes.as_ref()).await,
+            QotdRole::Get(args) => get(Service::Qotd, args, 0, out).await,
+        }
+    }
+}
+
+impl ChargenRole {
+    /// Runs the role.
+    pub async fn run(self, out: OutputArgs) -> anyhow::Result<ExitCode> {
+        match self {
+            ChargenRole::Serve(args) => serve(Service::Chargen, args, None).await,
+            ChargenRole::Get(args) => get(Service::Chargen, args.get, args.bytes, out).await,
         }
     }
 }
@@ -190,41 +278,54 @@ impl DiscardRole {
     /// Runs the role.
     pub async fn run(self, out: OutputArgs) -> anyhow::Result<ExitCode> {
         match self {
-            DiscardRole::Serve(args) => serve(Service::Discard, args).await,
+            DiscardRole::Serve(args) => serve(Service::Discard, args, None).await,
             DiscardRole::Send(args) => send(args, out).await,
         }
     }
 }
 
-async fn serve(service: Service, args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// The rate limit a service gets unless `--rate` says otherwise: the services whose reply
+/// is larger than the request are amplifiers.
+fn default_limit(service: Service) -> Option<f64> {
+    match service {
+        Service::Echo | Service::Discard => None,
+        _ => Some(AMPLIFIER_LIMIT.0),
+    }
+}
+
+async fn serve(
+    service: Service,
+    args: ServeArgs,
+    quotes: Option<&PathBuf>,
+) -> anyhow::Result<ExitCode> {
     if args.net.unix.is_some() {
         return Err(UsageError(format!("{service} serves TCP and UDP ports, not --unix")).into());
     }
     let port = args.net.port.unwrap_or(service.rfc_port());
-    let cfg = server::Config {
+    let mut cfg = server::Config {
         serve: args.net.serve_options(),
         timeout: args.net.timeout,
-        trace: args.net.trace,
-        quotes: load_quotes(args.quotes.as_ref())?,
-        guard: args.guard.config(&[port])?,
+        quotes: load_quotes(quotes)?,
+        guard: args.guard.config(default_limit(service), &[port])?,
         tz: jiff::tz::TimeZone::system(),
         daytime: Arc::default(),
     };
-    let addr = args.net.bind_addr(service.rfc_port()).await?;
     let shutdown = net::shutdown::on_signals();
-    if args.net.udp {
-        let sock = net::listen::udp_socket(addr, args.net.bind_options())?;
-        net::announce(sock.local_addr()?)?;
-        server::run_udp(service, sock, cfg, shutdown).await?;
-    } else {
-        let listener = net::listen::tcp_listener(addr, args.net.bind_options())?;
-        net::announce(listener.local_addr()?)?;
-        server::run_tcp(service, listener, cfg, shutdown).await;
+    let bound = args.net.listen_spec(service.rfc_port())?.bind().await?;
+    if let Some(addr) = bound.local_addr() {
+        cfg.guard.block_source_port(addr.port());
     }
+    bound.announce()?;
+    server::run(service, bound, cfg, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(service: Service, args: GetArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
+async fn get(
+    service: Service,
+    args: GetArgs,
+    bytes: usize,
+    out: OutputArgs,
+) -> anyhow::Result<ExitCode> {
     let target: Endpoint = args.addr.parse()?;
     if matches!(target, Endpoint::Unix(_)) {
         return Err(
@@ -238,9 +339,9 @@ async fn get(service: Service, args: GetArgs, out: OutputArgs) -> anyhow::Result
         retries: args.retries,
         trace: args.trace,
     };
-    let reporter = Reporter::new(out.json, out.quiet);
+    let reporter = out.reporter(args.json);
     let (max, cut) = match service {
-        Service::Chargen => (args.bytes, true),
+        Service::Chargen => (bytes, true),
         Service::Time => (4, false),
         _ => (proto::MAX_DAYTIME.max(proto::MAX_QUOTE + 1), false),
     };
@@ -250,11 +351,16 @@ async fn get(service: Service, args: GetArgs, out: OutputArgs) -> anyhow::Result
     } else {
         b""
     };
-    let got = client::fetch(service, &cfg, request, max, cut).await?;
-    let bad = |why: String| client::Error::BadReply {
-        addr: args.addr.clone(),
-        service,
-        why,
+    let got = client::fetch(service, &cfg, request, max, cut)
+        .await
+        .coded()?;
+    let shown = cfg.target.to_string();
+    let bad = |why: String| {
+        Coded::from(client::Error::BadReply {
+            addr: shown.clone(),
+            service,
+            why,
+        })
     };
     match service {
         Service::Time => {
@@ -296,16 +402,22 @@ async fn get(service: Service, args: GetArgs, out: OutputArgs) -> anyhow::Result
             }
             if args.udp && got.data.len() > proto::MAX_UDP_CHARGEN {
                 tracing::warn!(
-                    "{} sent {} bytes; RFC 864 says a UDP reply holds at most 512",
-                    args.addr,
+                    "{shown} sent {} bytes; RFC 864 says a UDP reply holds at most 512",
                     got.data.len()
                 );
             }
             reporter.data(&got.data)?;
+            // On a terminal, end the output's last line so the summary starts on its own
+            // (a redirected output keeps exactly the bytes received).
+            if !got.data.ends_with(b"\n")
+                && !reporter.is_json()
+                && std::io::IsTerminal::is_terminal(&std::io::stdout())
+            {
+                reporter.data(b"\n")?;
+            }
             reporter.status(&format!(
-                "{} bytes of chargen from {} in {}, pattern checked",
+                "{} bytes of chargen from {shown} in {}, pattern checked",
                 got.data.len(),
-                args.addr,
                 fmt_duration(got.rtt)
             ));
             reporter.record(&serde_json::json!({
@@ -387,8 +499,8 @@ async fn send(args: SendArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("{}\n", args.message.join(" ")).into_bytes()
     };
-    let sent = client::discard(&cfg, &data).await?;
-    let reporter = Reporter::new(out.json, out.quiet);
+    let sent = client::discard(&cfg, &data).await.coded()?;
+    let reporter = out.reporter(args.json);
     reporter.status(&format!(
         "{sent} bytes sent to {}{}",
         args.addr,
@@ -410,55 +522,65 @@ pub async fn inetd(args: InetdArgs) -> anyhow::Result<ExitCode> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let ports: Vec<(Service, u16)> = Service::ALL
-        .iter()
-        .map(|&s| {
-            let p = if args.ephemeral {
-                0
-            } else {
-                s.rfc_port().checked_add(args.port_base).unwrap_or(0)
-            };
-            (s, p)
-        })
-        .collect();
-    if !args.ephemeral && ports.iter().any(|&(_, p)| p == 0) {
-        return Err(UsageError(format!(
-            "--port-base {} pushes a port past 65535",
-            args.port_base
-        ))
-        .into());
+    let mut ports: Vec<(Service, u16)> = Vec::new();
+    for s in Service::ALL {
+        let port = if args.ephemeral {
+            0
+        } else {
+            let largest = u16::MAX - Service::ALL.iter().map(|s| s.rfc_port()).max().unwrap_or(0);
+            s.rfc_port().checked_add(args.port_base).ok_or_else(|| {
+                UsageError(format!(
+                    "--port-base {} pushes {s}'s port {} past 65535; the largest base that \
+                     fits is {largest}",
+                    args.port_base,
+                    s.rfc_port()
+                ))
+            })?
+        };
+        ports.push((s, port));
     }
-    let service_ports: Vec<u16> = ports.iter().map(|&(_, p)| p).filter(|&p| p != 0).collect();
-    let cfg = server::Config {
-        serve: ServeOptions {
-            allow: AllowList::new(args.allow.clone()),
-            ..ServeOptions::default()
-        },
-        timeout: args.timeout,
+    let serve = ServeOptions {
+        allow: AllowList::new(args.allow.clone()),
+        max_conns: args.max_conns,
+        grace: args.grace,
         trace: args.trace,
+        ..ServeOptions::default()
+    };
+    let mut cfg = server::Config {
+        serve,
+        timeout: args.timeout,
         quotes,
-        guard: args.guard.config(&service_ports)?,
+        guard: args.guard.config(Some(AMPLIFIER_LIMIT.0), &[])?,
         tz: jiff::tz::TimeZone::system(),
         daytime: Arc::default(),
     };
     let shutdown = net::shutdown::on_signals();
-    let mut tasks = JoinSet::new();
+    let mut bound = Vec::new();
     for (service, port) in ports {
         let addr: SocketAddr = net::addr::resolve_host(&host, port).await?[0];
-        let what = |proto: &str| format!("starting {service}/{proto} on {addr}");
-        let listener =
-            net::listen::tcp_listener(addr, BindOptions::default()).with_context(|| what("tcp"))?;
-        net::announce(format!("{} {service}/tcp", listener.local_addr()?))?;
-        let sock =
-            net::listen::udp_socket(addr, BindOptions::default()).with_context(|| what("udp"))?;
-        net::announce(format!("{} {service}/udp", sock.local_addr()?))?;
-        let (c1, c2) = (cfg.clone(), cfg.clone());
-        let (s1, s2) = (shutdown.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            server::run_tcp(service, listener, c1, s1).await;
-            Ok(())
-        });
-        tasks.spawn(async move { server::run_udp(service, sock, c2, s2).await });
+        let (tcp, udp) = host::bind_pair(addr, BindOptions::default())
+            .await
+            .map_err(|e| match e {
+                NetError::AddrInUse { addr } => NetError::AddrInUseHint {
+                    addr,
+                    hint: "stop it, or choose other ports with --port-base N or --ephemeral".into(),
+                },
+                other => other,
+            })
+            .with_context(|| format!("starting {service} on {addr}"))?;
+        if let Some(a) = tcp.local_addr() {
+            cfg.guard.block_source_port(a.port());
+        }
+        bound.push((service, tcp, udp));
+    }
+    let mut tasks = JoinSet::new();
+    for (service, tcp, udp) in bound {
+        tcp.announce_as(&format!("{service}/tcp"))?;
+        udp.announce_as(&format!("{service}/udp"))?;
+        for b in [tcp, udp] {
+            let (cfg, shutdown) = (cfg.clone(), shutdown.clone());
+            tasks.spawn(async move { server::run(service, b, cfg, shutdown).await });
+        }
     }
     while let Some(res) = tasks.join_next().await {
         if let Ok(Err(e)) = res {

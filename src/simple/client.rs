@@ -43,6 +43,15 @@ pub enum Error {
     },
 }
 
+impl crate::exit::ExitCoded for Error {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Error::Net(n) => crate::exit::ExitCoded::exit_code(n),
+            _ => crate::exit::PROTOCOL,
+        }
+    }
+}
+
 /// A reply and when it came.
 #[derive(Debug, Clone)]
 pub struct Fetched {

@@ -1,30 +1,32 @@
-//! Drivers for the simple services: the TCP handlers run on `net::serve`, the UDP loop applies
-//! the reflection guard, and all replies come from [`super::proto`].
+//! Drivers for the simple services, on the service host: a [`StreamService`] for TCP and a
+//! [`DatagramService`] for UDP (the host applies the reflection guard); all replies come
+//! from [`super::proto`].
 
-use std::net::SocketAddr;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{self, Quotes, Service};
-use crate::net::guard::{Guard, GuardConfig, Verdict};
-use crate::net::serve::{self, ServeSummary};
-use crate::net::trace::Direction;
-use crate::net::{ConnReport, Metered, NetError, Peer, ServeOptions, Tracer, clock, dgram, within};
+use crate::net::dgram::DatagramSocket;
+use crate::net::guard::GuardConfig;
+use crate::net::host::{
+    self, Answer, Bound, Conn, Datagram, DatagramCtx, DatagramOptions, DatagramService, Stream,
+    StreamService, Transport,
+};
+use crate::net::serve::ServeSummary;
+use crate::net::{NetError, ServeOptions, clock, within};
 
 /// Everything a simple-service server needs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Accept-loop policy.
+    /// Host policy (allow-list, limits, grace, `--trace`).
     pub serve: ServeOptions,
     /// Timeout on every read and write.
     pub timeout: Duration,
-    /// `--trace`.
-    pub trace: bool,
     /// Quotes for qotd.
     pub quotes: Arc<Quotes>,
     /// The UDP reflection guard.
@@ -67,7 +69,6 @@ impl Default for Config {
         Self {
             serve: ServeOptions::default(),
             timeout: Duration::from_secs(300),
-            trace: false,
             quotes: Arc::new(Quotes::builtin()),
             guard: GuardConfig::default(),
             tz: jiff::tz::TimeZone::system(),
@@ -76,51 +77,91 @@ impl Default for Config {
     }
 }
 
-/// Runs one service over TCP on an already bound listener until `shutdown`.
-pub async fn run_tcp(
+/// Runs one service on `bound` (TCP or UDP) until `shutdown`.
+pub async fn run(
     service: Service,
-    listener: TcpListener,
+    bound: Bound,
     cfg: Config,
     shutdown: CancellationToken,
-) -> ServeSummary {
+) -> Result<ServeSummary, NetError> {
     if service == Service::Echo {
+        // inetd's echo is socklab's echo, with inetd's guard (rate limit included).
         let echo = crate::echo::server::Config {
             serve: cfg.serve.clone(),
             timeout: cfg.timeout,
-            trace: cfg.trace,
+            guard: cfg.guard.clone(),
             ..crate::echo::server::Config::default()
         };
-        return crate::echo::server::run_stream(listener, echo, shutdown).await;
+        return crate::echo::server::run(bound, echo, shutdown).await;
     }
-    let cfg = Arc::new(cfg);
-    let cycle: Arc<[u8]> = proto::chargen_cycle().into();
     let opts = cfg.serve.clone();
-    serve::serve(listener, opts, shutdown, move |stream, peer, _| {
-        let cfg = cfg.clone();
-        let cycle = cycle.clone();
-        async move {
-            let tracer = cfg.trace.then(|| Tracer::new(peer.to_string()));
-            let mut s = Metered::new(stream, tracer);
-            let result = match service {
-                Service::Discard => discard(&mut s, cfg.timeout).await,
-                Service::Chargen => chargen(&mut s, &cycle, cfg.timeout).await,
-                Service::Echo => unreachable!("handled above"),
-                _ => {
-                    let reply = one_shot_reply(service, &cfg);
-                    within(cfg.timeout, s.write_all(&reply)).await
-                }
-            };
-            report(&s, &peer, result)
+    let dgram_opts = DatagramOptions {
+        allow: cfg.serve.allow.clone(),
+        guard: cfg.guard.clone(),
+        trace: cfg.serve.trace,
+        ..DatagramOptions::default()
+    };
+    let simple = Arc::new(Simple {
+        service,
+        cfg,
+        cycle: proto::chargen_cycle().into(),
+    });
+    match bound.transport() {
+        Transport::Stream => host::serve_stream(bound, opts, shutdown, simple).await,
+        Transport::Datagram => {
+            host::serve_datagram(bound, dgram_opts, shutdown, simple).await?;
+            Ok(ServeSummary::default())
         }
-    })
-    .await
+    }
 }
 
-fn report<S>(s: &Metered<S>, _peer: &Peer, result: std::io::Result<()>) -> ConnReport {
-    ConnReport {
-        bytes_in: s.bytes_in(),
-        bytes_out: s.bytes_out(),
-        error: result.err().map(|e| e.to_string()),
+/// One simple service (not echo, which is [`crate::echo`]'s).
+struct Simple {
+    service: Service,
+    cfg: Config,
+    /// chargen's 95-line cycle, built once.
+    cycle: Arc<[u8]>,
+}
+
+impl StreamService for Simple {
+    type Error = io::Error;
+
+    fn name(&self) -> &str {
+        self.service.name()
+    }
+
+    async fn serve<S: Stream>(&self, conn: &mut Conn<S>) -> io::Result<()> {
+        let s = &mut conn.io;
+        match self.service {
+            Service::Discard => discard(s, self.cfg.timeout).await,
+            Service::Chargen => chargen(s, &self.cycle, self.cfg.timeout).await,
+            _ => {
+                let reply = one_shot_reply(self.service, &self.cfg);
+                within(self.cfg.timeout, s.write_all(&reply)).await
+            }
+        }
+    }
+}
+
+impl DatagramService for Simple {
+    fn name(&self) -> &str {
+        self.service.name()
+    }
+
+    fn answer<D: DatagramSocket>(
+        &self,
+        _dgram: Datagram<'_, D::Addr>,
+        reply: &mut Vec<u8>,
+        _ctx: &DatagramCtx<D>,
+    ) -> Answer {
+        match self.service {
+            Service::Discard => Answer::Nothing,
+            // RFC 868 asks for an empty datagram; we answer any (nc sends a newline).
+            _ => {
+                reply.extend_from_slice(&one_shot_reply(self.service, &self.cfg));
+                Answer::Reply
+            }
+        }
     }
 }
 
@@ -193,111 +234,6 @@ async fn chargen<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(())
         }
         other => other,
-    }
-}
-
-/// Counts dropped datagrams and logs them at most once a second.
-#[derive(Default)]
-struct DropLog {
-    pending: u64,
-    last_log: Option<std::time::Instant>,
-}
-
-impl DropLog {
-    fn drop(&mut self, service: Service, from: SocketAddr, why: &str, now: std::time::Instant) {
-        self.pending += 1;
-        if self
-            .last_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            tracing::warn!(
-                "{service}/udp: dropped {} datagram(s); latest from {from}: {why}",
-                self.pending
-            );
-            self.pending = 0;
-            self.last_log = Some(now);
-        }
-    }
-}
-
-/// Runs one service over UDP until `shutdown`, with the reflection guard.
-pub async fn run_udp(
-    service: Service,
-    sock: UdpSocket,
-    cfg: Config,
-    shutdown: CancellationToken,
-) -> Result<(), NetError> {
-    let mut guard = Guard::new(cfg.guard.clone());
-    let mut drops = DropLog::default();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let got = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            r = dgram::recv_udp(&sock, &mut buf) => r,
-        };
-        let got = match got {
-            Ok(g) => g,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => {
-                return Err(NetError::Io {
-                    what: format!("receiving a {service} datagram"),
-                    source: e,
-                });
-            }
-        };
-        let from = got.from;
-        let now = clock::now();
-        let tracer = cfg.trace.then(|| Tracer::new(from.to_string()));
-        if let Some(t) = &tracer {
-            t.event(Direction::Recv, &buf[..got.copied]);
-        }
-        if !cfg.serve.allow.allows(from.ip()) {
-            drops.drop(service, from, "not in the --allow list", now);
-            continue;
-        }
-        if service == Service::Discard {
-            continue;
-        }
-        match guard.check(from, now) {
-            Verdict::Allow => {}
-            Verdict::PortZero => {
-                drops.drop(service, from, "source port 0", now);
-                continue;
-            }
-            Verdict::ServicePort(p) => {
-                drops.drop(
-                    service,
-                    from,
-                    &format!("source port {p} is a simple service's (a loop)"),
-                    now,
-                );
-                continue;
-            }
-            Verdict::RateLimited => {
-                drops.drop(service, from, "rate limit for this source", now);
-                continue;
-            }
-        }
-        let reply = match service {
-            Service::Echo if got.truncated() => {
-                drops.drop(
-                    service,
-                    from,
-                    &format!("{}-byte datagram, larger than the buffer", got.size),
-                    now,
-                );
-                continue;
-            }
-            Service::Echo => buf[..got.copied].to_vec(),
-            // RFC 868 asks for an empty datagram; we answer any (nc sends a newline).
-            _ => one_shot_reply(service, &cfg),
-        };
-        if let Some(t) = &tracer {
-            t.event(Direction::Send, &reply);
-        }
-        if let Err(e) = sock.send_to(&reply, from).await {
-            tracing::warn!("{service}/udp: cannot reply to {from}: {e}");
-        }
     }
 }
 

@@ -50,10 +50,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::{self, BodyError, BodyFramer, Request, ResponseHead, Status, Version};
 use crate::net::blocking::Readable;
-use crate::net::serve::{self, Listener, ServeSummary};
-use crate::net::{
-    ConnReport, Metered, Peer, SendFile, ServeOptions, Tracer, clock, fmt_duration, within,
-};
+use crate::net::host::{self, Bound, Conn, Stream, StreamService};
+use crate::net::serve::ServeSummary;
+use crate::net::{Metered, NetError, Peer, SendFile, ServeOptions, clock, fmt_duration, within};
 
 /// Default TCP port.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -130,21 +129,12 @@ impl Config {
     }
 }
 
-/// Runs the file server on an already bound TCP listener until `shutdown`.
+/// Runs the file server on a bound stream socket until `shutdown`.
 pub async fn run(
-    listener: tokio::net::TcpListener,
+    bound: impl Into<Bound>,
     cfg: Config,
     shutdown: CancellationToken,
-) -> ServeSummary {
-    run_stream(listener, cfg, shutdown).await
-}
-
-/// Runs the file server on any stream listener (TCP or Unix) until `shutdown`.
-pub async fn run_stream<L: Listener>(
-    listener: L,
-    cfg: Config,
-    shutdown: CancellationToken,
-) -> ServeSummary {
+) -> Result<ServeSummary, NetError> {
     let (logger, writer) = match log::start(cfg.log.clone(), cfg.json_log) {
         Ok(x) => x,
         Err(e) => {
@@ -159,17 +149,36 @@ pub async fn run_stream<L: Listener>(
         logger,
         shutdown: shutdown.clone(),
     });
-    let summary = serve::serve(listener, opts, shutdown, move |stream, peer, _hard_stop| {
-        let shared = shared.clone();
-        async move { converse(stream, peer, &shared).await }
-    })
-    .await;
+    let summary = host::serve_stream(bound.into(), opts, shutdown, shared).await;
     // The accept loop has dropped its handler and with it the last logger (unless a
     // connection outlived the grace period): the writer drains its queue and ends.
     if let Some(writer) = writer {
         let _ = tokio::time::timeout(LOG_FLUSH, writer).await;
     }
     summary
+}
+
+/// Why a connection ended early, for the close log line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnError(String);
+
+impl StreamService for Shared {
+    type Error = ConnError;
+
+    fn name(&self) -> &str {
+        "http"
+    }
+
+    async fn serve<S: Stream>(&self, conn: &mut Conn<S>) -> Result<(), ConnError> {
+        // HTTP closes gracefully itself, where it must (after an error page).
+        conn.skip_linger();
+        let ip = match &conn.peer {
+            Peer::Inet(a) => Some(a.ip()),
+            Peer::Unix(_) => None,
+        };
+        requests(&mut conn.io, ip, self).await.map_err(ConnError)
+    }
 }
 
 struct Shared {
@@ -196,25 +205,6 @@ enum Body {
         start: u64,
         len: u64,
     },
-}
-
-/// One connection, from the first byte to the close.
-async fn converse<S>(stream: S, peer: Peer, sh: &Shared) -> ConnReport
-where
-    S: AsyncRead + AsyncWrite + Readable + SendFile + Unpin + Send + Sync,
-{
-    let tracer = sh.cfg.trace.then(|| Tracer::new(peer.to_string()));
-    let mut s = Metered::new(stream, tracer);
-    let ip = match &peer {
-        Peer::Inet(a) => Some(a.ip()),
-        Peer::Unix(_) => None,
-    };
-    let result = requests(&mut s, ip, sh).await;
-    ConnReport {
-        bytes_in: s.bytes_in(),
-        bytes_out: s.bytes_out(),
-        error: result.err(),
-    }
 }
 
 /// Why a connection ended early, for the close log line.

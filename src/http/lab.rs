@@ -1,0 +1,107 @@
+//! The HTTP server in `socklab lab`, on a demo site built into the binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::catalog::{Entry, Env, Sockets, Tools};
+use crate::net::NetError;
+
+use super::server::{self, Config, DEFAULT_PORT, log::Destination};
+
+/// The lab's HTTP server.
+pub fn entries() -> Vec<Entry> {
+    vec![Entry {
+        name: "http",
+        transport: "tcp",
+        port: DEFAULT_PORT,
+        sockets: Sockets::Tcp,
+        start: Box::new(|bound, env, shutdown| {
+            let bound = bound.into_iter().next();
+            let site = bound
+                .as_ref()
+                .and_then(|b| b.local_addr())
+                .map(|addr| DemoSite::write(addr, env));
+            Box::pin(async move {
+                let (Some(b), Some(site)) = (bound, site) else {
+                    return Ok(());
+                };
+                let site = site.map_err(|e| NetError::Io {
+                    what: "writing the demo site".into(),
+                    source: e,
+                })?;
+                let mut cfg = Config::new(site.root().to_path_buf());
+                // Like `http serve`: the access log on stdout, under the lab's table.
+                cfg.log = Destination::Stdout;
+                server::run(b, cfg, shutdown).await?;
+                drop(site);
+                Ok(())
+            })
+        }),
+        try_ours,
+        try_peer,
+    }]
+}
+
+fn try_ours(a: SocketAddr, _: Tools) -> String {
+    format!("socklab http get http://{a}/ -O -   (or open it in a browser)")
+}
+
+fn try_peer(a: SocketAddr, _: Tools) -> String {
+    format!("curl -i http://{a}/no-such-page.html")
+}
+
+/// The files the lab's HTTP server serves, built into the binary.
+const DEMO: &[(&str, &[u8])] = &[
+    ("style.css", include_bytes!("lab_demo/style.css")),
+    ("socket.png", include_bytes!("lab_demo/socket.png")),
+    ("files/notes.txt", include_bytes!("lab_demo/notes.txt")),
+    ("files/style-copy.css", include_bytes!("lab_demo/style.css")),
+];
+
+const INDEX: &str = include_str!("lab_demo/index.html");
+
+/// The demo site in a fresh temporary directory, removed when dropped (also when the lab
+/// fails to start).
+struct DemoSite {
+    root: PathBuf,
+}
+
+impl DemoSite {
+    fn write(addr: SocketAddr, env: &Env) -> std::io::Result<DemoSite> {
+        let dir = std::env::temp_dir().join(format!("socklab-lab-{}", std::process::id()));
+        // Owned from here on: removed again whatever fails next.
+        let mut site = DemoSite { root: dir.clone() };
+        for (name, bytes) in DEMO {
+            write_file(&dir.join(name), bytes)?;
+        }
+        let services: String = env
+            .addresses
+            .iter()
+            .map(|(name, a)| format!("<li><code>{name}</code> on <code>{a}</code></li>\n"))
+            .collect();
+        let index = INDEX
+            .replace("{{ADDR}}", &addr.to_string())
+            .replace("{{SERVICES}}", services.trim_end());
+        write_file(&dir.join("index.html"), index.as_bytes())?;
+        // The HTTP server needs a canonical root.
+        site.root = std::fs::canonicalize(&site.root)?;
+        Ok(site)
+    }
+
+    fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, bytes)
+}
+
+impl Drop for DemoSite {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
