@@ -9,6 +9,9 @@
 //! - [`serve`]: the accept loop with allow-list, connection limit, logging and graceful
 //!   shutdown.
 //! - [`dgram`]: datagram receive that detects truncation (`MSG_TRUNC`).
+//! - [`driver`]: runs a timer-driven sans-IO protocol core over a datagram socket.
+//! - [`impair`]: a seeded lossy link (loss, duplication, reordering, delay, corruption) and a
+//!   socket wrapper that puts it around any datagram socket.
 //! - [`trace`]: `--trace` hex dumps and byte counting.
 //! - [`shutdown`]: Ctrl-C / SIGTERM.
 //! - [`clock`]: the only place that reads the clock.
@@ -22,10 +25,12 @@ pub mod blocking;
 pub mod clock;
 pub mod connect;
 pub mod dgram;
+pub mod driver;
 pub mod error;
 pub mod exchange;
 pub mod guard;
 pub mod host;
+pub mod impair;
 pub mod listen;
 pub mod sendfile;
 pub mod serve;
