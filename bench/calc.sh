@@ -33,9 +33,9 @@
 
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-OUT="$HERE/out"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+OUT="$BENCH/out"
 LOGS="$OUT/logs"
 
 ROUNDS="${ROUNDS:-3}"
@@ -49,34 +49,18 @@ SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 BUSY_PCT="${BUSY_PCT:-25}"
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET_DIR" in
-/*) ;;
-*) TARGET_DIR="$PWD/$TARGET_DIR" ;;
-esac
-export CARGO_TARGET_DIR="$TARGET_DIR"
-
-SOCKLAB="$TARGET_DIR/release/socklab"
 LOAD="$OUT/calc_load"
-PY_SERVER="$HERE/calc_py_server.py"
+PY_SERVER="$BENCH/calc_py_server.py"
 RESULTS="$OUT/calc_results.txt"
-
-log() { printf '%s\n' "$*" >&2; }
-die() {
-	log "calc.sh: $*"
-	exit 1
-}
 
 mkdir -p "$LOGS"
 
 # ---------------------------------------------------------------- build
 log "building socklab (release) and the load generator"
-(cd "$ROOT" && cargo build --release --quiet --bin socklab) || die "cargo build failed"
-gcc -O2 -Wall -Wextra -o "$LOAD" "$HERE/calc_load.c" || die "cannot compile calc_load.c"
+build_socklab
+gcc -O2 -Wall -Wextra -o "$LOAD" "$BENCH/calc_load.c" || die "cannot compile calc_load.c"
 command -v python3 >/dev/null || die "python3 is needed for the Python server"
 
-SRV_PIN=()
-CLI_PIN=()
 if [[ "$PIN" == 1 ]] && command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then
 	SRV_PIN=(taskset -c "$SERVER_CPU")
 	CLI_PIN=(taskset -c "$CLIENT_CPU")
@@ -86,46 +70,14 @@ else
 fi
 
 # ---------------------------------------------------------------- servers
-SRV_PID=""
-SRV_PORT=""
-
-stop_server() {
-	[[ -n "$SRV_PID" ]] || return 0
-	kill -TERM "$SRV_PID" 2>/dev/null || true
-	local i
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$SRV_PID" 2>/dev/null || true
-	wait "$SRV_PID" 2>/dev/null || true
-	SRV_PID=""
-}
-trap stop_server EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start_server KEY LOGNAME: starts it pinned; sets SRV_PID and SRV_PORT from its
-# "listening on HOST:PORT" line.
-start_server() {
-	local key="$1" name="$2" i line=""
-	case "$key" in
-	socklab) "${SRV_PIN[@]}" "$SOCKLAB" calc serve -p 0 -q --grace 1s >"$LOGS/$name.stdout" \
-		2>"$LOGS/$name.stderr" & ;;
-	python) "${SRV_PIN[@]}" python3 "$PY_SERVER" 0 >"$LOGS/$name.stdout" 2>"$LOGS/$name.stderr" & ;;
-	*) die "unknown server $key (use socklab or python)" ;;
+# start_by_key KEY LOGNAME: starts server KEY (start_server, bench/lib.sh); sets SRV_PID and
+# SRV_PORT from its "listening on HOST:PORT" line.
+start_by_key() {
+	case "$1" in
+	socklab) start_server "$2" "" "$SOCKLAB" calc serve -p 0 -q --grace 1s ;;
+	python) start_server "$2" "" python3 "$PY_SERVER" 0 ;;
+	*) die "unknown server $1 (use socklab or python)" ;;
 	esac
-	SRV_PID=$!
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$SRV_PID" 2>/dev/null || die "$name exited at start; see $LOGS/$name.stderr"
-		line="$(grep -m1 '^listening on ' "$LOGS/$name.stdout" || true)"
-		if [[ -n "$line" ]]; then
-			SRV_PORT="${line##*:}"
-			return 0
-		fi
-		sleep 0.1
-	done
-	die "$name did not start listening within 10 s"
 }
 
 label_of() {
@@ -136,21 +88,6 @@ label_of() {
 }
 
 # ---------------------------------------------------------------- measuring
-kv() { # kv LINE KEY: the value of KEY=VALUE in LINE, or "na"
-	local w
-	for w in $1; do
-		[[ "$w" == "$2="* ]] && {
-			printf '%s' "${w#*=}"
-			return 0
-		}
-	done
-	printf 'na'
-}
-
-median() { # numbers on stdin
-	sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "na"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 declare -A R=()
 BUSY_RUNS=0
 
@@ -161,7 +98,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	n=${#server_list[@]}
 	for ((k = 0; k < n; k++)); do
 		key="${server_list[$(((k + round - 1) % n))]}"
-		start_server "$key" "calc-$key-round$round"
+		start_by_key "$key" "calc-$key-round$round"
 		for mode in $MODES; do
 			line="$("${CLI_PIN[@]}" "$LOAD" 127.0.0.1 "$SRV_PORT" "$CONNS" "$DURATION" "$WARMUP" \
 				"$mode" "$SRV_PID" 2>>"$LOGS/calc-load.stderr" | grep '^RESULT' || true)"
@@ -174,7 +111,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			fi
 			log "  round $round  $(label_of "$key")  $mode: $(kv "$line" tps) transactions/s, cpu server $(kv "$line" srv_pct)% client $(kv "$line" cli_pct)%$busy"
 		done
-		stop_server
+		stop_server "$SRV_PID"
 	done
 done
 
@@ -187,13 +124,17 @@ done
 	for key in "${server_list[@]}"; do
 		for mode in $MODES; do
 			vals() { for ((r = 1; r <= ROUNDS; r++)); do kv "${R[$key,$mode,$r]}" "$1"; echo; done; }
-			tps="$(vals tps | median)"
-			lps="$(vals lps | median)"
+			# The medians are over word-split lists on purpose.
+			# shellcheck disable=SC2046
+			tps="$(median $(vals tps))"
+			# shellcheck disable=SC2046
+			lps="$(median $(vals lps))"
 			lo="$(vals tps | sort -n | head -1)"
 			hi="$(vals tps | sort -n | tail -1)"
+			# shellcheck disable=SC2046
 			printf '%-20s %-9s %14s %12s %14s %7s%% %7s%% %7s%%\n' "$(label_of "$key")" "$mode" \
-				"$tps" "$lps" "$lo-$hi" "$(vals srv_pct | median)" "$(vals cli_pct | median)" \
-				"$(vals oth_pct | median)"
+				"$tps" "$lps" "$lo-$hi" "$(median $(vals srv_pct))" "$(median $(vals cli_pct))" \
+				"$(median $(vals oth_pct))"
 		done
 	done
 	if [[ "$BUSY_RUNS" -gt 0 ]]; then

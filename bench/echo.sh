@@ -44,9 +44,9 @@
 
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-OUT="$HERE/out"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+OUT="$BENCH/out"
 LOGS="$OUT/logs"
 
 ROUNDS="${ROUNDS:-3}"
@@ -69,103 +69,14 @@ SHARED_BENCH="${SHARED_BENCH:-$ROOT/../shared/bench}"
 SOCKLAB_BACKLOG="${SOCKLAB_BACKLOG:-4096}"
 NOFILE_WANT=65536
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET_DIR" in
-/*) ;;
-*) TARGET_DIR="$PWD/$TARGET_DIR" ;;
-esac
-export CARGO_TARGET_DIR="$TARGET_DIR"
-
-SOCKLAB="$TARGET_DIR/release/socklab"
 CBENCH="$OUT/cbench"
 ECHO_EPOLL="$CBENCH/build/echo_epoll"
 PINGPONG="$CBENCH/build/pingpong"
-PY_SERVER="$HERE/py_echo_threaded.py"
-IDLE_CLIENT="$HERE/idle_conns.py"
+PY_SERVER="$BENCH/py_echo_threaded.py"
+IDLE_CLIENT="$BENCH/idle_conns.py"
 CLK_TCK="$(getconf CLK_TCK)"
 
-log() { printf '%s\n' "$*" >&2; }
-die() {
-	log "echo.sh: $*"
-	exit 1
-}
-
-# ---------------------------------------------------------------- servers and cleanup
-SERVER_PIDS=()
-
-# True while $1 is a live process (a zombie that has not been reaped does not count).
-is_running() {
-	local st
-	st="$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null || true)"
-	[[ -n "$st" && "$st" != Z ]]
-}
-
-stop_pid() {
-	local pid="$1" i
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do # up to 5 s (socklab runs with --grace 1s)
-		is_running "$pid" || break
-		sleep 0.1
-	done
-	if is_running "$pid"; then
-		log "server $pid ignored SIGTERM; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local pid
-	for pid in "${SERVER_PIDS[@]}"; do
-		stop_pid "$pid"
-	done
-	SERVER_PIDS=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-SRV_PIN=()
-CLI_PIN=()
-
-# start_server NAME PORT_OR_EMPTY CMD...: starts CMD pinned to the server core, logs in
-# $LOGS/NAME.*. With an empty PORT the server must print "listening on HOST:PORT" first on
-# stdout. Sets SRV_PID and SRV_PORT.
-start_server() {
-	local name="$1" port="$2" i line=""
-	shift 2
-	: >"$LOGS/$name.stdout"
-	"${SRV_PIN[@]}" "$@" >"$LOGS/$name.stdout" 2>"$LOGS/$name.stderr" &
-	SRV_PID=$!
-	SERVER_PIDS+=("$SRV_PID")
-	for ((i = 0; i < 100; i++)); do # up to 10 s
-		is_running "$SRV_PID" || die "$name exited at start; see $LOGS/$name.stderr"
-		if [[ -z "$port" ]]; then
-			line="$(grep -m1 '^listening on ' "$LOGS/$name.stdout" || true)"
-			[[ -n "$line" ]] && port="${line##*:}"
-		fi
-		if [[ -n "$port" ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			SRV_PORT="$port"
-			return 0
-		fi
-		sleep 0.1
-	done
-	die "$name did not start listening within 10 s; see $LOGS/$name.stderr"
-}
-
-stop_server() {
-	local pid="$1" p keep=()
-	stop_pid "$pid"
-	for p in "${SERVER_PIDS[@]}"; do
-		[[ "$p" == "$pid" ]] || keep+=("$p")
-	done
-	SERVER_PIDS=("${keep[@]}")
-}
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
+# ---------------------------------------------------------------- servers (start_server, stop_server: bench/lib.sh)
 # start_by_key KEY LOGNAME: starts server KEY; sets SRV_PID and SRV_PORT.
 start_by_key() {
 	local port
@@ -236,18 +147,6 @@ cpu_ticks() {
 }
 
 # ---------------------------------------------------------------- measuring
-# kv LINE KEY: the value of KEY=VALUE in LINE, or "na".
-kv() {
-	local w
-	for w in $1; do
-		if [[ "$w" == "$2="* ]]; then
-			printf '%s' "${w#*=}"
-			return 0
-		fi
-	done
-	printf 'na'
-}
-
 # R["KEY,TAG,ROUND"] holds the client's RESULT line plus the CPU shares appended as
 # srv_pct= cli_pct= oth_pct= (percent of one core over the whole client run).
 declare -A R=()
@@ -309,15 +208,6 @@ values() {
 		[[ "$v" == na ]] || out+=" $v"
 	done
 	printf '%s' "${out# }"
-}
-
-median() { # values...
-	[[ $# -gt 0 ]] || {
-		printf 'na'
-		return
-	}
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
-		if (NR % 2) printf "%s", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 spread() { # values...: (max - min) / median, in percent
@@ -510,8 +400,7 @@ if [[ "$IDLE_CONNS" -gt 0 && "$NOFILE" != unlimited && "$NOFILE" -lt $((IDLE_CON
 fi
 
 log "== building socklab (release) in $TARGET_DIR"
-(cd "$ROOT" && cargo build --release --quiet --bin socklab)
-[[ -x "$SOCKLAB" ]] || die "no binary at $SOCKLAB"
+build_socklab
 
 log "== building the C measuring sticks in $CBENCH"
 mkdir -p "$CBENCH"

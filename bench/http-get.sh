@@ -17,23 +17,21 @@
 # Every download is bounded by `timeout` (LIMIT seconds, default 600); nginx and the partial
 # downloads are removed on exit, whatever happens.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=bench/nginx.sh
-. "$HERE/nginx.sh"
-ROOT="$(cd "$HERE/.." && pwd)"
+. "$BENCH/nginx.sh"
 SIZE="${SIZE:-1G}"
 ROUNDS="${ROUNDS:-5}"
 LIMIT="${LIMIT:-600}"
-OUT="$HERE/out/http-get"
+OUT="$BENCH/out/http-get"
 WWW="$OUT/www"
 DL="$OUT/dl"
-die() { echo "bench/http-get.sh: $*" >&2; exit 1; }
+LOGS="$OUT"
 # Loopback only, no proxy in between.
 unset http_proxy https_proxy no_proxy all_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY ALL_PROXY
 
-for tool in nginx curl wget taskset timeout python3 cmp; do
-    command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install nginx curl wget util-linux coreutils python3 diffutils)"
-done
+need nginx curl wget taskset timeout python3 cmp -- "apt-get install nginx curl wget util-linux coreutils python3 diffutils"
 if ! /usr/bin/time -f %M true >/dev/null 2>&1; then die "GNU time is not installed (apt-get install time)"; fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
 BYTES=$(numfmt --from=iec "$SIZE" 2>/dev/null) || die "SIZE must look like 64M or 1G, not '$SIZE'"
@@ -44,19 +42,16 @@ for t in "${TOOLS[@]}"; do
 done
 
 mkdir -p "$WWW" "$DL" "$OUT/nginx"
-NGINX_PID=""
-cleanup() {
-    if [[ -n "$NGINX_PID" ]]; then kill "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; fi
+on_exit() {
+    cleanup
     rm -f "$DL"/*.bin
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap on_exit EXIT
 
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/socklab"
 if [[ " ${TOOLS[*]} " == *" socklab "* ]]; then
     echo "== building socklab (release)"
-    (cd "$ROOT" && cargo build --release --quiet)
-    "$BIN" http get --help >/dev/null 2>&1 || die "$BIN has no 'http get' yet (TOOLS=\"curl wget\" runs the others)"
+    build_socklab
+    "$SOCKLAB" http get --help >/dev/null 2>&1 || die "$SOCKLAB has no 'http get' yet (TOOLS=\"curl wget\" runs the others)"
 fi
 
 FILE="$WWW/file.bin"
@@ -66,23 +61,17 @@ if [[ ! -f "$FILE" ]] || [[ "$(stat -c %s "$FILE")" != "$BYTES" ]]; then
     mv "$FILE.tmp" "$FILE"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# nginx on a free port; another one if that port was taken in between.
+# nginx on core 0 on a free port; another one if that port was taken in between.
+SRV_PIN=(taskset -c 0)
 PORT=""
 for _ in 1 2 3 4 5; do
     p=$(free_port)
     write_nginx_conf "$OUT/nginx" "$WWW" "$p"
     : > "$OUT/nginx/error.log"
-    taskset -c 0 nginx -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" &
-    NGINX_PID=$!
-    for _ in $(seq 50); do
-        if curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$p/file.bin"; then PORT=$p; break; fi
-        kill -0 "$NGINX_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    [[ -n "$PORT" ]] && break
-    kill "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
+    if try_start_server nginx "$p" nginx -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log"; then
+        PORT=$p
+        break
+    fi
     grep -q "Address already in use" "$OUT/nginx/error.log" || die "nginx did not start: $(cat "$OUT/nginx/error.log")"
 done
 [[ -n "$PORT" ]] || die "nginx could not bind a free port"
@@ -93,7 +82,7 @@ run_one() { # tool round
     local tool=$1 r=$2 dest="$DL/$1.bin" tf="$OUT/time.txt"
     local -a cmd
     case $tool in
-        socklab) cmd=("$BIN" http get "$URL" -O "$dest" -q) ;;
+        socklab) cmd=("$SOCKLAB" http get "$URL" -O "$dest" -q) ;;
         curl) cmd=(curl -sS -o "$dest" "$URL") ;;
         wget) cmd=(wget -q -O "$dest" "$URL") ;;
     esac
@@ -119,17 +108,20 @@ for r in $(seq "$ROUNDS"); do
     done
 done
 
-median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 col() { local -n m=$1; local t=$2 r; for r in $(seq "$ROUNDS"); do echo "${m[$t-$r]}"; done; }
 
 echo
 echo "Download of $SIZE ($BYTES bytes) from nginx on 127.0.0.1 (sendfile), client on core 1, medians of $ROUNDS"
 printf '  %-8s %10s %8s %16s %14s\n' client "MiB/s" xcurl "median RSS MB" "max RSS MB"
+# The medians are over word-split lists on purpose (SC2046).
 curl_rate=0
-if [[ " ${TOOLS[*]} " == *" curl "* ]]; then curl_rate=$(mibps "$(col SECS curl | median)"); fi
+# shellcheck disable=SC2046
+if [[ " ${TOOLS[*]} " == *" curl "* ]]; then curl_rate=$(mibps "$(median $(col SECS curl))"); fi
 for t in "${TOOLS[@]}"; do
-    rate=$(mibps "$(col SECS "$t" | median)")
-    rss_med=$(col RSS "$t" | median)
+    # shellcheck disable=SC2046
+    rate=$(mibps "$(median $(col SECS "$t"))")
+    # shellcheck disable=SC2046
+    rss_med=$(median $(col RSS "$t"))
     rss_max=$(col RSS "$t" | sort -g | tail -1)
     printf '  %-8s %10.1f %7.2fx %16.1f %14.1f\n' "$t" "$rate" \
         "$(awk -v a="$rate" -v b="$curl_rate" 'BEGIN { print (b > 0) ? a / b : 0 }')" \

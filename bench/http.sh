@@ -17,27 +17,21 @@
 # The medians are computed over word-split lists on purpose.
 # shellcheck disable=SC2046
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=bench/nginx.sh
-. "$HERE/nginx.sh"
-ROOT="$(cd "$HERE/.." && pwd)"
+. "$BENCH/nginx.sh"
 ROUNDS="${ROUNDS:-2}"
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-50}"
-OUT="$HERE/out/http"
+OUT="$BENCH/out/http"
 WWW="$OUT/www"
-die() { echo "bench/http.sh: $*" >&2; exit 1; }
-for tool in wrk nginx taskset python3; do
-    command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install wrk nginx)"
-done
+LOGS="$OUT"
+need wrk nginx taskset python3 -- "apt-get install wrk nginx util-linux python3"
 mkdir -p "$WWW" "$OUT/nginx"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 
 echo "== building socklab (release) and the document root"
-(cd "$ROOT" && cargo build --release --quiet)
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/socklab"
+build_socklab
 python3 - "$WWW" <<'PY'
 import os, sys
 www = sys.argv[1]
@@ -54,29 +48,17 @@ if not os.path.exists(big) or os.path.getsize(big) != 64 << 20:
             f.write(os.urandom(1 << 20))
 PY
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# socklab
-taskset -c 0 "$BIN" http serve "$WWW" -p 0 -q --no-access-log >"$OUT/socklab.log" 2>&1 &
-PID_SOCKLAB=$!
-PIDS+=("$PID_SOCKLAB")
-for _ in $(seq 100); do grep -q '^listening on' "$OUT/socklab.log" && break; sleep 0.05; done
-P_SOCKLAB=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$OUT/socklab.log" | head -1)
-[[ -n "$P_SOCKLAB" ]] || die "socklab did not start: $(cat "$OUT/socklab.log")"
-
-# nginx
+# The three servers on core 0, each waited for until it serves.
+SRV_PIN=(taskset -c 0)
+start_server socklab "" "$SOCKLAB" http serve "$WWW" -p 0 -q --no-access-log
+PID_SOCKLAB=$SRV_PID P_SOCKLAB=$SRV_PORT
 P_NGINX=$(free_port)
 write_nginx_conf "$OUT/nginx" "$WWW" "$P_NGINX"
-taskset -c 0 nginx -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" &
-PID_NGINX=$!
-PIDS+=("$PID_NGINX")
-
-# python
+start_server nginx "$P_NGINX" nginx -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log"
+PID_NGINX=$SRV_PID
 P_PYTHON=$(free_port)
-taskset -c 0 python3 -m http.server "$P_PYTHON" --bind 127.0.0.1 --directory "$WWW" >"$OUT/python.log" 2>&1 &
-PID_PYTHON=$!
-PIDS+=("$PID_PYTHON")
-sleep 1
+start_server python "$P_PYTHON" python3 -m http.server "$P_PYTHON" --bind 127.0.0.1 --directory "$WWW"
+PID_PYTHON=$SRV_PID
 
 # CPU time (user + system, clock ticks) of a process and its children (nginx's worker is a child
 # of its master). /proc/PID/stat sums all the process's threads, ended ones too (Python's
@@ -120,7 +102,6 @@ for r in $(seq "$ROUNDS"); do
     done
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 field() { local key=$1 f=$2; for r in $(seq "$ROUNDS"); do echo "${R[$key-$r]}" | awk -v f="$f" '{print $f}'; done; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", (b > 0) ? a / b : 0 }'; }
 

@@ -15,48 +15,27 @@
 # The medians are computed over word-split lists on purpose.
 # shellcheck disable=SC2046
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-3}"
 WARMUP="${WARMUP:-1}"
 CONNS="${CONNS:-32}"
 XINETD_BASE="${XINETD_BASE:-41000}"
 SHARED_BENCH="${SHARED_BENCH:-$ROOT/../shared/bench}"
-OUT="$HERE/out/simple"
+OUT="$BENCH/out/simple"
+LOGS="$OUT"
 mkdir -p "$OUT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-die() { echo "bench/simple.sh: $*" >&2; exit 1; }
-command -v xinetd >/dev/null || die "xinetd is not installed (apt-get install xinetd)"
-command -v taskset >/dev/null || die "taskset is missing (util-linux)"
+need xinetd -- "apt-get install xinetd"
+need taskset ss -- "util-linux, iproute2"
 
 echo "== building socklab (release) and the load generators"
-(cd "$ROOT" && cargo build --release --quiet)
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/socklab"
-cc -O2 -Wall -Wextra -o "$OUT/udp_load" "$HERE/udp_load.c"
+build_socklab
+cc -O2 -Wall -Wextra -o "$OUT/udp_load" "$BENCH/udp_load.c"
 cc -O2 -Wall -Wextra -o "$OUT/pingpong" "$SHARED_BENCH/pingpong.c"
 
-SRV="taskset -c 0"
-CLI="taskset -c 1"
-
-start_socklab() { # service flag -> sets PORT (called directly, not in $(...), so PIDS sticks)
-    local svc=$1 flag=$2 log="$OUT/socklab-$1$2.log"
-    # shellcheck disable=SC2086
-    $SRV "$BIN" "$svc" serve -p 0 $flag -q --rate 1000000000 --burst 1000000000 >"$log" 2>&1 &
-    PIDS+=($!)
-    PORT=""
-    for _ in $(seq 100); do
-        if grep -q '^listening on' "$log"; then
-            PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$log" | head -1)
-            return
-        fi
-        sleep 0.05
-    done
-    die "socklab $svc serve $flag did not start: $(cat "$log")"
-}
+SRV_PIN=(taskset -c 0)
+CLI_PIN=(taskset -c 1)
 
 for p in $((XINETD_BASE + 13)) $((XINETD_BASE + 37)); do
     if ss -Hltun "sport = :$p" | grep -q .; then die "port $p is busy; set XINETD_BASE"; fi
@@ -86,20 +65,23 @@ service $name
 }
 CONF
 done
-$SRV xinetd -dontfork -f "$OUT/xinetd.conf" -pidfile "$OUT/xinetd.pid" >"$OUT/xinetd.log" 2>&1 &
-PIDS+=($!)
+# xinetd is ready when its TCP daytime port accepts (then its UDP services are bound too).
+start_server xinetd $((XINETD_BASE + 13)) xinetd -dontfork -f "$OUT/xinetd.conf" -pidfile "$OUT/xinetd.pid"
 
-start_socklab daytime -u; S_DAYTIME_UDP=$PORT
-start_socklab time -u; S_TIME_UDP=$PORT
-start_socklab daytime ""; S_DAYTIME_TCP=$PORT
+# socklab: the reflection guard opened up (see above); each prints its address first.
+start_socklab() { # NAME ARGS...: sets SRV_PORT
+    start_server "socklab-$1" "" "$SOCKLAB" "${@:2}" -p 0 -q --rate 1000000000 --burst 1000000000
+}
+start_socklab daytime-udp daytime serve -u; S_DAYTIME_UDP=$SRV_PORT
+start_socklab time-udp time serve -u; S_TIME_UDP=$SRV_PORT
+start_socklab daytime-tcp daytime serve; S_DAYTIME_TCP=$SRV_PORT
 X_DAYTIME_UDP=$((XINETD_BASE + 13))
 X_TIME_UDP=$((XINETD_BASE + 37))
 X_DAYTIME_TCP=$((XINETD_BASE + 13))
-sleep 0.5
 
 declare -A RES
-udp() { $CLI "$OUT/udp_load" -p "$1" -c "$CONNS" -d "$DURATION" -w "$WARMUP" | sed -n 's/.*rps=\([0-9.]*\).*lost=\([0-9]*\).*/\1 \2/p'; }
-tcp() { $CLI "$OUT/pingpong" -m connect -p "$1" -c "$CONNS" -d "$DURATION" -w "$WARMUP" -s 0 | tr ' ' '\n' | sed -n 's/^rps=//p;s/^cps=//p;s/^conns_per_s=//p' | head -1; }
+udp() { "${CLI_PIN[@]}" "$OUT/udp_load" -p "$1" -c "$CONNS" -d "$DURATION" -w "$WARMUP" | sed -n 's/.*rps=\([0-9.]*\).*lost=\([0-9]*\).*/\1 \2/p'; }
+tcp() { "${CLI_PIN[@]}" "$OUT/pingpong" -m connect -p "$1" -c "$CONNS" -d "$DURATION" -w "$WARMUP" -s 0 | tr ' ' '\n' | sed -n 's/^rps=//p;s/^cps=//p;s/^conns_per_s=//p' | head -1; }
 
 for r in $(seq "$ROUNDS"); do
     echo "== round $r/$ROUNDS"
@@ -108,7 +90,6 @@ for r in $(seq "$ROUNDS"); do
     RES[sc$r]=$(tcp "$S_DAYTIME_TCP"); RES[xc$r]=$(tcp "$X_DAYTIME_TCP")
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 col() { local k=$1; for r in $(seq "$ROUNDS"); do echo "${RES[$k$r]}" | awk '{print $1}'; done; }
 lost() { local k=$1 n=0; for r in $(seq "$ROUNDS"); do n=$((n + $(echo "${RES[$k$r]}" | awk '{print ($2 == "" ? 0 : $2)}'))); done; echo $n; }
 

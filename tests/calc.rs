@@ -93,12 +93,8 @@ fn start() -> Server {
 
 /// Sends `input` on a plain socket, half-closes, and returns everything the server says.
 fn raw(srv: &Server, input: &[u8]) -> String {
-    let mut s = TcpStream::connect(&srv.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(input).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
+    let (out, end) = send_and_read(&srv.addr, input);
+    end.unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -107,15 +103,6 @@ fn py_client(srv: &Server, tokens: &[&str]) -> String {
     let mut args = vec!["127.0.0.1", &port];
     args.extend_from_slice(tokens);
     String::from_utf8(ok(&python(PY_CLIENT, &args, b""))).unwrap()
-}
-
-fn bad_server(mode: &str) -> (Peer, u16) {
-    require("python3");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(PY_BAD_SERVER).arg(mode);
-    let mut p = Peer::spawn(cmd);
-    let port = p.first_line().parse().expect("python server port");
-    (p, port)
 }
 
 #[test]
@@ -296,11 +283,7 @@ fn idle_client_gets_fallo_then_close() {
     s.read_to_end(&mut out).unwrap();
     assert_eq!(out, b"OK\nFALLO idle timeout\n");
     assert!(started.elapsed() >= Duration::from_millis(900));
-    assert!(
-        srv.wait_log("idle for 1s", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("idle for 1s");
 }
 
 #[test]
@@ -345,44 +328,36 @@ fn eval_exit_codes() {
     let srv = start();
     let addr = srv.addr.clone();
     let out = socklab(&["calc", "connect", &addr, "--eval", "1 0 /"], b"");
-    assert_eq!(out.status.code(), Some(1), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("FALLO division by zero to \"/\""),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 1);
+    stderr_has(&out, "FALLO division by zero to \"/\"");
     let out = socklab(
         &["calc", "connect", &addr, "--eval", "1 0 /", "--json"],
         b"",
     );
-    assert_eq!(out.status.code(), Some(1));
+    exits(&out, 1);
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         "{\"fallo\":\"division by zero\",\"token\":\"/\"}\n"
     );
     let out = socklab(&["calc", "connect", &addr, "--eval", "3 4"], b"");
-    assert_eq!(out.status.code(), Some(2), "{}", err_text(&out));
+    exits(&out, 2);
     let out = socklab(&["calc", "connect", &addr, "--eval", "  "], b"");
-    assert_eq!(out.status.code(), Some(2), "{}", err_text(&out));
+    exits(&out, 2);
     drop(srv);
     let out = socklab(&["calc", "connect", &addr, "--eval", "3 4 +"], b"");
-    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
+    exits(&out, 3);
 }
 
 #[test]
 fn eval_against_servers_that_are_not_calculators() {
-    let (_garbage, port) = bad_server("garbage");
+    let (_garbage, port) = python_server(PY_BAD_SERVER, &["garbage"]);
     let out = socklab(
         &["calc", "connect", &port.to_string(), "--eval", "3 4 +"],
         b"",
     );
-    assert_eq!(out.status.code(), Some(5), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("not an OK or FALLO reply"),
-        "{}",
-        err_text(&out)
-    );
-    let (_silent, port) = bad_server("silent");
+    exits(&out, 5);
+    stderr_has(&out, "not an OK or FALLO reply");
+    let (_silent, port) = python_server(PY_BAD_SERVER, &["silent"]);
     let out = socklab(
         &[
             "calc",
@@ -395,7 +370,7 @@ fn eval_against_servers_that_are_not_calculators() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(4), "{}", err_text(&out));
+    exits(&out, 4);
 }
 
 #[test]
@@ -442,17 +417,13 @@ fn unix_socket_and_trace() {
     assert_eq!(srv.addr, target);
     let out = socklab(&["calc", "connect", &target, "--eval", "2 10 ^"], b"");
     assert_eq!(String::from_utf8(ok(&out)).unwrap(), "1024\n");
-    assert!(
-        srv.wait_log("send 8 bytes", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("send 8 bytes");
     assert!(srv.stderr().contains("|OK 1024.|"), "{}", srv.stderr());
 }
 
 #[test]
 fn udp_is_refused() {
     let out = socklab(&["calc", "serve", "-u", "-p", "0"], b"");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(err_text(&out).contains("not --udp"), "{}", err_text(&out));
+    exits(&out, 2);
+    stderr_has(&out, "not --udp");
 }

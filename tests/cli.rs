@@ -6,35 +6,19 @@ use crate::support::*;
 fn address_in_use_is_explained() {
     let srv = Server::start(&["echo", "serve", "-p", "0"]);
     let out = socklab(&["echo", "serve", "-p", &srv.port().to_string()], b"");
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        err_text(&out).contains("already in use"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 3);
+    stderr_has(&out, "already in use");
 }
 
 #[test]
 fn connection_refused_and_unknown_host() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = socklab(&["echo", "send", &format!("127.0.0.1:{port}"), "x"], b"");
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        err_text(&out).contains("connection refused by 127.0.0.1:"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 3);
+    stderr_has(&out, "connection refused by 127.0.0.1:");
     let out = socklab(&["echo", "send", "no-such-host.invalid:7", "x"], b"");
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        err_text(&out).contains("cannot resolve host name"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 3);
+    stderr_has(&out, "cannot resolve host name");
 }
 
 #[test]
@@ -76,11 +60,7 @@ fn trace_shows_each_partial_write() {
         err.contains("0000  61                                                |a|"),
         "{err}"
     );
-    assert!(
-        srv.wait_log("recv 0 bytes: the peer closed", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("recv 0 bytes: the peer closed");
     assert!(srv.stderr().contains("] recv "), "{}", srv.stderr());
 }
 
@@ -112,7 +92,7 @@ fn sigterm_waits_for_open_connections_then_exits() {
     let mut cmd = std::process::Command::new("nc");
     cmd.args(["127.0.0.1", &srv.port().to_string()]);
     let _held = Peer::spawn(cmd);
-    assert!(srv.wait_log("connection from", Duration::from_secs(5)));
+    srv.expect_log("connection from");
     srv.signal("TERM");
     let st = srv
         .wait_exit(Duration::from_secs(10))
@@ -227,14 +207,9 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         ("/files/", "200"),
         ("/nope", "404"),
     ] {
-        let mut curl = std::process::Command::new("curl");
-        curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-            .arg(format!("http://{site}{path}"));
-        assert_eq!(
-            ok(&run_with(curl, b"", Duration::from_secs(10))),
-            code.as_bytes(),
-            "{path}"
-        );
+        let url = format!("http://{site}{path}");
+        let out = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
+        assert_eq!(ok(&out), code.as_bytes(), "{path}");
     }
     let st = stop_child(child, "INT").expect("lab did not stop on Ctrl-C");
     assert!(st.success(), "{st}");
@@ -278,10 +253,6 @@ fn privileged_port_error_suggests_another_port() {
         .arg(bin())
         .args(["echo", "serve", "-p", "7"]);
     let out = run_with(cmd, b"", Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("port 7 needs root; try --port 7007"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 3);
+    stderr_has(&out, "port 7 needs root; try --port 7007");
 }

@@ -61,15 +61,6 @@ while True:
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 "#;
 
-fn py_tcp_server(mode: &str) -> (Peer, u16) {
-    require("python3");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(PY_TCP_SERVER).arg(mode);
-    let mut p = Peer::spawn(cmd);
-    let port = p.first_line().parse().expect("python server port");
-    (p, port)
-}
-
 fn host_port(addr: &str) -> (String, String) {
     let (h, p) = addr.rsplit_once(':').unwrap();
     (
@@ -84,11 +75,7 @@ fn python_client_gets_echo(model: &str) {
     let msg = "hello from python\n".repeat(200); // > 1024, so several recv() calls
     let out = python(PY_TCP_CLIENT, &[&h, &p, &msg], b"");
     assert_eq!(String::from_utf8(ok(&out)).unwrap(), msg);
-    assert!(
-        srv.wait_log("bytes in", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("bytes in");
     let log = srv.stderr();
     assert!(log.contains("connection from 127.0.0.1:"), "{log}");
     assert!(
@@ -124,7 +111,7 @@ fn nc_holds_while_other_served(model: &str) {
     let mut cmd = Command::new("nc");
     cmd.args(["127.0.0.1", &srv.port().to_string()]);
     let _holder = Peer::spawn(cmd);
-    assert!(srv.wait_log("connection from", Duration::from_secs(5)));
+    srv.expect_log("connection from");
     let out = python(
         PY_TCP_CLIENT,
         &["127.0.0.1", &srv.port().to_string(), "second\n"],
@@ -158,15 +145,11 @@ fn nc_holds_connection_threads() {
 
 #[test]
 fn our_client_against_python_server() {
-    let (_py, port) = py_tcp_server("echo");
+    let (_py, port) = python_server(PY_TCP_SERVER, &["echo"]);
     let addr = format!("127.0.0.1:{port}");
     let out = socklab(&["echo", "send", &addr, "hello", "world"], b"");
     assert_eq!(ok(&out), b"hello world\n");
-    assert!(
-        err_text(&out).contains("12 bytes from"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "12 bytes from");
     // Streaming stdin: 1 MiB of binary noise comes back identical.
     let data = noise(1 << 20, 7);
     let out = socklab(&["echo", "send", &addr], &data);
@@ -175,12 +158,12 @@ fn our_client_against_python_server() {
 
 #[test]
 fn our_client_detects_a_wrong_echo() {
-    let (_py, port) = py_tcp_server("upper");
+    let (_py, port) = python_server(PY_TCP_SERVER, &["upper"]);
     let out = socklab(
         &["echo", "send", &format!("127.0.0.1:{port}"), "hello"],
         b"",
     );
-    assert_eq!(out.status.code(), Some(1), "{}", err_text(&out));
+    exits(&out, 1);
     let err = err_text(&out);
     assert!(err.contains("echo differs at byte 0"), "{err}");
     assert_eq!(
@@ -192,7 +175,7 @@ fn our_client_detects_a_wrong_echo() {
 
 #[test]
 fn our_client_times_out_on_a_silent_server() {
-    let (_py, port) = py_tcp_server("silent");
+    let (_py, port) = python_server(PY_TCP_SERVER, &["silent"]);
     let out = socklab(
         &[
             "echo",
@@ -204,12 +187,8 @@ fn our_client_times_out_on_a_silent_server() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(4), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("timed out after"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 4);
+    stderr_has(&out, "timed out after");
 }
 
 fn stream_through(model: &str) {
@@ -255,14 +234,7 @@ fn udp_truncation_is_detected_and_counted() {
     let p = srv.port().to_string();
     let out = python(PY_UDP_CLIENT, &["127.0.0.1", &p, "500"], b"");
     assert_eq!(String::from_utf8(ok(&out)).unwrap(), "no reply\n");
-    assert!(
-        srv.wait_log(
-            "is 500 bytes, larger than the 100-byte buffer",
-            Duration::from_secs(5)
-        ),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("is 500 bytes, larger than the 100-byte buffer");
     assert!(
         srv.stderr().contains("1 truncated so far"),
         "{}",
@@ -274,19 +246,13 @@ fn udp_truncation_is_detected_and_counted() {
 
 #[test]
 fn udp_client_without_server_says_port_unreachable() {
-    // Bind and drop to find a port nobody listens on.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_udp_port();
     let addr = format!("127.0.0.1:{port}");
     let out = socklab(&["echo", "send", "-u", &addr, "anyone?"], b"");
-    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains(&format!("no echo server at {addr} (port unreachable)")),
-        "{}",
-        err_text(&out)
+    exits(&out, 3);
+    stderr_has(
+        &out,
+        &format!("no echo server at {addr} (port unreachable)"),
     );
 }
 
@@ -310,11 +276,7 @@ fn allow_list_drops_others_tcp_and_udp() {
         b"",
     );
     assert_eq!(String::from_utf8(ok(&out)).unwrap(), "no reply\n");
-    assert!(
-        srv.wait_log("not in the --allow list", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("not in the --allow list");
 
     let srv = Server::start(&["echo", "serve", "-p", "0", "--allow", "10.0.0.0/8"]);
     let out = python(PY_REFUSED, &["127.0.0.1", &srv.port().to_string()], b"");
@@ -323,14 +285,10 @@ fn allow_list_drops_others_tcp_and_udp() {
         b"closed\n",
         "a refused client must get nothing back"
     );
-    assert!(
-        srv.wait_log("refused connection", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("refused connection");
 
     let out = socklab(&["echo", "send", &srv.addr, "let me in"], b"");
-    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
+    exits(&out, 3);
 
     let srv = Server::start(&["echo", "serve", "-p", "0", "--allow", "127.0.0.1"]);
     let out = python(
@@ -397,7 +355,7 @@ fn udp_control_refused_from_other_addresses() {
         b"",
     );
     assert_eq!(ok(&out), b"SHUTDOWN");
-    assert!(srv.wait_log("refused control request", Duration::from_secs(5)));
+    srv.expect_log("refused control request");
 }
 
 const PY_UNIX_STREAM: &str = r#"
@@ -435,12 +393,8 @@ fn unix_stream_and_datagram() {
     assert_eq!(ok(&out), b"again\n");
     // A live socket is not taken over.
     let out = socklab(&["echo", "serve", "--unix", path_s], b"");
-    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("already in use"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 3);
+    stderr_has(&out, "already in use");
     drop(srv);
 
     // The threads model serves Unix streams too.
@@ -558,7 +512,7 @@ fn delimited_framing_with_nc_and_stdin_lines() {
         &["echo", "send", "--framing", "delim:o", &srv.addr, "foo"],
         b"",
     );
-    assert_eq!(out.status.code(), Some(2), "{}", err_text(&out));
+    exits(&out, 2);
 }
 
 /// Builds header frames by hand with struct and zlib.crc32, as a Python peer would.
@@ -590,11 +544,7 @@ fn header_framing_interop_and_crc_check() {
     let p = srv.port().to_string();
     assert_eq!(ok(&python(PY_HEADER, &[&p, "ok"], b"")), b"identical\n");
     assert_eq!(ok(&python(PY_HEADER, &[&p, "corrupt"], b"")), b"closed\n");
-    assert!(
-        srv.wait_log("crc32 mismatch in message 9", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("crc32 mismatch in message 9");
     let out = socklab(
         &[
             "echo",
@@ -714,18 +664,11 @@ while True:
 
 #[test]
 fn udp_client_retransmits_a_lost_datagram() {
-    require("python3");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(PY_LOSSY_UDP);
-    let mut py = Peer::spawn(cmd);
-    let addr = format!("127.0.0.1:{}", py.first_line());
+    let (_py, port) = python_server(PY_LOSSY_UDP, &[]);
+    let addr = format!("127.0.0.1:{port}");
     let out = socklab(&["-v", "echo", "send", "-u", &addr, "again"], b"");
     assert_eq!(ok(&out), b"again\n");
-    assert!(
-        err_text(&out).contains("no reply from"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "no reply from");
     // With no retries the lost datagram is a timeout (exit 4), after about the first wait.
     let out = socklab(
         &[
@@ -741,12 +684,8 @@ fn udp_client_retransmits_a_lost_datagram() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(4), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("1 datagram(s) sent"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 4);
+    stderr_has(&out, "1 datagram(s) sent");
 }
 
 /// A slow UDP echo server: the first copy of each message is answered after 0.7 s, so the
@@ -767,11 +706,8 @@ while True:
 
 #[test]
 fn udp_late_duplicate_is_not_taken_for_the_next_echo() {
-    require("python3");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(PY_SLOW_UDP);
-    let mut py = Peer::spawn(cmd);
-    let addr = format!("127.0.0.1:{}", py.first_line());
+    let (_py, port) = python_server(PY_SLOW_UDP, &[]);
+    let addr = format!("127.0.0.1:{port}");
     let out = socklab(&["echo", "send", "-u", &addr], b"first\nsecond\n");
     assert_eq!(ok(&out), b"first\nsecond\n");
 }
@@ -783,12 +719,5 @@ fn unbound_unix_datagram_sender_is_reported() {
     let srv = Server::start(&["echo", "serve", "-u", "--unix", path.to_str().unwrap()]);
     let script = "import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b'x', sys.argv[1])";
     ok(&python(script, &[path.to_str().unwrap()], b""));
-    assert!(
-        srv.wait_log(
-            "the sender has no address to reply to",
-            Duration::from_secs(5)
-        ),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("the sender has no address to reply to");
 }

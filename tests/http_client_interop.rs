@@ -19,9 +19,7 @@ use crate::support::*;
 fn get_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin());
     cmd.current_dir(dir).args(["http", "get"]).args(args);
-    for v in PROXY_VARS {
-        cmd.env_remove(v);
-    }
+    without_proxies(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -32,53 +30,17 @@ fn get(dir: &Path, args: &[&str]) -> Output {
     get_env(dir, args, &[])
 }
 
-/// Runs curl (no proxy from the environment) in `dir`.
-fn curl(dir: &Path, args: &[&str]) -> Output {
-    require("curl");
-    let mut cmd = Command::new("curl");
-    cmd.current_dir(dir)
-        .args(["-sS", "--max-time", "30"])
-        .args(args);
-    for v in PROXY_VARS {
-        cmd.env_remove(v);
-    }
-    run_with(cmd, b"", Duration::from_secs(40))
-}
-
 /// What curl saves from `url` with `extra` options.
 fn curl_saves(url: &str, extra: &[&str]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let mut args = extra.to_vec();
     args.extend(["-o", "curl.out", url]);
-    ok(&curl(dir.path(), &args));
+    ok(&curl_in(dir.path(), &args));
     std::fs::read(dir.path().join("curl.out")).unwrap()
-}
-
-/// Asserts the exit code, showing stderr otherwise.
-#[track_caller]
-fn exits(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "expected exit {code}, got {}; stdout {:?}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        err_text(out)
-    );
 }
 
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// Asserts two byte strings are equal without printing megabytes.
@@ -236,7 +198,7 @@ fn fixtures_answer_curl() {
         &big,
         "nginx https",
     );
-    let t = ok(&curl(
+    let t = ok(&curl_in(
         d,
         &[
             "-D",
@@ -252,7 +214,7 @@ fn fixtures_answer_curl() {
         "nginx does not gzip: {}",
         String::from_utf8_lossy(&t)
     );
-    let t = ok(&curl(
+    let t = ok(&curl_in(
         d,
         &[
             "-r",
@@ -324,7 +286,7 @@ fn fixtures_answer_curl() {
         proxy.log()
     );
     // Basic authentication: 407 without, through with.
-    let t = curl(
+    let t = curl_in(
         d,
         &[
             "-o",
@@ -540,11 +502,7 @@ fn output_to_stdout_no_clobber_and_existing_file_replaced() {
     std::fs::write(dir.path().join("text.txt"), "mine").unwrap();
     let out = get(dir.path(), &[&url, "--no-clobber"]);
     exits(&out, 0);
-    assert!(
-        err_text(&out).contains("already exists"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "already exists");
     assert_eq!(read(&dir.path().join("text.txt")), b"mine");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(asked(), before, "--no-clobber must not even ask");
@@ -826,11 +784,7 @@ fn continue_against_a_server_ignoring_range_starts_over() {
         &[&origin.url("/range-ignored"), "-c", "-O", "ri"],
     );
     exits(&out, 0);
-    assert!(
-        err_text(&out).contains("ignored the range"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "ignored the range");
     same(&read(&dir.path().join("ri")), &blob(), "started over");
     assert_eq!(names(dir.path()), ["ri"]);
     let seen = origin.seen();
@@ -1359,9 +1313,7 @@ fn get_big_under_a_terminal(nginx: &Nginx, extra: &str) -> (tempfile::TempDir, S
     let mut cmd = Command::new("script");
     cmd.current_dir(dir.path())
         .args(["-qfec", &cmdline, "/dev/null"]);
-    for v in PROXY_VARS {
-        cmd.env_remove(v);
-    }
+    without_proxies(&mut cmd);
     cmd.env("TERM", "xterm");
     let out = run_with(cmd, b"", Duration::from_secs(60));
     let screen = String::from_utf8_lossy(&out.stdout).into_owned();

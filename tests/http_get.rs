@@ -173,18 +173,8 @@ while True:
     threading.Thread(target=handle, args=(c,), daemon=True).start()
 "#;
 
-/// Starts a Python peer and returns it with the port it printed.
-fn python_peer(script: &str, args: &[&str]) -> (Peer, u16) {
-    require("python3");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(script).args(args);
-    let mut peer = Peer::spawn(cmd);
-    let port = peer.first_line().parse().expect("a port");
-    (peer, port)
-}
-
 fn origin() -> (Peer, String) {
-    let (peer, port) = python_peer(ORIGIN, &[]);
+    let (peer, port) = python_server(ORIGIN, &[]);
     (peer, format!("http://127.0.0.1:{port}"))
 }
 
@@ -192,34 +182,8 @@ fn origin() -> (Peer, String) {
 fn get_in(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(bin());
     cmd.args(["http", "get"]).args(args).current_dir(dir);
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
+    without_proxies(&mut cmd);
     run_with(cmd, b"", Duration::from_secs(30))
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited")
-}
-
-#[track_caller]
-fn expect_code(out: &Output, want: i32) {
-    assert_eq!(
-        code(out),
-        want,
-        "stdout {:?} stderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        err_text(out)
-    );
 }
 
 /// `socklab http serve` on a temporary directory with known files.
@@ -234,15 +198,6 @@ fn site() -> (tempfile::TempDir, Server, Vec<u8>) {
     (dir, server, big)
 }
 
-fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn downloads_from_socklab_serve_byte_for_byte() {
     let (_root, srv, big) = site();
@@ -252,16 +207,12 @@ fn downloads_from_socklab_serve_byte_for_byte() {
     let out = get_in(out_dir.path(), &[&format!("{base}/big.bin")]);
     ok(&out);
     assert_eq!(std::fs::read(out_dir.path().join("big.bin")).unwrap(), big);
-    assert!(
-        err_text(&out).contains("saved 'big.bin': 1000003 bytes in "),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "saved 'big.bin': 1000003 bytes in ");
 
     // `/` is index.html; a percent-encoded name is decoded.
     ok(&get_in(out_dir.path(), &[&format!("{base}/")]));
     ok(&get_in(out_dir.path(), &[&format!("{base}/a%20b.txt")]));
-    assert_eq!(files(out_dir.path()), ["a b.txt", "big.bin", "index.html"]);
+    assert_eq!(names(out_dir.path()), ["a b.txt", "big.bin", "index.html"]);
     assert_eq!(
         std::fs::read_to_string(out_dir.path().join("index.html")).unwrap(),
         "<h1>home</h1>\n"
@@ -272,7 +223,7 @@ fn downloads_from_socklab_serve_byte_for_byte() {
     let out = get_in(empty.path(), &["-O", "-", "-q", &format!("{base}/big.bin")]);
     assert_eq!(ok(&out), big);
     assert!(err_text(&out).is_empty(), "{}", err_text(&out));
-    assert!(files(empty.path()).is_empty());
+    assert!(names(empty.path()).is_empty());
 
     // --output-dir, created if missing.
     let out = get_in(
@@ -281,7 +232,7 @@ fn downloads_from_socklab_serve_byte_for_byte() {
     );
     ok(&out);
     assert!(empty.path().join("sub/dir/index.html").is_file());
-    assert!(err_text(&out).contains("saved 'sub/dir/index.html'"));
+    stderr_has(&out, "saved 'sub/dir/index.html'");
 }
 
 #[test]
@@ -292,11 +243,7 @@ fn no_clobber_keeps_the_file_and_a_new_download_replaces_it() {
     std::fs::write(dir.path().join("index.html"), "old").unwrap();
     let out = get_in(dir.path(), &["--no-clobber", &url]);
     ok(&out);
-    assert!(
-        err_text(&out).contains("'index.html' already exists; not retrieving"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "'index.html' already exists; not retrieving");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("index.html")).unwrap(),
         "old"
@@ -306,7 +253,7 @@ fn no_clobber_keeps_the_file_and_a_new_download_replaces_it() {
         std::fs::read_to_string(dir.path().join("index.html")).unwrap(),
         "<h1>home</h1>\n"
     );
-    assert_eq!(files(dir.path()), ["index.html"]);
+    assert_eq!(names(dir.path()), ["index.html"]);
 }
 
 #[test]
@@ -326,7 +273,7 @@ fn continue_resumes_a_part_with_a_range_request() {
         log.contains("Content-Range: bytes 300000-1000002/1000003\r\n"),
         "{log}"
     );
-    assert!(err_text(&out).contains("saved 'big.bin': 1000003 bytes"));
+    stderr_has(&out, "saved 'big.bin': 1000003 bytes");
 
     // A complete .part: the server answers 416 bytes */LEN and the file is renamed.
     std::fs::remove_file(dir.path().join("big.bin")).unwrap();
@@ -335,11 +282,7 @@ fn continue_resumes_a_part_with_a_range_request() {
     ok(&out);
     assert_eq!(std::fs::read(dir.path().join("big.bin")).unwrap(), big);
     assert!(!dir.path().join("big.bin.part").exists());
-    assert!(
-        err_text(&out).contains("already complete"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "already complete");
 
     // Without -c an old .part is ignored and replaced.
     std::fs::write(dir.path().join("index.html.part"), "garbage").unwrap();
@@ -360,11 +303,7 @@ fn a_server_that_ignores_the_range_means_starting_over() {
     std::fs::write(dir.path().join("close.part"), "stale bytes").unwrap();
     let out = get_in(dir.path(), &["-c", &format!("{base}/close")]);
     ok(&out);
-    assert!(
-        err_text(&out).contains("server ignored the range; starting over"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "server ignored the range; starting over");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("close")).unwrap(),
         "until the server closes\n"
@@ -378,23 +317,15 @@ fn error_status_is_saved_without_fail_and_exit_7_with_it() {
     let url = format!("http://{}/missing.txt", srv.addr);
     let out = get_in(dir.path(), &[&url]);
     ok(&out);
-    assert!(
-        err_text(&out).contains("404 Not Found"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "404 Not Found");
     let page = std::fs::read_to_string(dir.path().join("missing.txt")).unwrap();
     assert!(page.contains("404"), "{page}");
 
     let dir = tempfile::tempdir().unwrap();
     let out = get_in(dir.path(), &["--fail", &url]);
-    expect_code(&out, 7);
-    assert!(
-        err_text(&out).contains("404 Not Found"),
-        "{}",
-        err_text(&out)
-    );
-    assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    exits(&out, 7);
+    stderr_has(&out, "404 Not Found");
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
 }
 
 #[test]
@@ -402,13 +333,13 @@ fn a_short_body_is_an_error_and_keeps_the_part() {
     let (_peer, base) = origin();
     let dir = tempfile::tempdir().unwrap();
     let out = get_in(dir.path(), &["--retries", "1", &format!("{base}/short")]);
-    expect_code(&out, 5);
+    exits(&out, 5);
     let err = err_text(&out);
     assert!(err.contains("body ended after 40 of 100 bytes"), "{err}");
     // The retry asked for the rest, was refused the range, and started over.
     assert!(err.contains("retrying in 1s (retry 1 of 1)"), "{err}");
     assert!(err.contains("server ignored the range"), "{err}");
-    assert_eq!(files(dir.path()), ["short.part"]);
+    assert_eq!(names(dir.path()), ["short.part"]);
     assert_eq!(
         std::fs::read(dir.path().join("short.part")).unwrap(),
         [b's'; 40]
@@ -432,11 +363,11 @@ fn a_retry_never_duplicates_what_went_to_stdout() {
             &format!("{base}/short"),
         ],
     );
-    expect_code(&out, 5);
+    exits(&out, 5);
     assert_eq!(out.stdout, [b's'; 40], "the 40 bytes, once");
     let err = err_text(&out);
     assert!(err.contains("40 bytes already went to stdout"), "{err}");
-    assert!(files(dir.path()).is_empty());
+    assert!(names(dir.path()).is_empty());
 }
 
 #[test]
@@ -451,7 +382,7 @@ fn chunked_with_trailers_and_until_close_bodies() {
         std::fs::read_to_string(dir.path().join("close")).unwrap(),
         "until the server closes\n"
     );
-    assert!(err_text(&out).contains("saved 'close': 24 bytes"));
+    stderr_has(&out, "saved 'close': 24 bytes");
 }
 
 #[test]
@@ -470,7 +401,7 @@ fn compressed_bodies_are_decoded() {
         ],
     );
     assert_eq!(ok(&out), "squeezed ".repeat(1000).as_bytes());
-    assert!(err_text(&out).contains("Accept-Encoding: gzip, deflate\r\n"));
+    stderr_has(&out, "Accept-Encoding: gzip, deflate\r\n");
     // Without --compressed the body is saved as it came.
     let out = get_in(dir.path(), &["-O", "-", &format!("{base}/gzip")]);
     assert_eq!(&ok(&out)[..2], [0x1f, 0x8b]);
@@ -484,12 +415,8 @@ fn network_and_usage_errors_have_their_exit_codes() {
         l.local_addr().unwrap().port()
     };
     let out = get_in(dir.path(), &[&format!("http://127.0.0.1:{port}/x")]);
-    expect_code(&out, 3);
-    assert!(
-        err_text(&out).contains("connection refused"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 3);
+    stderr_has(&out, "connection refused");
 
     for (url, needle) in [
         ("ftp://127.0.0.1/x", "unsupported scheme"),
@@ -497,19 +424,15 @@ fn network_and_usage_errors_have_their_exit_codes() {
         ("http://", "bad URL"),
     ] {
         let out = get_in(dir.path(), &[url]);
-        expect_code(&out, 2);
+        exits(&out, 2);
         assert!(err_text(&out).contains(needle), "{url}: {}", err_text(&out));
     }
     let out = get_in(dir.path(), &["-H", "no colon", "http://127.0.0.1:1/"]);
-    expect_code(&out, 2);
+    exits(&out, 2);
     let out = get_in(dir.path(), &["-6", "http://127.0.0.1:1/"]);
-    expect_code(&out, 3);
-    assert!(
-        err_text(&out).contains("no IPv6 address"),
-        "{}",
-        err_text(&out)
-    );
-    assert!(files(dir.path()).is_empty());
+    exits(&out, 3);
+    stderr_has(&out, "no IPv6 address");
+    assert!(names(dir.path()).is_empty());
 }
 
 #[test]
@@ -517,13 +440,9 @@ fn a_garbage_response_is_a_protocol_error() {
     let (_peer, base) = origin();
     let dir = tempfile::tempdir().unwrap();
     let out = get_in(dir.path(), &[&format!("{base}/garbage")]);
-    expect_code(&out, 5);
-    assert!(
-        err_text(&out).contains("malformed response head"),
-        "{}",
-        err_text(&out)
-    );
-    assert!(files(dir.path()).is_empty());
+    exits(&out, 5);
+    stderr_has(&out, "malformed response head");
+    assert!(names(dir.path()).is_empty());
 }
 
 #[test]
@@ -558,7 +477,7 @@ fn redirect_chains_loops_and_no_follow() {
     assert!(dir.path().join("301").is_file());
 
     let out = get_in(dir.path(), &[&format!("{base}/loop/a")]);
-    expect_code(&out, 5);
+    exits(&out, 5);
     let err = err_text(&out);
     assert!(
         err.contains(&format!(
@@ -571,22 +490,14 @@ fn redirect_chains_loops_and_no_follow() {
         dir.path(),
         &["--max-redirects", "1", &format!("{base}/r/301")],
     );
-    expect_code(&out, 5);
-    assert!(
-        err_text(&out).contains("more than 1 redirects"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 5);
+    stderr_has(&out, "more than 1 redirects");
 
     let nf = tempfile::tempdir().unwrap();
     let out = get_in(nf.path(), &["--no-follow", &format!("{base}/r/301")]);
     ok(&out);
-    assert!(
-        err_text(&out).contains(&format!("redirect 301 -> {base}/r/302")),
-        "{}",
-        err_text(&out)
-    );
-    assert!(files(nf.path()).is_empty());
+    stderr_has(&out, &format!("redirect 301 -> {base}/r/302"));
+    assert!(names(nf.path()).is_empty());
 }
 
 #[test]
@@ -637,7 +548,7 @@ fn head_prints_the_response_head_and_saves_nothing() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.contains("Content-Length: 1000003\r\n"), "{head}");
     assert!(head.ends_with("\r\n\r\n"));
-    assert!(files(dir.path()).is_empty());
+    assert!(names(dir.path()).is_empty());
 }
 
 #[test]
@@ -708,7 +619,7 @@ fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn https_with_cacert_without_it_and_insecure() {
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = tls_files(pki.path());
-    let (_peer, port) = python_peer(ORIGIN, &[cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let (_peer, port) = python_server(ORIGIN, &[cert.to_str().unwrap(), key.to_str().unwrap()]);
     let url = format!("https://127.0.0.1:{port}/r/301");
     let dir = tempfile::tempdir().unwrap();
 
@@ -719,15 +630,12 @@ fn https_with_cacert_without_it_and_insecure() {
     assert_eq!(ok(&out), b"the end of the chain\n");
 
     let out = get_in(dir.path(), &["-O", "x", &url]);
-    expect_code(&out, 8);
-    assert!(
-        err_text(&out).contains(
-            "certificate for 127.0.0.1 is not trusted (unknown issuer); pass --cacert FILE or -k"
-        ),
-        "{}",
-        err_text(&out)
+    exits(&out, 8);
+    stderr_has(
+        &out,
+        "certificate for 127.0.0.1 is not trusted (unknown issuer); pass --cacert FILE or -k",
     );
-    assert!(files(dir.path()).is_empty());
+    assert!(names(dir.path()).is_empty());
 
     let out = get_in(dir.path(), &["-k", "-O", "-", &url]);
     assert_eq!(ok(&out), b"the end of the chain\n");
@@ -741,7 +649,7 @@ fn https_with_cacert_without_it_and_insecure() {
     let (ss_cert, ss_key) = (pki.path().join("ss.pem"), pki.path().join("ss.key"));
     std::fs::write(&ss_cert, self_signed.pem()).unwrap();
     std::fs::write(&ss_key, key.serialize_pem()).unwrap();
-    let (_ss, ss_port) = python_peer(
+    let (_ss, ss_port) = python_server(
         ORIGIN,
         &[ss_cert.to_str().unwrap(), ss_key.to_str().unwrap()],
     );
@@ -762,12 +670,8 @@ fn https_with_cacert_without_it_and_insecure() {
             &ss_url.replace("/close", "/cut-tls"),
         ],
     );
-    expect_code(&cut, 5);
-    assert!(
-        err_text(&cut).contains("without close_notify"),
-        "{}",
-        err_text(&cut)
-    );
+    exits(&cut, 5);
+    stderr_has(&cut, "without close_notify");
     assert!(!dir.path().join("cut-tls").exists());
     assert_eq!(
         std::fs::read(dir.path().join("cut-tls.part")).unwrap(),
@@ -778,25 +682,21 @@ fn https_with_cacert_without_it_and_insecure() {
         dir.path(),
         &["--cacert", ca.to_str().unwrap(), "-O", "-", &ss_url],
     );
-    expect_code(&out, 8);
-    assert!(
-        err_text(&out).contains("self-signed with CA:TRUE"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 8);
+    stderr_has(&out, "self-signed with CA:TRUE");
 
     // Plain HTTP spoken to the TLS port, and TLS to a plain port, are explained.
     let (_plain, plain_base) = origin();
     let tls_to_plain = plain_base.replace("http://", "https://");
     let out = get_in(dir.path(), &["-k", "-O", "-", &format!("{tls_to_plain}/x")]);
-    expect_code(&out, 8);
-    assert!(err_text(&out).contains("TLS"), "{}", err_text(&out));
+    exits(&out, 8);
+    stderr_has(&out, "TLS");
 }
 
 #[test]
 fn proxies_absolute_form_connect_and_their_errors() {
     let (_origin, base) = origin();
-    let (_proxy, pport) = python_peer(PROXY, &[]);
+    let (_proxy, pport) = python_server(PROXY, &[]);
     let proxy = format!("127.0.0.1:{pport}");
     let dir = tempfile::tempdir().unwrap();
 
@@ -851,7 +751,7 @@ fn proxies_absolute_form_connect_and_their_errors() {
     // https through a CONNECT tunnel, TLS inside.
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = tls_files(pki.path());
-    let (_tls, tport) = python_peer(ORIGIN, &[cert.to_str().unwrap(), key.to_str().unwrap()]);
+    let (_tls, tport) = python_server(ORIGIN, &[cert.to_str().unwrap(), key.to_str().unwrap()]);
     let out = get_in(
         dir.path(),
         &[
@@ -885,12 +785,8 @@ fn proxies_absolute_form_connect_and_their_errors() {
         dir.path(),
         &["-x", &proxy, "-O", "-", "https://127.0.0.1:1/"],
     );
-    expect_code(&out, 9);
-    assert!(
-        err_text(&out).contains("502 Bad Gateway"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 9);
+    stderr_has(&out, "502 Bad Gateway");
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -905,29 +801,21 @@ fn proxies_absolute_form_connect_and_their_errors() {
             &format!("{base}/echo"),
         ],
     );
-    expect_code(&out, 9);
-    assert!(
-        err_text(&out).contains("cannot reach proxy"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 9);
+    stderr_has(&out, "cannot reach proxy");
 }
 
 #[test]
 fn proxy_authentication() {
     let (_origin, base) = origin();
-    let (_proxy, pport) = python_peer(PROXY, &["pu:pp"]);
+    let (_proxy, pport) = python_server(PROXY, &["pu:pp"]);
     let proxy = format!("127.0.0.1:{pport}");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{base}/echo");
 
     let out = get_in(dir.path(), &["-x", &proxy, "-O", "-", &url]);
-    expect_code(&out, 9);
-    assert!(
-        err_text(&out).contains("--proxy-user"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 9);
+    stderr_has(&out, "--proxy-user");
 
     let out = get_in(
         dir.path(),
@@ -949,8 +837,8 @@ fn proxy_authentication() {
             &url.replace("http:", "https:"),
         ],
     );
-    expect_code(&out, 9);
-    assert!(err_text(&out).contains("407"), "{}", err_text(&out));
+    exits(&out, 9);
+    stderr_has(&out, "407");
 }
 
 #[test]
@@ -962,14 +850,10 @@ fn a_silent_server_times_out_with_exit_4() {
         dir.path(),
         &["-t", "300ms", "--retries", "0", &format!("{base}/stall")],
     );
-    expect_code(&out, 4);
-    assert!(
-        err_text(&out).contains("timed out after 300ms"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 4);
+    stderr_has(&out, "timed out after 300ms");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(files(dir.path()).is_empty());
+    assert!(names(dir.path()).is_empty());
 }
 
 #[test]

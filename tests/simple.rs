@@ -147,19 +147,11 @@ fn chargen_tcp_pattern_with_python_and_our_checker() {
     );
     let out = socklab(&["chargen", "get", &srv.addr, "--bytes", "100k"], b"");
     assert_eq!(ok(&out).len(), 100 * 1024);
-    assert!(
-        err_text(&out).contains("pattern checked"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "pattern checked");
 
     let srv = serve("chargen", true);
     let out = socklab(&["chargen", "get", "-u", &srv.addr], b"");
-    assert!(
-        err_text(&out).contains("pattern checked"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "pattern checked");
     let reply = ok(&python(PY_UDP_ASK, &[&srv.port().to_string(), "x"], b""));
     assert!(
         reply.len() <= 512
@@ -191,11 +183,7 @@ fn qotd_from_a_fortune_file() {
         file.to_str().unwrap(),
     ]);
     // stderr is captured by a thread: wait for the line rather than race it.
-    assert!(
-        srv.wait_log("skipped 1 quote", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("skipped 1 quote");
     let p = srv.port().to_string();
     for _ in 0..5 {
         let q = String::from_utf8(ok(&python(PY_READ_ALL, &[&p], b""))).unwrap();
@@ -225,18 +213,10 @@ fn discard_tcp_and_udp() {
     let srv = serve("discard", false);
     let out = python(PY_DISCARD, &[&srv.port().to_string()], b"");
     assert_eq!(ok(&out), b"b''\n");
-    assert!(
-        srv.wait_log("1000000 bytes in, 0 bytes out", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("1000000 bytes in, 0 bytes out");
     let out = socklab(&["discard", "send", &srv.addr], &noise(300_000, 3));
     ok(&out);
-    assert!(
-        err_text(&out).contains("300000 bytes sent"),
-        "{}",
-        err_text(&out)
-    );
+    stderr_has(&out, "300000 bytes sent");
     let srv = serve("discard", true);
     let out = python(PY_UDP_ASK, &[&srv.port().to_string(), "into the void"], b"");
     assert_eq!(ok(&out), b"no reply\n");
@@ -271,23 +251,12 @@ fn udp_reflection_guard_limits_rate_and_blocks_service_ports() {
         b"3\n",
         "burst of 3, then 1/s"
     );
-    assert!(
-        srv.wait_log("rate limit for this source", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("rate limit for this source");
     // A datagram "from" the chargen port would start an endless chargen<->daytime loop.
     let srv = Server::start(&["daytime", "serve", "-u", "-p", "0"]);
     let out = python(PY_FLOOD, &[&srv.port().to_string(), "19"], b"");
     assert_eq!(ok(&out), b"0\n");
-    assert!(
-        srv.wait_log(
-            "source port 19 is a simple service's (a loop)",
-            Duration::from_secs(5)
-        ),
-        "{}",
-        srv.stderr()
-    );
+    srv.expect_log("source port 19 is a simple service's (a loop)");
 }
 
 #[test]
@@ -298,12 +267,8 @@ fn privileged_rfc_port_suggests_another() {
         .arg(bin())
         .args(["daytime", "serve"]);
     let out = run_with(cmd, b"", Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("port 13 needs root; try --port 7013"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 3);
+    stderr_has(&out, "port 13 needs root; try --port 7013");
 }
 
 #[test]
@@ -434,24 +399,15 @@ fn wrong_service_and_no_server_have_their_exit_codes() {
     // A daytime server answering a time client: 4 bytes expected, a line arrives.
     let srv = serve("daytime", false);
     let out = socklab(&["time", "get", &srv.addr], b"");
-    assert_eq!(out.status.code(), Some(5), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains("sent a bad time reply: more than 4 bytes"),
-        "{}",
-        err_text(&out)
-    );
+    exits(&out, 5);
+    stderr_has(&out, "sent a bad time reply: more than 4 bytes");
     // Nobody on a UDP port: the ICMP port unreachable ends it at once.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_udp_port();
     let addr = format!("127.0.0.1:{port}");
     let out = socklab(&["daytime", "get", "-u", &addr], b"");
-    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
-    assert!(
-        err_text(&out).contains(&format!("no daytime server at {addr} (port unreachable)")),
-        "{}",
-        err_text(&out)
+    exits(&out, 3);
+    stderr_has(
+        &out,
+        &format!("no daytime server at {addr} (port unreachable)"),
     );
 }

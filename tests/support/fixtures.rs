@@ -11,24 +11,12 @@
 //! (another test took the port in between) it is started again on fresh ports.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Peer, noise, require, stop_child};
-
-/// Environment variables that would send a peer (curl, socklab) through a proxy.
-pub const PROXY_VARS: [&str; 8] = [
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "all_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "ALL_PROXY",
-];
+use super::{Peer, free_port, noise, require, stop_child, without_proxies};
 
 /// Length and seed of the origin's reference body (`noise(BLOB_LEN, BLOB_SEED)`).
 pub const BLOB_LEN: usize = 262_147;
@@ -37,15 +25,6 @@ pub const BLOB_SEED: u64 = 11;
 /// The origin's reference body, as the Python origin computes it.
 pub fn blob() -> Vec<u8> {
     noise(BLOB_LEN, BLOB_SEED)
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Waits until `port` accepts a connection or `alive` says the program is gone.
@@ -139,9 +118,7 @@ impl Origin {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/http_origin.py");
         let mut cmd = Command::new("python3");
         cmd.arg(script).arg(ip);
-        for v in PROXY_VARS {
-            cmd.env_remove(v);
-        }
+        without_proxies(&mut cmd);
         let mut peer = Peer::spawn(cmd);
         let line = peer.first_line();
         let addr = line
@@ -266,7 +243,7 @@ impl Nginx {
         let nginx = "/usr/sbin/nginx";
         assert!(
             Path::new(nginx).exists(),
-            "nginx is not installed; the interop tests need it (.ci/run installs it with apt-get)"
+            "nginx is not installed; the interop tests need it (./test.sh installs it with apt-get)"
         );
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();

@@ -1,12 +1,16 @@
 //! Test support: spawn `socklab` servers on port 0, learn their address from the first
-//! stdout line, capture their logs, kill them on drop; run peers with a deadline.
+//! stdout line, capture their logs, kill them on drop; run peers with a deadline. Every helper
+//! that more than one test module needs lives here: the exit-code and stderr assertions
+//! ([`exits`], [`stderr_has`], [`Server::expect_log`]), fake Python servers ([`python_server`]),
+//! curl without proxies ([`curl`], [`without_proxies`]), free ports, directory listings.
 
 #![allow(dead_code)]
 
 pub mod fixtures;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,17 +20,20 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_socklab"))
 }
 
-/// Fails the test with a clear message when a peer program is missing (CI installs them).
+/// Fails the test with a clear message when a peer program is missing (./test.sh installs them).
+/// The program must be an executable file on the PATH: a shell builtin of the same name (`kill`)
+/// does not count, since the tests run programs, not shells.
 pub fn require(program: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    use std::os::unix::fs::PermissionsExt;
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
     assert!(
         found,
-        "{program} is not installed; the interop tests need it (.ci/run installs it with apt-get)"
+        "{program} is not installed; the interop tests need it (./test.sh installs it with apt-get)"
     );
 }
 
@@ -126,6 +133,16 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Asserts that its log comes to contain `needle` within 5 s, showing the log otherwise.
+    #[track_caller]
+    pub fn expect_log(&self, needle: &str) {
+        assert!(
+            self.wait_log(needle, Duration::from_secs(5)),
+            "the server never logged {needle:?}; its stderr:\n{}",
+            self.stderr()
+        );
     }
 
     /// Sends a signal (e.g. "TERM").
@@ -242,6 +259,118 @@ pub fn ok(out: &Output) -> Vec<u8> {
 /// Text of stderr.
 pub fn err_text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing stdout and stderr otherwise.
+#[track_caller]
+pub fn exits(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}, got {}; stdout {:?}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        err_text(out)
+    );
+}
+
+/// Asserts that stderr contains `needle`, showing stderr otherwise.
+#[track_caller]
+pub fn stderr_has(out: &Output, needle: &str) {
+    let err = err_text(out);
+    assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
+}
+
+/// Names in `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Environment variables that would send a peer (curl, socklab) through a proxy.
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
+/// Removes the proxy variables ([`PROXY_VARS`]) from `cmd`'s environment: the tests talk to
+/// loopback directly unless they name a proxy themselves.
+pub fn without_proxies(cmd: &mut Command) -> &mut Command {
+    for v in PROXY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+/// Runs curl (`-sS --max-time 30`, no proxy from the environment) in `dir`, 40 s at most.
+pub fn curl_in(dir: &Path, args: &[&str]) -> Output {
+    require("curl");
+    let mut cmd = Command::new("curl");
+    cmd.current_dir(dir)
+        .args(["-sS", "--max-time", "30"])
+        .args(args);
+    without_proxies(&mut cmd);
+    run_with(cmd, b"", Duration::from_secs(40))
+}
+
+/// [`curl_in`] the current directory.
+pub fn curl(args: &[&str]) -> Output {
+    curl_in(Path::new("."), args)
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A loopback UDP port nobody listened on a moment ago (bound, then released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Connects to `addr`, sends `input`, half-closes (the peer reads end of stream) and reads until
+/// the peer closes. Returns what arrived and how the reading ended: a reset after the last
+/// bytes is an error there, which a caller may expect or refuse.
+pub fn send_and_read(addr: &str, input: &[u8]) -> (Vec<u8>, std::io::Result<usize>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(input).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let end = s.read_to_end(&mut out);
+    (out, end)
+}
+
+/// Starts a fake server written in Python (`python3 -c SCRIPT ARGS`) that prints its port as
+/// its first stdout line; returns it (killed on drop) and that port.
+pub fn python_server(script: &str, args: &[&str]) -> (Peer, u16) {
+    require("python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(args);
+    let mut peer = Peer::spawn(cmd);
+    let line = peer.first_line();
+    let port = line
+        .parse()
+        .unwrap_or_else(|_| panic!("the Python server printed {line:?}, not its port"));
+    (peer, port)
 }
 
 /// A long-running peer process (nc holding a connection, a Python server), killed on drop.
