@@ -233,7 +233,7 @@ async fn byte_rounds<S: Stream>(
                 })?;
             echo.extend_from_slice(&buf[..n]);
         }
-        let rtt = started.elapsed();
+        let rtt = crate::net::clock::since(started);
         summary.echoed += 1;
         summary.rtt_us.push(rtt.as_micros() as u64);
         out.data(&echo).map_err(local("writing stdout"))?;
@@ -333,7 +333,7 @@ async fn stream_stdin<S: Stream>(
         addr: addr.clone(),
         source,
     })?;
-    let took = started.elapsed();
+    let took = crate::net::clock::since(started);
     out.status(&format!(
         "{} bytes echoed by {addr} and verified in {}",
         v.echoed(),
@@ -463,7 +463,7 @@ async fn frame_rounds<S: Stream>(
                 source: first_difference(&frame.payload, &echo.payload),
             });
         }
-        let rtt = started.elapsed();
+        let rtt = crate::net::clock::since(started);
         summary.echoed += 1;
         summary.rtt_us.push(rtt.as_micros() as u64);
         let mut line = echo.payload.to_vec();
@@ -558,7 +558,7 @@ async fn datagram_rounds(
             }
             recent.push_back(msg.clone());
         }
-        let rtt = started.elapsed();
+        let rtt = crate::net::clock::since(started);
         summary.echoed += 1;
         summary.rtt_us.push(rtt.as_micros() as u64);
         out.data(echo).map_err(local("writing stdout"))?;

@@ -5,11 +5,23 @@
 //! call these functions and pass the result in.
 #![allow(clippy::disallowed_methods)]
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The monotonic clock, for measuring durations.
 pub fn now() -> Instant {
     Instant::now()
+}
+
+/// Time passed since `t` (zero if `t` is in the future): `Instant::elapsed`, here so that
+/// every clock read is in this file.
+pub fn since(t: Instant) -> Duration {
+    Instant::now().saturating_duration_since(t)
+}
+
+/// The monotonic clock as tokio sees it (paused and advanced in tests with
+/// `start_paused`), for deadlines handed to `tokio::time::sleep_until`.
+pub fn tokio_now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
 }
 
 /// The wall clock.

@@ -74,7 +74,7 @@ impl Exchange<'_> {
         request: &[u8],
         mut accept: impl FnMut(&[u8]) -> bool,
     ) -> Result<Reply, NetError> {
-        let started = tokio::time::Instant::now();
+        let started = super::clock::tokio_now();
         let deadline = started + self.timeout;
         let mut wait = FIRST_WAIT;
         let mut buf = vec![0u8; 65536];
@@ -85,7 +85,7 @@ impl Exchange<'_> {
                 t.event(Direction::Send, request);
             }
             sock.send_dgram(request).await.map_err(|e| self.error(e))?;
-            let until = (tokio::time::Instant::now() + wait).min(deadline);
+            let until = (super::clock::tokio_now() + wait).min(deadline);
             loop {
                 match tokio::time::timeout_at(until, sock.recv_dgram(&mut buf)).await {
                     Ok(Ok(n)) => {
@@ -104,13 +104,13 @@ impl Exchange<'_> {
                     Err(_) => break,
                 }
             }
-            if attempts > self.retries || tokio::time::Instant::now() >= deadline {
+            if attempts > self.retries || super::clock::tokio_now() >= deadline {
                 return Err(NetError::Timeout {
                     what: format!(
                         "waiting for the {} reply from {} ({attempts} datagram(s) sent)",
                         self.service, self.addr
                     ),
-                    after: started.elapsed(),
+                    after: super::clock::since(started.into_std()),
                 });
             }
             tracing::info!(

@@ -373,7 +373,7 @@ where
         tracker.spawn(async move {
             let started = clock::now();
             let report = handler(stream, peer.clone(), stop).await;
-            let took = fmt_duration(started.elapsed());
+            let took = fmt_duration(crate::net::clock::since(started));
             match &report.error {
                 None => tracing::info!(
                     "{name}: closed {peer}: {} bytes in, {} bytes out, {took}",

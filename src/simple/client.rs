@@ -129,7 +129,7 @@ pub async fn fetch(
         }
         data
     };
-    let rtt = started.elapsed();
+    let rtt = crate::net::clock::since(started);
     Ok(Fetched {
         data,
         rtt,

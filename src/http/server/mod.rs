@@ -315,7 +315,7 @@ where
                 bytes: *sent.as_ref().unwrap_or(&0),
                 referer: header_text(&req, REFERER),
                 user_agent: header_text(&req, USER_AGENT),
-                took: started.elapsed(),
+                took: clock::since(started),
             };
             sh.logger.log(entry).await;
         }
