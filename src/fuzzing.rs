@@ -268,12 +268,12 @@ pub fn simple_reply(data: &[u8]) {
     let _ = proto::Quotes::parse(&text);
 }
 
-/// Fuzzes the HTTP/1 request-head parser and body framer: `data[0]` picks the read size; the
-/// rest is a stream of pipelined requests. Parsing it whole and in reads gives the same
-/// requests and the same first error; every request obeys the header limit; skipping each
-/// request's body never panics.
+/// Fuzzes the HTTP/1 core in the server's role (request heads, request bodies skipped by the
+/// framer): `data[0]` picks the read size; the rest is a stream of pipelined requests. Parsing
+/// it whole and in reads gives the same requests and the same first error; every request obeys
+/// the header limit; skipping each request's body never panics.
 pub fn http_request(data: &[u8]) {
-    use crate::http::message::MAX_HEADERS;
+    use crate::http::h1::MAX_HEADERS;
 
     let [read_size, stream @ ..] = data else {
         return;
@@ -290,8 +290,8 @@ pub fn http_request(data: &[u8]) {
 }
 
 /// Parses heads (and skips bodies, up to 64 KiB each) from `stream` fed in reads of `read`.
-fn http_heads(stream: &[u8], read: usize) -> Vec<Result<crate::http::message::Request, String>> {
-    use crate::http::message::{BodyFramer, Status, parse};
+fn http_heads(stream: &[u8], read: usize) -> Vec<Result<crate::http::h1::Request, String>> {
+    use crate::http::h1::{BodyFramer, Request, Status};
 
     let mut out = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
@@ -300,9 +300,13 @@ fn http_heads(stream: &[u8], read: usize) -> Vec<Result<crate::http::message::Re
         buf.extend_from_slice(chunk);
         loop {
             if let Some(framer) = &mut body {
-                match framer.consume(&buf) {
-                    Ok(n) => {
-                        buf.drain(..n);
+                match framer.decode(&buf) {
+                    Ok(step) => {
+                        assert!(step.payload.end == step.used && step.used <= buf.len());
+                        buf.drain(..step.used);
+                        if step.used > 0 && !framer.is_done() {
+                            continue;
+                        }
                     }
                     Err(e) => {
                         out.push(Err(e.to_string()));
@@ -314,10 +318,10 @@ fn http_heads(stream: &[u8], read: usize) -> Vec<Result<crate::http::message::Re
                 }
                 body = None;
             }
-            match parse(&buf) {
+            match Request::parse(&buf) {
                 Ok(Status::Complete((request, n))) => {
                     buf.drain(..n);
-                    match BodyFramer::new(request.body, 64 * 1024) {
+                    match BodyFramer::request(request.body, 64 * 1024) {
                         Ok(framer) => body = Some(framer),
                         Err(e) => {
                             out.push(Ok(request));
@@ -338,15 +342,14 @@ fn http_heads(stream: &[u8], read: usize) -> Vec<Result<crate::http::message::Re
     out
 }
 
-/// Fuzzes the HTTP client's response reader: `data[0]` picks the read size, bit 0 of
-/// `data[1]` whether the request was HEAD; the rest is what a server sent. The head parses the
-/// same whole and in reads; a complete head obeys the limits; the body decodes to the same
-/// payload and the same outcome however it is cut; the payload is never longer than the bytes
-/// after the head, and a body that completes with `Content-Length: N` has exactly N bytes.
+/// Fuzzes the HTTP/1 core in the client's role (response heads, framing, response bodies
+/// kept): `data[0]` picks the read size, bit 0 of `data[1]` whether the request was HEAD; the
+/// rest is what a server sent. The head parses the same whole and in reads; a complete head
+/// obeys the limits; the body decodes to the same payload and the same outcome however it is
+/// cut; the payload is never longer than the bytes after the head, and a body that completes
+/// with `Content-Length: N` has exactly N bytes.
 pub fn http_response(data: &[u8]) {
-    use crate::http::client::proto::{
-        Framing, MAX_HEADERS, MAX_RESPONSE_HEAD, Status, framing, parse_response,
-    };
+    use crate::http::h1::{Framing, MAX_HEADERS, MAX_RESPONSE_HEAD, Response, Status};
 
     let [read_size, flags, stream @ ..] = data else {
         return;
@@ -357,19 +360,19 @@ pub fn http_response(data: &[u8]) {
     } else {
         http::Method::GET
     };
-    let whole = parse_response(stream);
+    let whole = Response::parse(stream);
     // The head fed in reads: Partial until the last piece, then the same answer.
     let mut split = Ok(Status::Partial);
     let mut end = 0;
     while end < stream.len() {
         end = (end + read).min(stream.len());
-        split = parse_response(&stream[..end]);
+        split = Response::parse(&stream[..end]);
         if !matches!(split, Ok(Status::Partial)) {
             break;
         }
     }
     if stream.is_empty() {
-        split = parse_response(stream);
+        split = Response::parse(stream);
     }
     assert_eq!(
         whole.as_ref().map(|s| s.is_complete()),
@@ -381,7 +384,7 @@ pub fn http_response(data: &[u8]) {
     };
     assert_eq!(split, Ok(Status::Complete((head.clone(), used))));
     assert!(used <= MAX_RESPONSE_HEAD && head.headers.len() <= MAX_HEADERS);
-    let Ok(framing) = framing(&method, &head) else {
+    let Ok(framing) = head.framing(&method) else {
         return;
     };
     let body = &stream[used..];
@@ -400,11 +403,11 @@ pub fn http_response(data: &[u8]) {
 /// Decodes a response body fed in reads of `read` bytes (unused bytes stay buffered, as in
 /// the driver), then ends the stream: the payload, and the bytes consumed or the error.
 fn client_body(
-    framing: crate::http::client::proto::Framing,
+    framing: crate::http::h1::Framing,
     wire: &[u8],
     read: usize,
 ) -> (Vec<u8>, Result<usize, String>) {
-    let mut dec = crate::http::client::proto::BodyDecoder::new(framing);
+    let mut dec = crate::http::h1::BodyFramer::response(framing);
     let mut buf: Vec<u8> = Vec::new();
     let mut payload = Vec::new();
     let mut consumed = 0;
@@ -412,12 +415,12 @@ fn client_body(
         buf.extend_from_slice(piece);
         loop {
             match dec.decode(&buf) {
-                Ok((0, _)) => break,
-                Ok((used, data)) => {
-                    assert!(used <= buf.len() && data.len() <= used);
-                    payload.extend_from_slice(data);
-                    buf.drain(..used);
-                    consumed += used;
+                Ok(step) if step.used == 0 => break,
+                Ok(step) => {
+                    assert!(step.used <= buf.len() && step.payload.end == step.used);
+                    payload.extend_from_slice(&buf[step.payload]);
+                    buf.drain(..step.used);
+                    consumed += step.used;
                 }
                 Err(e) => return (payload, Err(e.to_string())),
             }
@@ -510,7 +513,7 @@ mod tests {
         }
         let seed = include_bytes!("../fuzz/seeds/http_response/chunked_trailers");
         let (body, outcome) = client_body(
-            crate::http::client::proto::Framing::Chunked,
+            crate::http::h1::Framing::Chunked,
             &seed[2 + seed.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2..],
             3,
         );

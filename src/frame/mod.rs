@@ -477,10 +477,7 @@ pub(crate) mod testing {
     }
 
     /// Asserts that `bytes` decode to exactly `expected_frames`, with a clean end of stream,
-    /// however the stream is split into reads.
-    ///
-    /// Tries the bytes all at once, one byte at a time, and in random splits chosen (and, on
-    /// failure, shrunk to a minimal split) by proptest.
+    /// however the stream is split into reads (see [`assert_any_split`]).
     pub(crate) fn assert_split_invariant<C, F>(
         codec_factory: F,
         bytes: &[u8],
@@ -498,10 +495,17 @@ pub(crate) mod testing {
                 )),
             }
         };
+        assert_any_split(bytes.len(), check);
+    }
+
+    /// Runs `check` on `len` bytes cut into reads: all at once, one byte at a time, and in
+    /// random cuts chosen (and, on failure, shrunk to a minimal cut) by proptest. `check` gets
+    /// the sorted cut offsets and says what went wrong, if anything.
+    pub(crate) fn assert_any_split(len: usize, check: impl Fn(&[usize]) -> Result<(), String>) {
         if let Err(e) = check(&[]) {
             panic!("all at once: {e}");
         }
-        let every_byte: Vec<usize> = (1..bytes.len()).collect();
+        let every_byte: Vec<usize> = (1..len).collect();
         if let Err(e) = check(&every_byte) {
             panic!("one byte at a time: {e}");
         }
@@ -511,7 +515,7 @@ pub(crate) mod testing {
             failure_persistence: None,
             ..Config::default()
         });
-        let cuts = proptest::collection::vec(0..=bytes.len(), 0..=8).prop_map(|mut cuts| {
+        let cuts = proptest::collection::vec(0..=len, 0..=8).prop_map(|mut cuts| {
             cuts.sort_unstable();
             cuts
         });

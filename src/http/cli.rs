@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::client::{self, Body, Family, Output, proto, tls::TlsOptions, ui::LogTarget};
+use super::client::request::{basic_auth, parse_header_arg, url_credentials};
+use super::client::{self, Body, Family, Output, output, proxy, tls::TlsOptions, ui::LogTarget};
 use super::server::{self, log::Destination};
 use crate::args::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
 use crate::exit::{CodedResult, ExitCoded};
@@ -133,7 +134,7 @@ pub struct GetArgs {
 
 fn credentials(arg: &str) -> String {
     let (user, pass) = arg.split_once(':').unwrap_or((arg, ""));
-    proto::basic_auth(user, pass)
+    basic_auth(user, pass)
 }
 
 impl GetArgs {
@@ -159,7 +160,7 @@ impl GetArgs {
             Some(p) if p.as_os_str() == "-" => Output::Stdout,
             Some(p) => Output::File(p.clone()),
             None => {
-                let name = proto::default_name(&url);
+                let name = output::default_name(&url);
                 Output::File(match &self.output_dir {
                     Some(dir) => dir.join(name),
                     None => PathBuf::from(name),
@@ -185,7 +186,7 @@ impl GetArgs {
         let headers = self
             .headers
             .iter()
-            .map(|h| proto::parse_header_arg(h))
+            .map(|h| parse_header_arg(h))
             .collect::<Result<Vec<_>, _>>()
             .map_err(UsageError)?;
         let body = match (&self.post_data, &self.post_file) {
@@ -212,12 +213,12 @@ impl GetArgs {
         let proxy = self
             .proxy
             .as_deref()
-            .map(proto::parse_proxy)
+            .map(proxy::parse_proxy)
             .transpose()
             .map_err(UsageError)?;
         let proxy_auth = match (&self.proxy_user, &proxy) {
             (Some(u), _) => Some(credentials(u)),
-            (None, Some(p)) => proto::url_credentials(p).map(|(u, p)| proto::basic_auth(&u, &p)),
+            (None, Some(p)) => url_credentials(p).map(|(u, p)| basic_auth(&u, &p)),
             (None, None) => None,
         };
         let header_log = self.header_log.as_ref().map(|p| {

@@ -17,7 +17,7 @@
 //! ending with a zero-size chunk (`Transfer-Encoding: chunked`), or, for responses only,
 //! "until the server closes". When two servers on a path disagree about where a request ends
 //! (one believes `Content-Length`, the other `Transfer-Encoding`), an attacker can hide a
-//! second request inside the first: *request smuggling*. So [`message`] refuses any request
+//! second request inside the first: *request smuggling*. So [`h1`] refuses any request
 //! carrying both, or an unknown transfer coding, and the server closes the connection.
 //!
 //! **Persistent connections** (RFC 9112 §9.3): an HTTP/1.1 connection stays open after a
@@ -41,12 +41,14 @@
 //!
 //! What lives where:
 //!
-//! - [`message`]: sans-IO request-head parsing (with `httparse`), body framing, response-head
-//!   encoding. Limits: 8 KiB request line (414), 16 KiB head and 100 fields (431).
-//! - [`server`]: the per-connection loop on `net::serve`, and the files, ranges, listings,
-//!   error pages and access log.
-//! - [`client`]: `socklab http get`, the downloader (its own sans-IO core in
-//!   [`client::proto`]: response heads, body decoding, redirects, proxies, resume).
+//! - [`h1`]: the one sans-IO HTTP/1.1 message core both roles use: request and response
+//!   heads (parsed with `httparse`, encoded into a buffer), the framing rules, and one body
+//!   framer that hands back payload ranges (the server skips them, the client keeps them).
+//!   Limits: 8 KiB request line (414), 16 KiB request head and 100 fields (431).
+//! - [`server`]: the per-connection loop on `net::serve`, and the responses ([`server::respond`]),
+//!   files, ranges, listings, error pages and access log.
+//! - [`client`]: `socklab http get`, the downloader; its own decisions (request heads,
+//!   redirects, proxies, resume, decompression, pacing) are sans-IO, one module each.
 //! - [`cli`]: `socklab http serve` and `socklab http get`.
 //!
 //! Try it:
@@ -62,6 +64,6 @@
 
 pub mod cli;
 pub mod client;
+pub mod h1;
 pub mod lab;
-pub mod message;
 pub mod server;

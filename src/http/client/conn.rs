@@ -13,9 +13,10 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use url::Url;
 
-use super::proto::{self, HeadError, LogDir, ResponseHead, Status};
-use super::ui::Ui;
+use super::request;
+use super::ui::{LogDir, Ui};
 use super::{Config, Error, Family, tls};
+use crate::http::h1::{self, Response, Status};
 use crate::net::{self, Metered, NetError, Tracer};
 
 /// A plain or TLS stream.
@@ -170,9 +171,9 @@ impl Conn {
 
     /// Reads one response head: the head and its exact bytes. 1xx heads are logged and
     /// skipped.
-    pub async fn read_head(&mut self, ui: &mut Ui) -> Result<(ResponseHead, Vec<u8>), Error> {
+    pub async fn read_head(&mut self, ui: &mut Ui) -> Result<(Response, Vec<u8>), Error> {
         loop {
-            let parsed = proto::parse_response(self.buffered()).map_err(|source| Error::Head {
+            let parsed = Response::parse(self.buffered()).map_err(|source| Error::Head {
                 peer: self.peer.clone(),
                 source,
             })?;
@@ -185,9 +186,10 @@ impl Conn {
                     if head.status.as_u16() == 101 {
                         return Err(Error::Head {
                             peer: self.peer.clone(),
-                            source: HeadError::Malformed(
-                                "unexpected 101 Switching Protocols".into(),
-                            ),
+                            source: h1::Error::MalformedHead {
+                                kind: h1::Kind::Response,
+                                reason: "unexpected 101 Switching Protocols".into(),
+                            },
                         });
                     }
                     if head.status.is_informational() {
@@ -291,7 +293,7 @@ pub async fn open(
         return Ok(Conn::new(stream, peer, false, false, cfg));
     };
 
-    let proxy_name = proto::authority(proxy);
+    let proxy_name = request::authority(proxy);
     let phost = proxy
         .host()
         .ok_or_else(|| Error::Usage(format!("proxy {proxy}: no host")))?;
@@ -310,7 +312,7 @@ pub async fn open(
 
     // CONNECT host:port, then TLS inside the tunnel. The tunnel's own exchange is traced
     // and logged like any other.
-    let head = proto::connect_head(url, &cfg.user_agent, cfg.proxy_auth.as_deref());
+    let head = request::connect_head(url, &cfg.user_agent, cfg.proxy_auth.as_deref());
     let bytes = head.encode();
     {
         let mut conn = Conn::new(Stream::Tcp(tcp), peer.clone(), true, false, cfg);
@@ -352,7 +354,7 @@ pub async fn open(
 }
 
 /// The message for a proxy that answered with an error status.
-pub fn proxy_refusal(proxy: &str, resp: &ResponseHead, cfg: &Config, target: &str) -> String {
+pub fn proxy_refusal(proxy: &str, resp: &Response, cfg: &Config, target: &str) -> String {
     if resp.status.as_u16() == 407 {
         let hint = if cfg.proxy_auth.is_some() {
             "it rejected the --proxy-user credentials"

@@ -11,22 +11,43 @@
 //!                                  ◀─  HTTP/1.1 200 OK | Content-Length: 6 | … | hello\n
 //! ```
 //!
-//! - [`proto`]: the sans-IO core (request heads, response heads, body framing, gzip, the
-//!   redirect and proxy policies, resume checks, output names), unit-tested with golden bytes.
+//! Heads and bodies go through the HTTP/1 core the server uses too ([`crate::http::h1`]:
+//! response heads, body framing into payload ranges). The client's own decisions are sans-IO,
+//! one concern per module, each unit-tested with golden bytes:
+//!
+//! - [`request`]: the request head (origin or absolute form, CONNECT, `-H`, credentials).
+//! - [`redirect`]: which redirects to follow, with which method, and when to stop.
+//! - [`proxy`]: which proxy a URL goes through (`-x`, `http_proxy`, `no_proxy`).
+//! - [`resume`]: whether the answer to a `Range` request continues the `.part`.
+//! - [`decode`]: `--compressed`: gzip and deflate in bounded pieces.
+//! - [`rate`]: `--limit-rate`, a token bucket with time passed in.
+//! - [`output`]: the file name from the URL, and its `.part`.
+//!
+//! And the drivers around them:
+//!
 //! - `conn`: connecting (directly, through a proxy, through a CONNECT tunnel; TLS with rustls)
 //!   and buffered reads.
-//! - `ui`: messages, progress (indicatif bar on a terminal, plain lines otherwise), the header
-//!   log.
+//! - `sink`: stdout, or `NAME.part` renamed into place once complete.
+//! - [`ui`]: messages, progress (indicatif bar on a terminal, plain lines otherwise), the
+//!   header log, and the text of each.
 //! - [`run`]: the download: redirects, `NAME.part` renamed into place only when complete and
 //!   of the announced length, `-c` and retries that resume with `Range`.
 
 mod conn;
-pub mod proto;
+pub mod decode;
+pub mod output;
+pub mod proxy;
+pub mod rate;
+pub mod redirect;
+pub mod request;
+pub mod resume;
+mod sink;
 pub mod tls;
 pub mod ui;
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,12 +57,17 @@ use tokio_rustls::TlsConnector;
 use url::Url;
 
 use self::conn::Conn;
-use self::proto::{
-    BodyDecoder, BodyError, BodyInfo, Chain, Coding, DecompressError, Decompressor, HeadError,
-    LogDir, ProxyEnv, RedirectError, RequestSpec, ResponseHead, Resume, TokenBucket,
-};
+use self::decode::{Coding, DecompressError, Decompressor};
+use self::output::part_path;
+use self::proxy::ProxyEnv;
+use self::rate::TokenBucket;
+use self::redirect::{Chain, Hop, RedirectError};
+use self::request::{BodyInfo, RequestSpec};
+use self::resume::Resume;
+use self::sink::{Sink, finish_file, write_stdout};
 use self::tls::TlsOptions;
-use self::ui::{LogTarget, Ui};
+use self::ui::{LogDir, LogTarget, Ui};
+use crate::http::h1::{self, BodyFramer, Response};
 use crate::net::{NetError, clock};
 
 /// Where the body goes.
@@ -173,7 +199,7 @@ pub enum Error {
         /// The peer.
         peer: String,
         /// What was wrong.
-        source: HeadError,
+        source: h1::Error,
     },
     /// The server closed the connection before a complete response head.
     #[error("{peer} closed the connection {}", if *.partial { "in the middle of the response head" } else { "without answering" })]
@@ -183,9 +209,10 @@ pub enum Error {
         /// Whether part of a head came.
         partial: bool,
     },
-    /// A body that is malformed or shorter than announced.
+    /// A body that is malformed or shorter than announced, or framing fields that make no
+    /// sense.
     #[error(transparent)]
-    Body(#[from] BodyError),
+    Body(#[from] h1::Error),
     /// A redirect that cannot be followed.
     #[error(transparent)]
     Redirect(#[from] RedirectError),
@@ -245,7 +272,9 @@ impl Error {
                     | NetError::Unreachable { .. }
             ),
             Error::NoResponse { .. } => true,
-            Error::Body(BodyError::Short { .. } | BodyError::ChunkedEnded { .. }) => true,
+            Error::Body(h1::Error::BodyCutShort { .. } | h1::Error::ChunkedBodyCutShort { .. }) => {
+                true
+            }
             _ => false,
         }
     }
@@ -302,10 +331,62 @@ enum Step {
 /// The response we are going to read, after any redirects.
 struct Fetched {
     conn: Conn,
-    head: ResponseHead,
+    head: Response,
     raw: Vec<u8>,
     url: Url,
     method: Method,
+}
+
+/// Where this attempt's body starts.
+struct Start {
+    /// Appending to the `.part` at this offset (a 206 that continues it); `None`: from byte 0.
+    resume_at: Option<u64>,
+    /// Body bytes to drop (stdout only: they went out already).
+    skip: u64,
+    /// The whole file's size, when a `Content-Range` said it.
+    total: Option<u64>,
+}
+
+/// One response body on its way from the connection to the sink.
+struct Incoming {
+    framer: BodyFramer,
+    inflate: Option<Decompressor>,
+    sink: Sink,
+    /// The name shown in progress and the summary (`-` for stdout).
+    shown: String,
+    /// Bytes of the file there now (after decoding).
+    written: u64,
+    skip: u64,
+    /// The file's announced size, checked before the rename.
+    total: Option<u64>,
+}
+
+impl Incoming {
+    /// Hands one run of payload to the sink (dropping what `skip` says, decompressing if
+    /// asked); returns the payload bytes kept, before decompression.
+    fn deliver(&mut self, mut data: &[u8]) -> Result<usize, Error> {
+        if self.skip > 0 {
+            let n = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            self.skip -= n as u64;
+            data = &data[n..];
+        }
+        match &mut self.inflate {
+            None => {
+                self.sink.write(data)?;
+                self.written += data.len() as u64;
+            }
+            Some(inf) => {
+                for piece in data.chunks(decode::DECOMPRESS_PIECE) {
+                    let out = inf.push(piece)?;
+                    self.sink.write(out)?;
+                    self.written += out.len() as u64;
+                }
+            }
+        }
+        Ok(data.len())
+    }
 }
 
 /// One download, across redirects and retries.
@@ -410,79 +491,103 @@ impl<'c> Download<'c> {
         }
     }
 
+    /// One request (and its redirects) and, unless it stops early, its body saved.
     async fn attempt(&mut self, ui: &mut Ui, retry: bool, fresh: bool) -> Result<Step, Error> {
-        let cfg = self.cfg;
         let offset = self.offset(retry, fresh)?;
-        let range_from = (offset > 0).then_some(offset);
-        let Some(mut got) = self.fetch(ui, range_from).await? else {
+        let Some(mut got) = self.fetch(ui, (offset > 0).then_some(offset)).await? else {
             return Ok(Step::Done);
         };
-        let status = got.head.status;
-
         if got.method == Method::HEAD {
             write_stdout(&got.raw)?;
             return self.check_status(ui, &got, false).map(|_| Step::Done);
         }
+        let start = match self.resume_from(ui, &got, offset)? {
+            ControlFlow::Continue(start) => start,
+            ControlFlow::Break(step) => return Ok(step),
+        };
+        self.check_status(ui, &got, true)?;
+        let mut body = self.open_body(ui, &got, start)?;
+        self.receive(ui, &mut got.conn, &mut body).await?;
+        self.save(ui, body)
+    }
 
-        // What the answer to a Range request means.
-        let mut append = false;
-        let mut skip = 0; // body bytes to drop (stdout only: they went out already)
-        let mut total_known = None;
-        if offset > 0 {
-            match proto::check_resume(status, got.head.headers.get(CONTENT_RANGE), offset) {
-                Resume::Append { total } => {
-                    append = true;
-                    total_known = total;
+    /// What the answer to `Range: bytes=offset-` means for this attempt: where the body
+    /// starts, or the end of the attempt (already complete, or a new request from byte 0).
+    fn resume_from(
+        &self,
+        ui: &Ui,
+        got: &Fetched,
+        offset: u64,
+    ) -> Result<ControlFlow<Step, Start>, Error> {
+        let cfg = self.cfg;
+        let from_zero = Start {
+            resume_at: None,
+            skip: 0,
+            total: None,
+        };
+        if offset == 0 {
+            return Ok(ControlFlow::Continue(from_zero));
+        }
+        let status = got.head.status;
+        match resume::check_resume(status, got.head.headers.get(CONTENT_RANGE), offset) {
+            Resume::Append { total } => Ok(ControlFlow::Continue(Start {
+                resume_at: Some(offset),
+                skip: 0,
+                total,
+            })),
+            Resume::Complete => {
+                if let Output::File(path) = &cfg.output {
+                    finish_file(path, None)?;
+                    ui.info(&format!(
+                        "the server says '{}' is already complete",
+                        part_path(path).display()
+                    ));
+                    ui.info(&ui::summary_line(
+                        &path.display().to_string(),
+                        offset,
+                        0,
+                        clock::now() - self.started,
+                    ));
                 }
-                Resume::Complete => {
-                    if let Output::File(path) = &cfg.output {
-                        finish_file(path, None)?;
-                        ui.info(&format!(
-                            "the server says '{}' is already complete",
-                            part_path(path).display()
-                        ));
-                        ui.info(&proto::summary_line(
-                            &path.display().to_string(),
-                            offset,
-                            0,
-                            clock::now() - self.started,
-                        ));
-                    }
-                    return Ok(Step::Done);
-                }
-                Resume::Restart(reason) if status == StatusCode::OK => {
-                    ui.warn(&reason);
-                    if cfg.output == Output::Stdout {
-                        skip = offset;
-                    }
-                }
-                Resume::Restart(reason) => {
-                    ui.warn(&reason);
-                    if cfg.output == Output::Stdout {
-                        return Err(Error::Status {
-                            url: got.url.to_string(),
-                            status: got.head.status_line(),
-                            hint: " to the resume request; part of the body already went to stdout",
-                        });
-                    }
-                    return Ok(Step::Fresh);
-                }
-                Resume::NotRange => {
-                    // An error page instead of the rest of the file: keep the .part.
+                Ok(ControlFlow::Break(Step::Done))
+            }
+            Resume::Restart(reason) if status == StatusCode::OK => {
+                ui.warn(&reason);
+                // The whole body again: on stdout, what already went out is dropped.
+                let skip = if cfg.output == Output::Stdout {
+                    offset
+                } else {
+                    0
+                };
+                Ok(ControlFlow::Continue(Start { skip, ..from_zero }))
+            }
+            Resume::Restart(reason) => {
+                ui.warn(&reason);
+                if cfg.output == Output::Stdout {
                     return Err(Error::Status {
                         url: got.url.to_string(),
                         status: got.head.status_line(),
-                        hint: " to the resume request; the partial file is kept",
+                        hint: " to the resume request; part of the body already went to stdout",
                     });
                 }
+                Ok(ControlFlow::Break(Step::Fresh))
             }
+            // An error page instead of the rest of the file: keep the .part.
+            Resume::NotRange => Err(Error::Status {
+                url: got.url.to_string(),
+                status: got.head.status_line(),
+                hint: " to the resume request; the partial file is kept",
+            }),
         }
-        self.check_status(ui, &got, true)?;
+    }
 
-        let framing = proto::framing(&got.method, &got.head)?;
-        let mut decoder = BodyDecoder::new(framing);
-        let coding = proto::content_coding(&got.head);
-        let mut inflate = if cfg.compressed {
+    /// Gets ready to receive the body: its framing, any decompression, the sink, the
+    /// progress display.
+    fn open_body(&self, ui: &mut Ui, got: &Fetched, start: Start) -> Result<Incoming, Error> {
+        let cfg = self.cfg;
+        let framer = BodyFramer::response(got.head.framing(&got.method)?);
+        let inflate = if cfg.compressed {
+            let coding = decode::content_coding(&got.head);
             if let Coding::Other(name) = &coding {
                 ui.warn(&format!(
                     "unknown Content-Encoding {name:?}; saving the body as it came"
@@ -492,75 +597,59 @@ impl<'c> Download<'c> {
         } else {
             None
         };
-        if total_known.is_none() && !append {
-            total_known = decoder.expected();
+        let mut total = start.total;
+        if total.is_none() && start.resume_at.is_none() {
+            total = framer.expected();
         }
-        let total = if inflate.is_some() { None } else { total_known };
-
-        // The sink: stdout, or NAME.part (appended when resuming).
-        let mut sink = match &cfg.output {
-            Output::Stdout => Sink::Stdout,
-            Output::File(path) => {
-                let part = part_path(path);
-                if let Some(dir) = part.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(Error::file("creating", dir))?;
-                }
-                let file = if append {
-                    std::fs::OpenOptions::new().append(true).open(&part)
-                } else {
-                    File::create(&part)
-                }
-                .map_err(Error::file("opening", &part))?;
-                Sink::File(file, part)
-            }
-        };
-        let base = if append { offset } else { 0 };
+        // The whole file's announced size (unknown once decoded).
+        let total = if inflate.is_some() { None } else { total };
+        let sink = Sink::open(&cfg.output, start.resume_at.is_some())?;
         let shown = match &cfg.output {
             Output::Stdout => "-".to_string(),
             Output::File(p) => p.display().to_string(),
         };
+        let base = start.resume_at.unwrap_or(0);
         ui.start(&shown, base, total);
-        let mut written = base;
+        Ok(Incoming {
+            framer,
+            inflate,
+            sink,
+            shown,
+            written: base,
+            skip: start.skip,
+            total,
+        })
+    }
+
+    /// Reads the body to its end: frame what is buffered, hand the payload to the sink, read
+    /// more (paced by `--limit-rate`).
+    async fn receive(
+        &mut self,
+        ui: &mut Ui,
+        conn: &mut Conn,
+        body: &mut Incoming,
+    ) -> Result<(), Error> {
+        let cfg = self.cfg;
         let mut bucket = cfg
             .limit_rate
             .map(|r| TokenBucket::new(r, (r / 4).max(1024)));
         let read_max = cfg.limit_rate.map_or(usize::MAX, |r| {
             usize::try_from(r / 4).unwrap_or(usize::MAX).max(1024)
         });
-
         loop {
-            // Decode what is buffered.
+            // Frame what is buffered.
             loop {
-                let (used, data) = decoder.decode(got.conn.buffered())?;
-                if used == 0 {
+                let step = body.framer.decode(conn.buffered())?;
+                if step.used == 0 {
                     break;
                 }
-                let mut data = data;
-                if skip > 0 {
-                    let n = usize::try_from(skip).unwrap_or(usize::MAX).min(data.len());
-                    skip -= n as u64;
-                    data = &data[n..];
-                }
-                self.moved += data.len() as u64;
-                match &mut inflate {
-                    None => {
-                        sink.write(data)?;
-                        written += data.len() as u64;
-                    }
-                    Some(inf) => {
-                        for piece in data.chunks(proto::DECOMPRESS_PIECE) {
-                            let out = inf.push(piece)?;
-                            sink.write(out)?;
-                            written += out.len() as u64;
-                        }
-                    }
-                }
+                let moved = body.deliver(&conn.buffered()[step.payload])?;
+                self.moved += moved as u64;
                 if cfg.output == Output::Stdout {
-                    self.stdout_done = written;
+                    self.stdout_done = body.written;
                 }
-                let moved = data.len();
-                got.conn.consume(used);
-                ui.progress(written);
+                conn.consume(step.used);
+                ui.progress(body.written);
                 if let Some(b) = &mut bucket {
                     let wait = b.take(clock::now(), moved);
                     if !wait.is_zero() {
@@ -568,36 +657,39 @@ impl<'c> Download<'c> {
                     }
                 }
             }
-            if decoder.is_done() {
-                break;
+            if body.framer.is_done() {
+                return Ok(());
             }
-            if got.conn.fill(read_max).await? == 0 {
-                if decoder.until_close() && got.conn.unclean_eof() {
+            if conn.fill(read_max).await? == 0 {
+                if body.framer.until_close() && conn.unclean_eof() {
                     return Err(Error::Protocol(format!(
                         "{}: the TLS connection ended without close_notify in a body that runs \
-                         until close, so it may be cut short ({written} bytes); not saved as complete",
-                        got.conn.peer
+                         until close, so it may be cut short ({} bytes); not saved as complete",
+                        conn.peer, body.written
                     )));
                 }
-                decoder.finish()?;
-                break;
+                body.framer.finish()?;
+                return Ok(());
             }
         }
-        if let Some(inf) = &mut inflate {
+    }
+
+    /// The body is complete: flushes stdout, or checks the `.part` and renames it into place.
+    fn save(&mut self, ui: &mut Ui, mut body: Incoming) -> Result<Step, Error> {
+        if let Some(inf) = &mut body.inflate {
             let out = inf.finish()?;
-            sink.write(out)?;
-            written += out.len() as u64;
+            body.sink.write(out)?;
+            body.written += out.len() as u64;
         }
-        ui.progress(written);
+        ui.progress(body.written);
         ui.finish_bar();
-        if !decoder.trailers().is_empty() {
+        if !body.framer.trailers().is_empty() {
             tracing::debug!(
                 "trailers: {}",
-                String::from_utf8_lossy(decoder.trailers()).trim_end()
+                String::from_utf8_lossy(body.framer.trailers()).trim_end()
             );
         }
-
-        match sink {
+        match body.sink {
             Sink::Stdout => {
                 io::stdout()
                     .flush()
@@ -605,16 +697,15 @@ impl<'c> Download<'c> {
             }
             Sink::File(file, _) => {
                 drop(file);
-                let Output::File(path) = &cfg.output else {
+                let Output::File(path) = &self.cfg.output else {
                     unreachable!("a file sink has a file output")
                 };
-                // The whole file's announced size (unknown once decoded).
-                finish_file(path, total)?;
+                finish_file(path, body.total)?;
             }
         }
-        ui.info(&proto::summary_line(
-            &shown,
-            written,
+        ui.info(&ui::summary_line(
+            &body.shown,
+            body.written,
             self.moved,
             clock::now() - self.started,
         ));
@@ -655,76 +746,119 @@ impl<'c> Download<'c> {
         range_from: Option<u64>,
     ) -> Result<Option<Fetched>, Error> {
         let cfg = self.cfg;
-        let mut url = cfg.url.clone();
-        let mut method = cfg.method.clone();
-        let mut body = cfg.body.clone();
-        let mut auth = cfg
-            .auth
-            .clone()
-            .or_else(|| proto::url_credentials(&url).map(|(u, p)| proto::basic_auth(&u, &p)));
-        let mut extra = cfg.headers.clone();
-        let mut chain = Chain::new(&url, cfg.max_redirects);
+        let mut out = Outgoing::new(cfg);
+        let mut chain = Chain::new(&out.url, cfg.max_redirects);
         loop {
-            let proxy = proto::choose_proxy(&url, cfg.proxy.as_ref(), cfg.proxy_env.as_ref())
+            let proxy = proxy::choose_proxy(&out.url, cfg.proxy.as_ref(), cfg.proxy_env.as_ref())
                 .map_err(Error::Usage)?;
-            let mut conn = conn::open(&url, proxy.as_ref(), cfg, ui, &mut self.tls).await?;
-            let spec = RequestSpec {
-                method: &method,
-                url: &url,
-                absolute_form: conn.absolute_form,
-                user_agent: &cfg.user_agent,
-                compressed: cfg.compressed,
-                range_from,
-                authorization: auth.as_deref(),
-                proxy_authorization: cfg.proxy_auth.as_deref(),
-                body: body.as_ref().map(|b| BodyInfo {
-                    len: b.len(),
-                    content_type: "application/x-www-form-urlencoded",
-                }),
-                extra: &extra,
-            };
-            let head = spec.head().encode();
+            let mut conn = conn::open(&out.url, proxy.as_ref(), cfg, ui, &mut self.tls).await?;
+            let head = out
+                .spec(cfg, conn.absolute_form, range_from)
+                .head()
+                .encode();
             ui.log_head(LogDir::Request, &conn.peer, conn.via_proxy, &head)
                 .map_err(Error::log)?;
             conn.send(&head).await?;
-            if let Some(b) = &body {
+            if let Some(b) = &out.body {
                 send_body(&mut conn, b).await?;
             }
             let (resp, raw) = conn.read_head(ui).await?;
             if conn.absolute_form && resp.status.as_u16() == 407 {
-                let name = proxy.as_ref().map_or(String::new(), proto::authority);
+                let name = proxy.as_ref().map_or(String::new(), request::authority);
                 return Err(Error::Proxy(conn::proxy_refusal(&name, &resp, cfg, "")));
             }
-            if proto::is_redirect(resp.status) && proto::location(&resp).is_some() {
-                let hop = proto::next_hop(resp.status, &method, &url, proto::location(&resp))?;
+            if redirect::is_redirect(resp.status) && redirect::location(&resp).is_some() {
+                let hop = redirect::next_hop(
+                    resp.status,
+                    &out.method,
+                    &out.url,
+                    redirect::location(&resp),
+                )?;
                 if !cfg.follow {
                     ui.always(&format!("redirect {} -> {}", resp.status.as_u16(), hop.url));
                     return Ok(None);
                 }
                 chain.push(&hop.url)?;
                 ui.info(&format!("redirect {} -> {}", resp.status.as_u16(), hop.url));
-                if !hop.keep_credentials {
-                    auth = proto::url_credentials(&hop.url).map(|(u, p)| proto::basic_auth(&u, &p));
-                    extra.retain(|(n, _)| {
-                        !n.eq_ignore_ascii_case("authorization")
-                            && !n.eq_ignore_ascii_case("cookie")
-                    });
-                }
-                if !hop.keep_body {
-                    body = None;
-                }
-                url = hop.url;
-                method = hop.method;
+                out.follow(hop);
                 continue;
             }
             return Ok(Some(Fetched {
                 conn,
                 head: resp,
                 raw,
-                url,
-                method,
+                url: out.url,
+                method: out.method,
             }));
         }
+    }
+}
+
+/// The request as it stands after the redirects followed so far.
+struct Outgoing {
+    url: Url,
+    method: Method,
+    body: Option<Body>,
+    /// `Authorization`: `--user`, or the URL's own credentials.
+    auth: Option<String>,
+    /// The `-H` fields.
+    extra: Vec<(String, String)>,
+}
+
+impl Outgoing {
+    fn new(cfg: &Config) -> Self {
+        let auth = cfg.auth.clone().or_else(|| {
+            request::url_credentials(&cfg.url).map(|(u, p)| request::basic_auth(&u, &p))
+        });
+        Self {
+            url: cfg.url.clone(),
+            method: cfg.method.clone(),
+            body: cfg.body.clone(),
+            auth,
+            extra: cfg.headers.clone(),
+        }
+    }
+
+    /// Everything that goes into the head, for a connection that wants `absolute_form` (a
+    /// plain-HTTP proxy) or not.
+    fn spec<'a>(
+        &'a self,
+        cfg: &'a Config,
+        absolute_form: bool,
+        range_from: Option<u64>,
+    ) -> RequestSpec<'a> {
+        RequestSpec {
+            method: &self.method,
+            url: &self.url,
+            absolute_form,
+            user_agent: &cfg.user_agent,
+            compressed: cfg.compressed,
+            range_from,
+            authorization: self.auth.as_deref(),
+            proxy_authorization: cfg.proxy_auth.as_deref(),
+            body: self.body.as_ref().map(|b| BodyInfo {
+                len: b.len(),
+                content_type: "application/x-www-form-urlencoded",
+            }),
+            extra: &self.extra,
+        }
+    }
+
+    /// The request that follows a redirect: credentials (and `Authorization` or `Cookie` given
+    /// with `-H`) go along only to the same origin, the body only when the hop keeps it.
+    fn follow(&mut self, hop: Hop) {
+        if !hop.keep_credentials {
+            self.auth =
+                request::url_credentials(&hop.url).map(|(u, p)| request::basic_auth(&u, &p));
+            self.extra.retain(|(n, _)| {
+                !n.eq_ignore_ascii_case("authorization") && !n.eq_ignore_ascii_case("cookie")
+            });
+        }
+        if !hop.keep_body {
+            self.body = None;
+        }
+        self.url = hop.url;
+        self.method = hop.method;
     }
 }
 
@@ -760,56 +894,6 @@ async fn send_body(conn: &mut Conn, body: &Body) -> Result<(), Error> {
             Ok(())
         }
     }
-}
-
-enum Sink {
-    Stdout,
-    File(File, PathBuf),
-}
-
-impl Sink {
-    fn write(&mut self, data: &[u8]) -> Result<(), Error> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        match self {
-            Sink::Stdout => write_stdout(data),
-            Sink::File(f, path) => f.write_all(data).map_err(Error::file("writing", path)),
-        }
-    }
-}
-
-fn write_stdout(data: &[u8]) -> Result<(), Error> {
-    io::stdout()
-        .lock()
-        .write_all(data)
-        .map_err(Error::file("writing", Path::new("stdout")))
-}
-
-/// `NAME.part`.
-pub fn part_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
-}
-
-/// Checks `NAME.part` has `want` bytes (when known) and renames it to NAME, replacing any
-/// old NAME atomically.
-fn finish_file(path: &Path, want: Option<u64>) -> Result<(), Error> {
-    let part = part_path(path);
-    let got = std::fs::metadata(&part)
-        .map_err(Error::file("checking", &part))?
-        .len();
-    if let Some(want) = want
-        && got != want
-    {
-        return Err(Error::SizeMismatch {
-            path: path.display().to_string(),
-            got,
-            want,
-        });
-    }
-    std::fs::rename(&part, path).map_err(Error::file("renaming the .part file to", path))
 }
 
 /// The `User-Agent` we send by default.

@@ -1,5 +1,8 @@
 //! What `http get` shows: messages, the progress bar or plain progress lines, the header log.
 //!
+//! The text itself ([`log_block`], [`progress_line`], [`summary_line`]) is made by pure
+//! functions, time passed in, tested with golden strings; [`Ui`] decides where it goes.
+//!
 //! Everything that goes to stderr while a bar is drawn goes through
 //! [`ProgressBar::suspend`], so a `--header-log -` block or a warning never lands in the middle
 //! of the bar (the clash wget2 users keep reporting).
@@ -7,11 +10,10 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::proto::{self, LogDir};
 use crate::net::clock;
 
 /// Where `--header-log` goes.
@@ -106,7 +108,7 @@ impl Ui {
         let Some(sink) = &mut self.log else {
             return Ok(());
         };
-        let block = proto::log_block(clock::wall(), dir, peer, proxy, head);
+        let block = log_block(clock::wall(), dir, peer, proxy, head);
         match sink {
             LogSink::File(f) => f.write_all(&block),
             LogSink::Stderr => {
@@ -185,7 +187,7 @@ impl Ui {
         } else {
             0.0
         };
-        self.stderr(&proto::progress_line(&self.name, done, self.total, rate));
+        self.stderr(&progress_line(&self.name, done, self.total, rate));
     }
 
     /// Removes the bar (before the summary or an error message).
@@ -193,5 +195,110 @@ impl Ui {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Which way a logged head went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDir {
+    /// A head we sent.
+    Request,
+    /// A head we received.
+    Response,
+}
+
+/// One `--header-log` block: `--- TIMESTAMP request to PEER` (or `response from`, with
+/// `proxy` before a proxy's address), then the head's exact bytes.
+pub fn log_block(at: SystemTime, dir: LogDir, peer: &str, proxy: bool, head: &[u8]) -> Vec<u8> {
+    let ts = jiff::Timestamp::try_from(at)
+        .ok()
+        .and_then(|t| jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%S%.6fZ", t).ok())
+        .unwrap_or_else(|| "?".into());
+    let verb = match dir {
+        LogDir::Request => "request to",
+        LogDir::Response => "response from",
+    };
+    let via = if proxy { "proxy " } else { "" };
+    let mut out = format!("--- {ts} {verb} {via}{peer}\n").into_bytes();
+    out.extend_from_slice(head);
+    out
+}
+
+/// `12.0 MiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A plain progress line: `NAME: 12.0 MiB of 64.0 MiB (18%), 40.2 MiB/s`.
+pub fn progress_line(name: &str, done: u64, total: Option<u64>, rate: f64) -> String {
+    let rate = format!("{}/s", human_bytes(rate.max(0.0) as u64));
+    match total {
+        Some(t) if t > 0 => format!(
+            "{name}: {} of {} ({}%), {rate}",
+            human_bytes(done),
+            human_bytes(t),
+            done.saturating_mul(100) / t
+        ),
+        _ => format!("{name}: {}, {rate}", human_bytes(done)),
+    }
+}
+
+/// `saved 'NAME': 1234 bytes in 0.01 s (98.1 MB/s)`: the file's size, and the rate of the
+/// `moved` bytes this run transferred (decimal megabytes, as download tools usually report).
+pub fn summary_line(name: &str, bytes: u64, moved: u64, took: Duration) -> String {
+    let secs = took.as_secs_f64();
+    let rate = if secs > 0.0 {
+        moved as f64 / secs / 1e6
+    } else {
+        0.0
+    };
+    format!("saved '{name}': {bytes} bytes in {secs:.2} s ({rate:.1} MB/s)")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    #[test]
+    fn test_emit_log_blocks_and_lines() {
+        let at = UNIX_EPOCH + Duration::from_micros(1_795_255_200_123_456);
+        assert_eq!(
+            log_block(
+                at,
+                LogDir::Request,
+                "127.0.0.1:8080",
+                false,
+                b"GET / HTTP/1.1\r\n\r\n"
+            ),
+            b"--- 2026-11-21T10:00:00.123456Z request to 127.0.0.1:8080\nGET / HTTP/1.1\r\n\r\n"
+        );
+        assert!(
+            log_block(at, LogDir::Response, "127.0.0.1:3128", true, b"").starts_with(
+                b"--- 2026-11-21T10:00:00.123456Z response from proxy 127.0.0.1:3128\n"
+            )
+        );
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(12 * 1024 * 1024 + 1), "12.0 MiB");
+        assert_eq!(
+            progress_line("f", 12 << 20, Some(64 << 20), 40.2 * 1048576.0),
+            "f: 12.0 MiB of 64.0 MiB (18%), 40.2 MiB/s"
+        );
+        assert_eq!(progress_line("f", 2048, None, 0.0), "f: 2.0 KiB, 0 B/s");
+        assert_eq!(
+            summary_line("index.html", 1234, 1234, Duration::from_millis(10)),
+            "saved 'index.html': 1234 bytes in 0.01 s (0.1 MB/s)"
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! The static file server: a thin per-connection loop around [`super::message`], on
-//! the shared accept loop ([`net::serve`](crate::net::serve)).
+//! The static file server: a thin per-connection loop around [`super::h1`], on the shared
+//! accept loop ([`net::serve`](crate::net::serve)).
 //!
+//! - [`respond`]: the answer to a parsed request (file, listing, redirect, error page), built
+//!   without writing anything.
 //! - [`files`]: target → path, and every path-safety decision (403 vs 404).
 //! - [`range`]: ETag, 304, 206 and 416, as pure functions.
 //! - [`listing`], [`error_page`]: the HTML we generate.
@@ -31,24 +33,23 @@ pub mod files;
 pub mod listing;
 pub mod log;
 pub mod range;
+pub mod respond;
 
 use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{
-    ACCEPT_RANGES, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    LAST_MODIFIED, LOCATION, REFERER, USER_AGENT,
-};
+use http::header::{CONNECTION, REFERER, USER_AGENT};
 use http::{HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::message::{self, BodyError, BodyFramer, Request, ResponseHead, Status, Version};
+use self::respond::{Body, Reply, error_reply, respond};
+use super::h1::{self, BodyFramer, Framing, Request, Status, Version};
 use crate::net::blocking::Readable;
 use crate::net::host::{self, Bound, Conn, Stream, StreamService};
 use crate::net::serve::ServeSummary;
@@ -191,22 +192,6 @@ struct Shared {
     shutdown: CancellationToken,
 }
 
-/// A response ready to send.
-struct Reply {
-    head: ResponseHead,
-    body: Body,
-}
-
-enum Body {
-    Bytes(Bytes),
-    /// `len` bytes of an open file, from offset `start`.
-    File {
-        file: std::fs::File,
-        start: u64,
-        len: u64,
-    },
-}
-
 /// Why a connection ended early, for the close log line.
 type Outcome = Result<(), String>;
 
@@ -236,7 +221,7 @@ where
             match if buf.is_empty() {
                 Ok(Status::Partial)
             } else {
-                message::parse(&buf)
+                Request::parse(&buf)
             } {
                 Ok(Status::Complete(x)) => break x,
                 Ok(Status::Partial) => {}
@@ -344,16 +329,21 @@ async fn skip_body<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let refused = |e: BodyError| match e {
-        BodyError::TooLarge { .. } => BodySkip::Refused(StatusCode::PAYLOAD_TOO_LARGE),
-        BodyError::BadChunk(_) => BodySkip::Refused(StatusCode::BAD_REQUEST),
-    };
-    let mut framer = BodyFramer::new(req.body, MAX_BODY).map_err(refused)?;
+    if req.body == Framing::None {
+        return Ok(());
+    }
+    // 413 for a body over the limit, 400 for broken chunked framing.
+    let refused = |e: h1::Error| BodySkip::Refused(e.status());
+    let mut framer = BodyFramer::request(req.body, MAX_BODY).map_err(refused)?;
     loop {
-        let used = framer.consume(buf).map_err(refused)?;
-        buf.advance(used);
+        // The framer says which bytes are payload; we skip those along with the framing.
+        let step = framer.decode(buf).map_err(refused)?;
+        buf.advance(step.used);
         if framer.is_done() {
             return Ok(());
+        }
+        if step.used > 0 {
+            continue;
         }
         buf.reserve(READ_CHUNK);
         match within(cfg.header_timeout, s.read_buf(buf)).await {
@@ -386,7 +376,7 @@ async fn finish_early<S>(
         version: Version::Http11,
         headers: http::HeaderMap::new(),
         keep_alive: false,
-        body: message::BodyLength::Empty,
+        body: Framing::None,
     };
     let sent = send(
         s,
@@ -560,176 +550,5 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
             Ok(0) | Err(_) => return,
             Ok(n) => discarded += n,
         }
-    }
-}
-
-/// Chooses the response to a parsed request whose body has been skipped.
-async fn respond(req: &Request, cfg: &Config, root: &files::Root) -> Reply {
-    if req.method != Method::GET && req.method != Method::HEAD {
-        let mut reply = error_reply(StatusCode::METHOD_NOT_ALLOWED, &req.target, cfg);
-        reply
-            .head
-            .header(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return reply;
-    }
-    let target = match files::split(&req.target, cfg.hidden) {
-        Ok(t) => t,
-        Err(status) => return error_reply(status, &req.target, cfg),
-    };
-    match files::resolve(root, &target, cfg.hidden) {
-        Err(status) => error_reply(status, &req.target, cfg),
-        Ok(files::Resolved::AddSlash(location)) => {
-            let body = format!(
-                "<!DOCTYPE html>\n<title>Moved</title>\n<p>Moved to <a href=\"{0}\">{0}</a></p>\n",
-                error_page::escape(&location)
-            );
-            let mut reply = html(StatusCode::MOVED_PERMANENTLY, body.into());
-            reply.head.text(LOCATION, &location);
-            reply
-        }
-        Ok(files::Resolved::Listing(dir)) if cfg.listing => {
-            match listing::entries(&dir, cfg.hidden).await {
-                Ok(entries) => html(
-                    StatusCode::OK,
-                    listing::render(&target.raw_path, entries).into(),
-                ),
-                Err(e) => error_reply(files::os_status(e), &req.target, cfg),
-            }
-        }
-        Ok(files::Resolved::Listing(_)) => error_reply(StatusCode::FORBIDDEN, &req.target, cfg),
-        Ok(files::Resolved::File(opened)) => match file_reply(req, opened, cfg) {
-            Ok(reply) => reply,
-            Err(e) => error_reply(files::os_status(e), &req.target, cfg),
-        },
-    }
-}
-
-/// 200, 206, 304 or 416 for a regular file.
-///
-/// File system calls are made right here on the runtime worker, as nginx makes them in its
-/// event loop: for files in the page cache they take microseconds, while tokio::fs would hop
-/// to the blocking thread pool and back for each one (measured: 5x slower for 1 KiB files). A
-/// slow disk stalls this worker while it waits; that is the trade-off.
-fn file_reply(req: &Request, opened: files::Opened, cfg: &Config) -> io::Result<Reply> {
-    // Metadata of the open file, not of the path: it cannot be swapped in between.
-    let files::Opened { path, file, meta } = opened;
-    let path = path.as_path();
-    let len = meta.len();
-    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    let etag = range::etag(len, mtime);
-    let last_modified = httpdate::fmt_http_date(mtime);
-    let validators = |head: &mut ResponseHead| {
-        head.text(ETAG, &etag).text(LAST_MODIFIED, &last_modified);
-    };
-    if range::not_modified(&req.headers, &etag, mtime) {
-        let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
-        validators(&mut head);
-        return Ok(Reply {
-            head,
-            body: Body::Bytes(Bytes::new()),
-        });
-    }
-    let (status, start, count) = match range::select(&req.headers, len, &etag, mtime) {
-        range::Selection::Full => (StatusCode::OK, 0, len),
-        range::Selection::Partial { start, end } => {
-            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
-        }
-        range::Selection::Unsatisfiable => {
-            let mut reply = error_reply(StatusCode::RANGE_NOT_SATISFIABLE, &req.target, cfg);
-            reply.head.text(CONTENT_RANGE, &format!("bytes */{len}"));
-            return Ok(reply);
-        }
-    };
-    let mut head = ResponseHead::new(status);
-    head.header(CONTENT_TYPE, content_type_value(path))
-        .text(CONTENT_LENGTH, &count.to_string())
-        .header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    validators(&mut head);
-    if status == StatusCode::PARTIAL_CONTENT {
-        let end = start + count - 1;
-        head.text(CONTENT_RANGE, &format!("bytes {start}-{end}/{len}"));
-    }
-    Ok(Reply {
-        head,
-        body: Body::File {
-            file,
-            start,
-            len: count,
-        },
-    })
-}
-
-/// [`content_type`] as a header value, remembered per extension (a few dozen at most are in
-/// use; the guess and the formatting cost more than the rest of a small response's head).
-fn content_type_value(path: &Path) -> HeaderValue {
-    thread_local! {
-        static KNOWN: std::cell::RefCell<std::collections::HashMap<std::ffi::OsString, HeaderValue>> =
-            std::cell::RefCell::default();
-    }
-    let ext = path.extension().unwrap_or_default();
-    KNOWN.with_borrow_mut(|known| {
-        if let Some(v) = known.get(ext) {
-            return v.clone();
-        }
-        let v = HeaderValue::from_str(&content_type(path))
-            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-        if known.len() >= 256 {
-            known.clear();
-        }
-        known.insert(ext.to_owned(), v.clone());
-        v
-    })
-}
-
-/// The Content-Type for a file name, with `charset=utf-8` for text (we assume UTF-8 text).
-fn content_type(path: &Path) -> String {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let textual = mime.type_() == mime_guess::mime::TEXT
-        || matches!(
-            mime.essence_str(),
-            "application/javascript" | "application/json"
-        );
-    if textual && mime.get_param("charset").is_none() {
-        format!("{}; charset=utf-8", mime.essence_str())
-    } else {
-        mime.to_string()
-    }
-}
-
-/// A generated HTML response.
-fn html(status: StatusCode, body: Bytes) -> Reply {
-    let mut head = ResponseHead::new(status);
-    head.header(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    )
-    .text(CONTENT_LENGTH, &body.len().to_string());
-    Reply {
-        head,
-        body: Body::Bytes(body),
-    }
-}
-
-/// The error page for `status` (the `--not-found` file for 404 when there is one).
-fn error_reply(status: StatusCode, target: &str, cfg: &Config) -> Reply {
-    let body = match (&cfg.not_found, status) {
-        (Some(custom), StatusCode::NOT_FOUND) => custom.clone(),
-        _ => error_page::page(status, target).into(),
-    };
-    html(status, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_types_get_a_charset() {
-        let ct = |p: &str| content_type(Path::new(p));
-        assert_eq!(ct("a.html"), "text/html; charset=utf-8");
-        assert_eq!(ct("a.json"), "application/json; charset=utf-8");
-        assert_eq!(ct("a.js"), "text/javascript; charset=utf-8");
-        assert_eq!(ct("a.png"), "image/png");
-        assert_eq!(ct("noext"), "application/octet-stream");
     }
 }
