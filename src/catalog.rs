@@ -21,6 +21,9 @@ pub enum Sockets {
     Tcp,
     /// One UDP socket.
     Udp,
+    /// One UDP socket on the port of the TCP entry listed just before (echo's UDP beside
+    /// echo's TCP, also when the kernel chose that port).
+    UdpBesideTcp,
     /// A TCP listener and a UDP socket on the same port (inetd's way).
     TcpAndUdp,
 }

@@ -73,14 +73,22 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let mut started: Vec<(Entry, Vec<Bound>)> = Vec::new();
     let mut rows = Vec::new();
     let tools = Tools::detect();
+    let mut last_tcp: Option<u16> = None;
     for entry in entries {
-        let port = if args.ephemeral {
-            0
-        } else {
-            entry.port + args.port_base
+        let port = match (args.ephemeral, entry.sockets, last_tcp) {
+            (true, Sockets::UdpBesideTcp, Some(p)) => p,
+            (true, _, _) => 0,
+            (false, _, _) => entry.port + args.port_base,
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        match bind(entry.sockets, addr).await {
+        let bound = bind(entry.sockets, addr).await;
+        last_tcp = match (&bound, entry.sockets) {
+            (Ok(b), Sockets::Tcp | Sockets::TcpAndUdp) => {
+                b.first().and_then(Bound::local_addr).map(|a| a.port())
+            }
+            _ => None,
+        };
+        match bound {
             Ok(bound) => {
                 let at = bound.first().and_then(Bound::local_addr).unwrap_or(addr);
                 rows.push(Row {
@@ -153,7 +161,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
 async fn bind(sockets: Sockets, addr: SocketAddr) -> Result<Vec<Bound>, NetError> {
     Ok(match sockets {
         Sockets::Tcp => vec![ListenSpec::tcp(addr).bind().await?],
-        Sockets::Udp => vec![ListenSpec::udp(addr).bind().await?],
+        Sockets::Udp | Sockets::UdpBesideTcp => vec![ListenSpec::udp(addr).bind().await?],
         Sockets::TcpAndUdp => {
             let (tcp, udp) = host::bind_pair(addr, BindOptions::default()).await?;
             vec![tcp, udp]

@@ -13,7 +13,15 @@ use super::server::{self, Config, DEFAULT_PORT};
 pub fn entries() -> Vec<Entry> {
     vec![
         entry("echo", "tcp", 0, Sockets::Tcp, None, tcp_ours, tcp_peer),
-        entry("echo", "udp", 0, Sockets::Udp, None, udp_ours, udp_peer),
+        entry(
+            "echo",
+            "udp",
+            0,
+            Sockets::UdpBesideTcp,
+            None,
+            udp_ours,
+            udp_peer,
+        ),
         entry(
             "echo-lines",
             "tcp, delim:\\n frames",

@@ -246,7 +246,7 @@ async fn echo_frames<S: Stream>(
         while let Some(frame) = codec.decode(&mut inbuf)? {
             codec.encode(frame, &mut outbuf)?;
         }
-        conn.input.set(inbuf.capacity() + outbuf.capacity())?;
+        conn.input.set(charged(&inbuf, &outbuf))?;
         if !outbuf.is_empty() {
             within(cfg.timeout, conn.io.write_all(&outbuf))
                 .await
@@ -257,7 +257,7 @@ async fn echo_frames<S: Stream>(
         if inbuf.capacity() - inbuf.len() < READ_ROOM {
             inbuf.reserve(STREAM_BUFFER);
         }
-        conn.input.set(inbuf.capacity() + outbuf.capacity())?;
+        conn.input.set(charged(&inbuf, &outbuf))?;
         let n = match within(cfg.timeout, conn.io.read_buf(&mut inbuf)).await {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -274,15 +274,21 @@ async fn echo_frames<S: Stream>(
     }
 }
 
+/// What a framed connection's buffers cost the input budget: everything past the usual read
+/// buffer, which every active connection has (and `--max-conns` bounds).
+fn charged(inbuf: &BytesMut, outbuf: &BytesMut) -> usize {
+    (inbuf.capacity() + outbuf.capacity()).saturating_sub(STREAM_BUFFER + READ_ROOM)
+}
+
 /// Gives back the memory of a large frame once it has gone: a client that sent one 16 MiB
-/// frame should not hold 16 MiB for the rest of its connection.
+/// frame should not hold 16 MiB for the rest of its connection. (A frame in progress keeps
+/// the room its codec reserved; the budget has been charged for it.)
 fn shrink(inbuf: &mut BytesMut, outbuf: &mut BytesMut) {
     if outbuf.is_empty() && outbuf.capacity() > STREAM_BUFFER_MAX {
         *outbuf = BytesMut::new();
     }
-    if inbuf.capacity() > STREAM_BUFFER_MAX && inbuf.len() < STREAM_BUFFER {
-        let rest = BytesMut::from(&inbuf[..]);
-        *inbuf = rest;
+    if inbuf.is_empty() && inbuf.capacity() > STREAM_BUFFER_MAX {
+        *inbuf = BytesMut::new();
     }
 }
 
@@ -385,7 +391,7 @@ fn echo_frames_blocking<S: Read + Write>(
         while let Some(frame) = codec.decode(&mut inbuf)? {
             codec.encode(frame, &mut outbuf)?;
         }
-        input.set(inbuf.capacity() + outbuf.capacity())?;
+        input.set(charged(&inbuf, &outbuf))?;
         if !outbuf.is_empty() {
             s.write_all(&outbuf).map_err(ConnError::Write)?;
             outbuf.clear();

@@ -67,7 +67,7 @@ pub enum DiscardRole {
 }
 
 const SERVE_EXAMPLES: &str = "\
-Examples (daytime shown; discard, chargen, qotd and time take the same flags):
+Examples:  (daytime shown; discard, chargen, qotd and time take the same flags)
   socklab daytime serve -p 10013             TCP on 127.0.0.1:10013 (port 13 needs root)
   socklab daytime serve -u -p 10013          the same over UDP (rate-limited per source)
   socklab daytime serve -p 0                 a free port, printed first

@@ -262,6 +262,10 @@ pub fn summary_line(name: &str, bytes: u64, moved: u64, took: Duration) -> Strin
     } else {
         0.0
     };
+    if name == "-" {
+        // `-O -`: the body went to stdout, not into a file called '-'.
+        return format!("wrote {bytes} bytes to stdout in {secs:.2} s ({rate:.1} MB/s)");
+    }
     format!("saved '{name}': {bytes} bytes in {secs:.2} s ({rate:.1} MB/s)")
 }
 
@@ -296,6 +300,10 @@ mod tests {
             "f: 12.0 MiB of 64.0 MiB (18%), 40.2 MiB/s"
         );
         assert_eq!(progress_line("f", 2048, None, 0.0), "f: 2.0 KiB, 0 B/s");
+        assert_eq!(
+            summary_line("-", 10, 10, Duration::from_millis(10)),
+            "wrote 10 bytes to stdout in 0.01 s (0.0 MB/s)"
+        );
         assert_eq!(
             summary_line("index.html", 1234, 1234, Duration::from_millis(10)),
             "saved 'index.html': 1234 bytes in 0.01 s (0.1 MB/s)"
