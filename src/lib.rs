@@ -25,3 +25,4 @@ pub mod lab;
 pub mod net;
 pub mod report;
 pub mod simple;
+pub mod stats;

@@ -20,14 +20,13 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rustyline::ExternalPrinter;
 use rustyline::error::ReadlineError;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, FramedRead};
 
 use super::proto::{Answer, BadAnswer};
 use crate::frame::delimited::DelimitedCodec;
 use crate::frame::{Frame, FrameError};
 use crate::net::{self, Endpoint, Metered, NetError, Tracer};
-use crate::report::Reporter;
+use crate::report::{Event, Line, Reporter};
 
 /// The REPL's prompt.
 pub const PROMPT: &str = "calc> ";
@@ -110,9 +109,6 @@ impl crate::exit::ExitCoded for Error {
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 /// Runs the client: `--eval`, the REPL, or stdin lines.
 pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
     let mut conn = Conn::open(&cfg).await?;
@@ -136,7 +132,7 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
 
 /// One connection: lines out, lines in, each read bounded by the timeout.
 struct Conn {
-    framed: Framed<Metered<Box<dyn Stream>>, DelimitedCodec>,
+    framed: Framed<Metered<net::connect::ClientStream>, DelimitedCodec>,
     addr: String,
     timeout: Duration,
 }
@@ -144,10 +140,7 @@ struct Conn {
 impl Conn {
     async fn open(cfg: &Config) -> Result<Conn, Error> {
         let addr = cfg.target.to_string();
-        let stream: Box<dyn Stream> = match &cfg.target {
-            Endpoint::Unix(path) => Box::new(net::connect::unix_stream(path, cfg.timeout).await?),
-            inet => Box::new(net::connect::tcp(inet, cfg.timeout).await?.0),
-        };
+        let stream = net::connect::stream(&cfg.target, cfg.timeout).await?;
         let tracer = cfg.trace.then(|| Tracer::new(addr.clone()));
         // The same line codec as the server, reused for the other role.
         let codec = DelimitedCodec::new(b"\n".to_vec(), MAX_REPLY);
@@ -246,8 +239,11 @@ async fn eval(conn: &mut Conn, tokens: &[String], out: Reporter) -> Result<(), E
             Answer::Bye => return finish(result, out),
             Answer::Fallo(reason) => {
                 conn.quit().await;
-                out.record(&serde_json::json!({ "token": token, "fallo": reason }))
-                    .map_err(stdout)?;
+                out.emit(&Refused {
+                    fallo: &reason,
+                    token,
+                })
+                .map_err(stdout)?;
                 return Err(Error::Fallo {
                     token: token.clone(),
                     reason,
@@ -261,9 +257,7 @@ async fn eval(conn: &mut Conn, tokens: &[String], out: Reporter) -> Result<(), E
 
 fn finish(result: Option<String>, out: Reporter) -> Result<(), Error> {
     let value = result.ok_or(Error::NoResult)?;
-    out.result(&value).map_err(stdout)?;
-    out.record(&serde_json::json!({ "result": value }))
-        .map_err(stdout)
+    out.emit(&Evaluated { result: &value }).map_err(stdout)
 }
 
 fn stdout(source: io::Error) -> Error {
@@ -306,11 +300,10 @@ async fn interactive(conn: &mut Conn, source: &mut Source, out: Reporter) -> Res
             .filter(|t| !t.is_empty())
         {
             let (text, answer) = conn.ask(token).await?;
-            out.result(&text).map_err(stdout)?;
-            out.record(&serde_json::json!({
-                "token": String::from_utf8_lossy(token),
-                "reply": text,
-            }))
+            out.emit(&Replied {
+                reply: &text,
+                token: &String::from_utf8_lossy(token),
+            })
             .map_err(stdout)?;
             if answer == Answer::Bye {
                 return Ok(());
@@ -452,9 +445,7 @@ impl Source {
                 .print(format!("{text}\n"))
                 .map_err(|e| Error::Editor(e.to_string()));
         }
-        out.result(text).map_err(stdout)?;
-        out.record(&serde_json::json!({ "unsolicited": text }))
-            .map_err(stdout)
+        out.emit(&Unsolicited { unsolicited: text }).map_err(stdout)
     }
 
     /// The connection is gone. On a terminal, say so above the prompt and wait for the user
@@ -465,5 +456,55 @@ impl Source {
             let _ = self.next().await;
         }
         Err(error)
+    }
+}
+
+/// `--eval` stopped at a `FALLO` (the error itself is the text; JSON also names it).
+#[derive(Debug, serde::Serialize)]
+struct Refused<'a> {
+    fallo: &'a str,
+    token: &'a str,
+}
+
+impl Event for Refused<'_> {
+    fn lines(&self) -> Vec<Line> {
+        Vec::new()
+    }
+}
+
+/// `--eval`'s result.
+#[derive(Debug, serde::Serialize)]
+struct Evaluated<'a> {
+    result: &'a str,
+}
+
+impl Event for Evaluated<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Result(self.result.to_string())]
+    }
+}
+
+/// The server's reply to one token.
+#[derive(Debug, serde::Serialize)]
+struct Replied<'a> {
+    reply: &'a str,
+    token: &'a str,
+}
+
+impl Event for Replied<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Result(self.reply.to_string())]
+    }
+}
+
+/// A line the server sent unasked.
+#[derive(Debug, serde::Serialize)]
+struct Unsolicited<'a> {
+    unsolicited: &'a str,
+}
+
+impl Event for Unsolicited<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Result(self.unsolicited.to_string())]
     }
 }

@@ -14,7 +14,6 @@ use crate::args::{
 use crate::exit::CodedResult;
 use crate::frame::Framing;
 use crate::net::{self, AllowList, Endpoint};
-use crate::report::Reporter;
 
 /// Echo roles.
 #[derive(Debug, Subcommand)]
@@ -285,41 +284,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn send(args: SendArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let cfg = client::Config::try_from(&args)?;
     let reporter = out.reporter(args.json);
+    let target = cfg.target.clone();
     let summary = client::run(cfg, reporter).await.coded()?;
-    if summary.rtt_us.len() > 1 {
-        print_summary(&args, &summary, &reporter)?;
+    if let Some(stats) = client::Statistics::of(&target, &summary) {
+        reporter.emit(&stats)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_summary(args: &SendArgs, s: &client::Summary, out: &Reporter) -> std::io::Result<()> {
-    let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
-    for &v in &s.rtt_us {
-        hist.saturating_record(v);
-    }
-    let ms = |us: u64| us as f64 / 1000.0;
-    let target = args
-        .unix
-        .as_ref()
-        .map(|p| format!("unix:{}", p.display()))
-        .or_else(|| args.addr.clone())
-        .unwrap_or_default();
-    out.status(&format!(
-        "--- {target} echo statistics ---\n{} sent, {} echoed and verified\n\
-         rtt min/avg/p50/p99/max = {:.3}/{:.3}/{:.3}/{:.3}/{:.3} ms",
-        s.sent,
-        s.echoed,
-        ms(hist.min()),
-        hist.mean() / 1000.0,
-        ms(hist.value_at_quantile(0.5)),
-        ms(hist.value_at_quantile(0.99)),
-        ms(hist.max()),
-    ));
-    out.record(&serde_json::json!({
-        "type": "summary", "sent": s.sent, "echoed": s.echoed,
-        "rtt_us": {
-            "min": hist.min(), "mean": hist.mean(), "p50": hist.value_at_quantile(0.5),
-            "p99": hist.value_at_quantile(0.99), "max": hist.max(),
-        },
-    }))
 }

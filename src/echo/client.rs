@@ -18,7 +18,8 @@ use tokio_util::codec::Framed;
 use super::proto::{Mismatch, Verifier};
 use crate::frame::{Frame, FrameCodec, FrameError, Framing};
 use crate::net::{self, Endpoint, Metered, NetError, Tracer, clock, fmt_duration};
-use crate::report::Reporter;
+use crate::report::{Event, Line, Reporter};
+use crate::stats;
 
 /// Most bytes the stdin streamer may run ahead of the echo before it waits.
 const MAX_AHEAD: usize = 4 * 1024 * 1024;
@@ -123,10 +124,7 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<Summary, Error> {
         let sock = Dgram::connect(&cfg.target).await?;
         return datagram_rounds(&cfg, out, sock, tracer).await;
     }
-    let stream: Box<dyn Stream> = match &cfg.target {
-        Endpoint::Unix(path) => Box::new(net::connect::unix_stream(path, cfg.timeout).await?),
-        inet => Box::new(net::connect::tcp(inet, cfg.timeout).await?.0),
-    };
+    let stream = net::connect::stream(&cfg.target, cfg.timeout).await?;
     let stream = Metered::new(stream, tracer);
     match (&cfg.framing, &cfg.message) {
         (None, Some(msg)) => byte_rounds(&cfg, out, stream, msg).await,
@@ -146,14 +144,15 @@ fn report_round(
     bytes: usize,
     rtt: Duration,
 ) -> Result<(), Error> {
-    out.status(&format!(
-        "{bytes} bytes from {}: seq={seq} time={}",
-        cfg.target,
-        fmt_duration(rtt)
-    ));
-    out.record(&serde_json::json!({
-        "type": "round", "seq": seq, "bytes": bytes, "rtt_us": rtt.as_micros() as u64, "ok": true,
-    }))
+    out.emit(&Round {
+        bytes,
+        ok: true,
+        rtt_us: rtt.as_micros() as u64,
+        seq,
+        kind: "round",
+        target: &cfg.target,
+        rtt,
+    })
     .map_err(local("writing stdout"))
 }
 
@@ -334,14 +333,14 @@ async fn stream_stdin<S: Stream>(
         source,
     })?;
     let took = crate::net::clock::since(started);
-    out.status(&format!(
-        "{} bytes echoed by {addr} and verified in {}",
-        v.echoed(),
-        fmt_duration(took)
-    ));
-    out.record(&serde_json::json!({
-        "type": "stream", "bytes": v.echoed(), "elapsed_us": took.as_micros() as u64, "ok": true,
-    }))
+    out.emit(&Streamed {
+        bytes: v.echoed(),
+        elapsed_us: took.as_micros() as u64,
+        ok: true,
+        kind: "stream",
+        addr: &addr,
+        took,
+    })
     .map_err(local("writing stdout"))?;
     Ok(Summary {
         sent: 1,
@@ -565,4 +564,103 @@ async fn datagram_rounds(
         report_round(&out, cfg, seq, msg.len(), rtt)?;
     }
     Ok(summary)
+}
+
+/// One verified round trip (`seq=3 time=120µs`).
+#[derive(Debug, serde::Serialize)]
+struct Round<'a> {
+    bytes: usize,
+    ok: bool,
+    rtt_us: u64,
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip)]
+    target: &'a Endpoint,
+    #[serde(skip)]
+    rtt: Duration,
+}
+
+impl Event for Round<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Status(format!(
+            "{} bytes from {}: seq={} time={}",
+            self.bytes,
+            self.target,
+            self.seq,
+            fmt_duration(self.rtt)
+        ))]
+    }
+}
+
+/// A whole stdin stream echoed and verified.
+#[derive(Debug, serde::Serialize)]
+struct Streamed<'a> {
+    bytes: u64,
+    elapsed_us: u64,
+    ok: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip)]
+    addr: &'a str,
+    #[serde(skip)]
+    took: Duration,
+}
+
+impl Event for Streamed<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Status(format!(
+            "{} bytes echoed by {} and verified in {}",
+            self.bytes,
+            self.addr,
+            fmt_duration(self.took)
+        ))]
+    }
+}
+
+/// The statistics after several round trips, like ping's.
+#[derive(Debug, serde::Serialize)]
+pub struct Statistics<'a> {
+    echoed: u64,
+    rtt_us: stats::Summary,
+    sent: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip)]
+    target: &'a Endpoint,
+}
+
+impl<'a> Statistics<'a> {
+    /// The statistics of `summary`, or `None` when there were not several round trips.
+    pub fn of(target: &'a Endpoint, summary: &Summary) -> Option<Self> {
+        if summary.rtt_us.len() < 2 {
+            return None;
+        }
+        Some(Statistics {
+            echoed: summary.echoed,
+            rtt_us: stats::Summary::of(&summary.rtt_us)?,
+            sent: summary.sent,
+            kind: "summary",
+            target,
+        })
+    }
+}
+
+impl Event for Statistics<'_> {
+    fn lines(&self) -> Vec<Line> {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let r = &self.rtt_us;
+        vec![Line::Status(format!(
+            "--- {} echo statistics ---\n{} sent, {} echoed and verified\n\
+             rtt min/avg/p50/p99/max = {:.3}/{:.3}/{:.3}/{:.3}/{:.3} ms",
+            self.target,
+            self.sent,
+            self.echoed,
+            ms(r.min),
+            r.mean / 1000.0,
+            ms(r.p50),
+            ms(r.p99),
+            ms(r.max),
+        ))]
+    }
 }

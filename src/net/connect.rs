@@ -1,12 +1,86 @@
 //! Client-side connections: resolve, try each address in turn, time out, explain failures.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
 
 use super::{Endpoint, NetError};
+
+/// A client's stream connection: TCP or a Unix stream socket, whichever the address named.
+#[derive(Debug)]
+pub enum ClientStream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// A Unix stream socket.
+    Unix(UnixStream),
+}
+
+/// Connects to `endpoint`: `unix:/PATH` as a Unix stream socket, anything else over TCP
+/// (each address in turn), bounded by `timeout`. Every stream client starts here.
+pub async fn stream(endpoint: &Endpoint, timeout: Duration) -> Result<ClientStream, NetError> {
+    match endpoint {
+        Endpoint::Unix(path) => Ok(ClientStream::Unix(unix_stream(path, timeout).await?)),
+        inet => Ok(ClientStream::Tcp(tcp(inet, timeout).await?.0)),
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            ClientStream::Tcp($s) => $e,
+            ClientStream::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Tcp(s) => s.is_write_vectored(),
+            ClientStream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+}
 
 /// Connects over TCP to the first address of `endpoint` that accepts, each try bounded by
 /// `timeout`. The error is the last address's, which is the one a person can act on.

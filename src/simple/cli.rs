@@ -11,16 +11,15 @@ use clap::{Args, Subcommand};
 use ipnet::IpNet;
 use tokio::task::JoinSet;
 
-use super::proto::{self, Quotes, Service};
+use super::proto::{Quotes, Service};
 use super::{client, server};
 use crate::args::{
     GuardArgs, JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size,
 };
-use crate::exit::{Coded, CodedResult};
+use crate::exit::CodedResult;
 use crate::net::guard::AMPLIFIER_LIMIT;
 use crate::net::host;
-use crate::net::{self, AllowList, BindOptions, Endpoint, NetError, ServeOptions, fmt_duration};
-use crate::report::Reporter;
+use crate::net::{self, AllowList, BindOptions, Endpoint, NetError, ServeOptions};
 
 /// Roles of daytime and time.
 #[derive(Debug, Subcommand)]
@@ -339,144 +338,10 @@ async fn get(
         retries: args.retries,
         trace: args.trace,
     };
-    let reporter = out.reporter(args.json);
-    let (max, cut) = match service {
-        Service::Chargen => (bytes, true),
-        Service::Time => (4, false),
-        _ => (proto::MAX_DAYTIME.max(proto::MAX_QUOTE + 1), false),
-    };
-    // Daytime and qotd answer any datagram; RFC 868 asks for an empty one; chargen any.
-    let request: &[u8] = if args.udp && service != Service::Time {
-        b"\n"
-    } else {
-        b""
-    };
-    let got = client::fetch(service, &cfg, request, max, cut)
+    client::get(service, &cfg, bytes, out.reporter(args.json))
         .await
         .coded()?;
-    let shown = cfg.target.to_string();
-    let bad = |why: String| {
-        Coded::from(client::Error::BadReply {
-            addr: shown.clone(),
-            service,
-            why,
-        })
-    };
-    match service {
-        Service::Time => {
-            let bytes: [u8; 4] = got
-                .data
-                .as_slice()
-                .try_into()
-                .map_err(|_| bad(format!("{} bytes instead of 4", got.data.len())))?;
-            let now = got.midpoint_us.div_euclid(1_000_000);
-            let secs = proto::decode_time(bytes, now);
-            report_clock(&reporter, service, &hex(&bytes), secs, "RFC 868", &got)?;
-        }
-        Service::Daytime => {
-            let text = String::from_utf8_lossy(&got.data).to_string();
-            reporter.data(text.trim_end().as_bytes())?;
-            reporter.data(b"\n")?;
-            match proto::parse_daytime(&text, &jiff::tz::TimeZone::system()) {
-                Some(p) => report_clock(
-                    &reporter,
-                    service,
-                    text.trim_end(),
-                    p.at.as_second(),
-                    p.format,
-                    &got,
-                )?,
-                None => {
-                    reporter
-                        .result("offset: unknown (socklab does not recognise this date format)")?;
-                    reporter.record(&serde_json::json!({
-                        "service": "daytime", "reply": text.trim_end(), "format": null,
-                        "rtt_us": got.rtt.as_micros() as u64,
-                    }))?;
-                }
-            }
-        }
-        Service::Chargen => {
-            if let Err(at) = proto::check_chargen(&got.data) {
-                return Err(bad(format!("byte {at} breaks the RFC 864 pattern")).into());
-            }
-            if args.udp && got.data.len() > proto::MAX_UDP_CHARGEN {
-                tracing::warn!(
-                    "{shown} sent {} bytes; RFC 864 says a UDP reply holds at most 512",
-                    got.data.len()
-                );
-            }
-            reporter.data(&got.data)?;
-            // On a terminal, end the output's last line so the summary starts on its own
-            // (a redirected output keeps exactly the bytes received).
-            if !got.data.ends_with(b"\n")
-                && !reporter.is_json()
-                && std::io::IsTerminal::is_terminal(&std::io::stdout())
-            {
-                reporter.data(b"\n")?;
-            }
-            reporter.status(&format!(
-                "{} bytes of chargen from {shown} in {}, pattern checked",
-                got.data.len(),
-                fmt_duration(got.rtt)
-            ));
-            reporter.record(&serde_json::json!({
-                "service": "chargen", "bytes": got.data.len(), "rtt_us": got.rtt.as_micros() as u64,
-            }))?;
-        }
-        _ => {
-            if got.data.is_empty() {
-                return Err(bad("an empty reply".into()).into());
-            }
-            reporter.data(&got.data)?;
-            reporter.record(&serde_json::json!({
-                "service": service.name(), "reply": String::from_utf8_lossy(&got.data),
-                "rtt_us": got.rtt.as_micros() as u64,
-            }))?;
-        }
-    }
     Ok(ExitCode::SUCCESS)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Prints the server's time and its offset from ours. Both services send whole seconds, so
-/// the server's clock read somewhere in [secs, secs+1): we compare its midpoint with the
-/// middle of our exchange and say ±0.5 s plus half the round trip.
-fn report_clock(
-    out: &Reporter,
-    service: Service,
-    raw: &str,
-    server_secs: i64,
-    format: &str,
-    got: &client::Fetched,
-) -> anyhow::Result<()> {
-    let server_us = server_secs * 1_000_000 + 500_000;
-    let offset_s = (server_us - got.midpoint_us) as f64 / 1e6;
-    let bound = 0.5 + got.rtt.as_secs_f64() / 2.0;
-    let when = jiff::Timestamp::from_second(server_secs)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| format!("{server_secs} s since 1970"));
-    let direction = if offset_s >= 0.0 {
-        "ahead of"
-    } else {
-        "behind"
-    };
-    if service == Service::Time {
-        out.result(&when)?;
-    }
-    out.result(&format!(
-        "offset: the server's clock is {:.1} s {direction} this machine's (±{bound:.1} s; {format}; rtt {})",
-        offset_s.abs(),
-        fmt_duration(got.rtt)
-    ))?;
-    out.record(&serde_json::json!({
-        "service": service.name(), "reply": raw, "format": format, "server_time": when,
-        "offset_s": offset_s, "uncertainty_s": bound, "rtt_us": got.rtt.as_micros() as u64,
-    }))?;
-    Ok(())
 }
 
 async fn send(args: SendArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
@@ -499,18 +364,9 @@ async fn send(args: SendArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("{}\n", args.message.join(" ")).into_bytes()
     };
-    let sent = client::discard(&cfg, &data).await.coded()?;
-    let reporter = out.reporter(args.json);
-    reporter.status(&format!(
-        "{sent} bytes sent to {}{}",
-        args.addr,
-        if args.udp {
-            " (UDP: delivery not confirmed)"
-        } else {
-            " and discarded"
-        }
-    ));
-    reporter.record(&serde_json::json!({"service": "discard", "bytes": sent, "udp": args.udp}))?;
+    client::send_discard(&cfg, &data, out.reporter(args.json))
+        .await
+        .coded()?;
     Ok(ExitCode::SUCCESS)
 }
 

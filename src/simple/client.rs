@@ -1,13 +1,16 @@
 //! Clients for the simple services: fetch a reply over TCP (read to the end) or UDP (one
 //! datagram, retransmitted with backoff), with limits on how much a server may send.
 
+use std::io;
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::proto::Service;
+use super::proto::{self, Service};
 use crate::net::exchange::Exchange;
-use crate::net::{self, Endpoint, Metered, NetError, Tracer};
+use crate::net::{self, Endpoint, Metered, NetError, Tracer, fmt_duration};
+use crate::report::{Event, Line, Reporter};
 
 /// How to reach a server.
 #[derive(Debug, Clone)]
@@ -41,12 +44,16 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// Writing the reply to stdout failed.
+    #[error("writing to stdout: {0}")]
+    Stdout(#[source] io::Error),
 }
 
 impl crate::exit::ExitCoded for Error {
     fn exit_code(&self) -> u8 {
         match self {
             Error::Net(n) => crate::exit::ExitCoded::exit_code(n),
+            Error::Stdout(_) => crate::exit::LOCAL_IO,
             _ => crate::exit::PROTOCOL,
         }
     }
@@ -173,4 +180,252 @@ pub async fn discard(cfg: &Config, data: &[u8]) -> Result<u64, Error> {
         });
     }
     Ok(s.bytes_out())
+}
+
+/// `socklab SERVICE get`: asks, checks the reply as the service's RFC defines it, and reports
+/// it (for daytime and time, with the offset between the server's clock and ours).
+pub async fn get(service: Service, cfg: &Config, bytes: usize, out: Reporter) -> Result<(), Error> {
+    let (max, cut) = match service {
+        Service::Chargen => (bytes, true),
+        Service::Time => (4, false),
+        _ => (proto::MAX_DAYTIME.max(proto::MAX_QUOTE + 1), false),
+    };
+    // Daytime and qotd answer any datagram; RFC 868 asks for an empty one; chargen any.
+    let request: &[u8] = if cfg.udp && service != Service::Time {
+        b"\n"
+    } else {
+        b""
+    };
+    let got = fetch(service, cfg, request, max, cut).await?;
+    let shown = cfg.target.to_string();
+    let bad = |why: String| Error::BadReply {
+        addr: shown.clone(),
+        service,
+        why,
+    };
+    let rtt_us = got.rtt.as_micros() as u64;
+    match service {
+        Service::Time => {
+            let four: [u8; 4] = got
+                .data
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad(format!("{} bytes instead of 4", got.data.len())))?;
+            let now = got.midpoint_us.div_euclid(1_000_000);
+            let secs = proto::decode_time(four, now);
+            let raw: String = four.iter().map(|b| format!("{b:02x}")).collect();
+            out.emit(&Clock::new(service, &raw, Some((secs, "RFC 868")), &got))
+                .map_err(Error::Stdout)?;
+        }
+        Service::Daytime => {
+            let text = String::from_utf8_lossy(&got.data).to_string();
+            out.data(text.trim_end().as_bytes())
+                .map_err(Error::Stdout)?;
+            out.data(b"\n").map_err(Error::Stdout)?;
+            let parsed = proto::parse_daytime(&text, &jiff::tz::TimeZone::system())
+                .map(|p| (p.at.as_second(), p.format));
+            out.emit(&Clock::new(service, text.trim_end(), parsed, &got))
+                .map_err(Error::Stdout)?;
+        }
+        Service::Chargen => {
+            if let Err(at) = proto::check_chargen(&got.data) {
+                return Err(bad(format!("byte {at} breaks the RFC 864 pattern")));
+            }
+            if cfg.udp && got.data.len() > proto::MAX_UDP_CHARGEN {
+                tracing::warn!(
+                    "{shown} sent {} bytes; RFC 864 says a UDP reply holds at most 512",
+                    got.data.len()
+                );
+            }
+            out.data(&got.data).map_err(Error::Stdout)?;
+            // On a terminal, end the output's last line so the summary starts on its own
+            // (a redirected output keeps exactly the bytes received).
+            if !got.data.ends_with(b"\n")
+                && !out.is_json()
+                && std::io::IsTerminal::is_terminal(&std::io::stdout())
+            {
+                out.data(b"\n").map_err(Error::Stdout)?;
+            }
+            out.emit(&Chargen {
+                bytes: got.data.len(),
+                rtt_us,
+                service: "chargen",
+                from: &shown,
+                rtt: got.rtt,
+            })
+            .map_err(Error::Stdout)?;
+        }
+        _ => {
+            if got.data.is_empty() {
+                return Err(bad("an empty reply".into()));
+            }
+            out.data(&got.data).map_err(Error::Stdout)?;
+            out.emit(&Reply {
+                reply: &String::from_utf8_lossy(&got.data),
+                rtt_us,
+                service: service.name(),
+            })
+            .map_err(Error::Stdout)?;
+        }
+    }
+    Ok(())
+}
+
+/// `socklab discard send`: sends `data` and reports how much went.
+pub async fn send_discard(cfg: &Config, data: &[u8], out: Reporter) -> Result<(), Error> {
+    let sent = discard(cfg, data).await?;
+    out.emit(&Discarded {
+        bytes: sent,
+        service: "discard",
+        udp: cfg.udp,
+        to: &cfg.target,
+    })
+    .map_err(Error::Stdout)
+}
+
+/// The server's clock and its offset from ours (daytime, time). Both services send whole
+/// seconds, so the server's clock read somewhere in [secs, secs+1): we compare its midpoint
+/// with the middle of our exchange and say ±0.5 s plus half the round trip.
+#[derive(Debug, Serialize)]
+struct Clock<'a> {
+    /// The date format recognised (`null` when socklab could not read the date).
+    format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset_s: Option<f64>,
+    reply: &'a str,
+    rtt_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_time: Option<String>,
+    service: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uncertainty_s: Option<f64>,
+    #[serde(skip)]
+    rtt: Duration,
+}
+
+impl<'a> Clock<'a> {
+    fn new(
+        service: Service,
+        reply: &'a str,
+        server: Option<(i64, &'a str)>,
+        got: &Fetched,
+    ) -> Self {
+        let rtt_us = got.rtt.as_micros() as u64;
+        let Some((secs, format)) = server else {
+            return Clock {
+                format: None,
+                offset_s: None,
+                reply,
+                rtt_us,
+                server_time: None,
+                service: service.name(),
+                uncertainty_s: None,
+                rtt: got.rtt,
+            };
+        };
+        let server_us = secs * 1_000_000 + 500_000;
+        Clock {
+            format: Some(format),
+            offset_s: Some((server_us - got.midpoint_us) as f64 / 1e6),
+            reply,
+            rtt_us,
+            server_time: Some(
+                jiff::Timestamp::from_second(secs)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| format!("{secs} s since 1970")),
+            ),
+            service: service.name(),
+            uncertainty_s: Some(0.5 + got.rtt.as_secs_f64() / 2.0),
+            rtt: got.rtt,
+        }
+    }
+}
+
+impl Event for Clock<'_> {
+    fn lines(&self) -> Vec<Line> {
+        let (Some(offset), Some(bound), Some(format), Some(when)) = (
+            self.offset_s,
+            self.uncertainty_s,
+            self.format,
+            &self.server_time,
+        ) else {
+            return vec![Line::Result(
+                "offset: unknown (socklab does not recognise this date format)".into(),
+            )];
+        };
+        let direction = if offset >= 0.0 { "ahead of" } else { "behind" };
+        let mut lines = Vec::new();
+        if self.service == Service::Time.name() {
+            lines.push(Line::Result(when.clone()));
+        }
+        lines.push(Line::Result(format!(
+            "offset: the server's clock is {:.1} s {direction} this machine's (±{bound:.1} s; \
+             {format}; rtt {})",
+            offset.abs(),
+            fmt_duration(self.rtt)
+        )));
+        lines
+    }
+}
+
+/// Chargen's lines, checked.
+#[derive(Debug, Serialize)]
+struct Chargen<'a> {
+    bytes: usize,
+    rtt_us: u64,
+    service: &'static str,
+    #[serde(skip)]
+    from: &'a str,
+    #[serde(skip)]
+    rtt: Duration,
+}
+
+impl Event for Chargen<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Status(format!(
+            "{} bytes of chargen from {} in {}, pattern checked",
+            self.bytes,
+            self.from,
+            fmt_duration(self.rtt)
+        ))]
+    }
+}
+
+/// A quote (the text itself went to stdout as data).
+#[derive(Debug, Serialize)]
+struct Reply<'a> {
+    reply: &'a str,
+    rtt_us: u64,
+    service: &'static str,
+}
+
+impl Event for Reply<'_> {
+    fn lines(&self) -> Vec<Line> {
+        Vec::new()
+    }
+}
+
+/// What `discard send` sent.
+#[derive(Debug, Serialize)]
+struct Discarded<'a> {
+    bytes: u64,
+    service: &'static str,
+    udp: bool,
+    #[serde(skip)]
+    to: &'a Endpoint,
+}
+
+impl Event for Discarded<'_> {
+    fn lines(&self) -> Vec<Line> {
+        vec![Line::Status(format!(
+            "{} bytes sent to {}{}",
+            self.bytes,
+            self.to,
+            if self.udp {
+                " (UDP: delivery not confirmed)"
+            } else {
+                " and discarded"
+            }
+        ))]
+    }
 }
