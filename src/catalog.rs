@@ -34,6 +34,24 @@ pub type Running = Pin<Box<dyn Future<Output = Result<(), NetError>> + Send>>;
 /// Starts an entry's server on its bound sockets (in the order [`Sockets`] names them).
 pub type Start = Box<dyn FnOnce(Vec<Bound>, &Env, CancellationToken) -> Running + Send>;
 
+/// A [`Start`] for an entry with one socket: `run` gets it, the lab's environment and the
+/// shutdown token, and returns the server's future.
+pub fn single<F, Fut, T>(run: F) -> Start
+where
+    F: FnOnce(Bound, &Env, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, NetError>> + Send + 'static,
+{
+    Box::new(move |bound: Vec<Bound>, env: &Env, shutdown| -> Running {
+        match bound.into_iter().next() {
+            Some(b) => {
+                let fut = run(b, env, shutdown);
+                Box::pin(async move { fut.await.map(drop) })
+            }
+            None => Box::pin(async { Ok(()) }),
+        }
+    })
+}
+
 /// What the lab knows that an entry may need.
 #[derive(Debug, Clone)]
 pub struct Env {

@@ -48,36 +48,54 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Echo over TCP, UDP and Unix sockets (RFC 862), with optional framing.
+    #[command(
+        after_help = "Examples:\n  socklab echo serve -p 0\n  socklab echo send 127.0.0.1:3500 hello\nMore: socklab echo serve --help, socklab echo send --help"
+    )]
     Echo {
         /// Server or client.
         #[command(subcommand)]
         role: echo::cli::Role,
     },
     /// Discard (RFC 863): a server that throws away what it gets, and a client.
+    #[command(
+        after_help = "Examples:\n  socklab discard serve -p 10009\n  socklab discard send 10009 < file.bin\nMore: socklab discard serve --help, socklab discard send --help"
+    )]
     Discard {
         /// Server or client.
         #[command(subcommand)]
         role: simple::cli::DiscardRole,
     },
     /// Character generator (RFC 864): an endless pattern of printable lines.
+    #[command(
+        after_help = "Examples:\n  socklab chargen serve -p 10019\n  socklab chargen get 10019 --bytes 1M -q > out.txt\nMore: socklab chargen serve --help, socklab chargen get --help"
+    )]
     Chargen {
         /// Server or client.
         #[command(subcommand)]
         role: simple::cli::ChargenRole,
     },
     /// Quote of the day (RFC 865).
+    #[command(
+        after_help = "Examples:\n  socklab qotd serve -p 10017 --quotes quotes.txt\n  socklab qotd get 10017\nMore: socklab qotd serve --help, socklab qotd get --help"
+    )]
     Qotd {
         /// Server or client.
         #[command(subcommand)]
         role: simple::cli::QotdRole,
     },
     /// Daytime (RFC 867): the date and time as text; the client shows the clock offset.
+    #[command(
+        after_help = "Examples:\n  socklab daytime serve -p 10013\n  socklab daytime get 10013        the date and the offset of its clock\nMore: socklab daytime serve --help, socklab daytime get --help"
+    )]
     Daytime {
         /// Server or client.
         #[command(subcommand)]
         role: simple::cli::Role,
     },
     /// Time (RFC 868): seconds since 1900 in 4 bytes; the client shows the clock offset.
+    #[command(
+        after_help = "Examples:\n  socklab time serve -p 10037\n  socklab time get -u 10037\nMore: socklab time serve --help, socklab time get --help"
+    )]
     Time {
         /// Server or client.
         #[command(subcommand)]
@@ -87,12 +105,18 @@ pub enum Command {
     /// like inetd's built-ins.
     Inetd(simple::cli::InetdArgs),
     /// Postfix calculator protocol on TCP 51216 (the course's exercise).
+    #[command(
+        after_help = "Examples:\n  socklab calc serve\n  socklab calc connect 51216 --eval '3 4 +'\nMore: socklab calc serve --help, socklab calc connect --help"
+    )]
     Calc {
         /// Server or client.
         #[command(subcommand)]
         role: calc::cli::Role,
     },
     /// HTTP/1.1: a static file server and a wget-like downloader.
+    #[command(
+        after_help = "Examples:\n  socklab http serve ./site -p 8080\n  socklab http get http://127.0.0.1:8080/ -O -\nMore: socklab http serve --help, socklab http get --help"
+    )]
     Http {
         /// Server or client.
         #[command(subcommand)]

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -150,7 +151,11 @@ fn r8_each_subcommand_takes_only_its_own_flags() {
         2,
     );
     for cmd in [
-        &["lab", "--help"][..],
+        &["http", "--help"][..],
+        &["echo", "--help"],
+        &["discard", "--help"],
+        &["time", "--help"],
+        &["lab", "--help"],
         &["inetd", "--help"],
         &["http", "serve", "--help"],
         &["discard", "serve", "--help"],
@@ -235,4 +240,130 @@ fn r8_version_completions_and_man() {
     for page in ["socklab.1", "socklab-echo-serve.1", "socklab-http-get.1"] {
         assert!(pages.iter().any(|p| p == page), "{page}: {pages:?}");
     }
+}
+
+/// Starts `socklab lab --ephemeral` with `path` as its PATH and reads its table.
+fn lab_rows(path: &str) -> (Peer, Vec<String>, String, Arc<Mutex<String>>) {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["lab", "--ephemeral"])
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut lab = Peer::spawn(cmd);
+    let mut lines = std::io::BufReader::new(lab.child.stdout.take().unwrap()).lines();
+    let (mut rows, mut head) = (Vec::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("127.0.0.1:") {
+            rows.push(line);
+        } else {
+            head.push_str(&line);
+            head.push('\n');
+        }
+        if rows.len() == 11 {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), 11, "{head}{rows:?}");
+    // Keep reading stdout (the access log) so the lab never blocks on a full pipe.
+    let rest = Arc::new(Mutex::new(String::new()));
+    let sink = rest.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut all = sink.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    (lab, rows, head, rest)
+}
+
+fn addr_in(row: &str) -> String {
+    row.split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap()
+        .to_string()
+}
+
+/// See: issue 8. The lab's try-it table printed `socklab …` commands that are not on PATH
+/// after `cargo run`, and nc or rdate commands with no fallback where they are missing; under
+/// `--ephemeral` echo's TCP and UDP got different ports.
+#[test]
+fn r8_lab_table_works_without_socklab_nc_or_rdate_on_path() {
+    let (_lab, rows, head, _) = lab_rows("/nonexistent");
+    assert!(
+        head.contains(&format!("alias socklab='{}'", bin().display())),
+        "{head}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| !r.contains(" nc ") && !r.contains("rdate")),
+        "{rows:?}"
+    );
+    let time = rows.iter().find(|r| r.starts_with("time ")).unwrap();
+    assert!(time.contains("python3 -c"), "{time}");
+    assert_eq!(addr_in(&rows[0]), addr_in(&rows[1]), "echo tcp and udp");
+    // The Python one-liner the table gives for the echo server works as printed.
+    let echo = rows.iter().find(|r| r.starts_with("echo ")).unwrap();
+    let cmd = &echo[echo.find("python3 -c ").unwrap()..];
+    let script = cmd
+        .trim_start_matches("python3 -c ")
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    let out = python(&script, &[], b"");
+    assert_eq!(ok(&out), b"b'hello\\n'\n");
+}
+
+/// See: issue 8. The lab's HTTP server had no access log, and the demo page named
+/// 127.0.0.1:8080 whatever the real address.
+#[test]
+fn r8_lab_http_logs_and_names_its_real_address() {
+    require("curl");
+    let (mut lab, rows, _, log) = lab_rows(&std::env::var("PATH").unwrap());
+    let site = addr_in(rows.iter().find(|r| r.starts_with("http ")).unwrap());
+    let page = ok(&curl(&["-s", &format!("http://{site}/")]));
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains(&format!("curl -v http://{site}/")), "{page}");
+    assert!(
+        !page.contains("127.0.0.1:8080") || site.ends_with(":8080"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&addr_in(&rows[0])),
+        "the page lists the others: {page}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log.lock().unwrap().contains("\"GET / HTTP/1.1\" 200") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        log.lock().unwrap().contains("\"GET / HTTP/1.1\" 200"),
+        "no access log line: {}",
+        log.lock().unwrap()
+    );
+    let st = stop_child(&mut lab.child, "INT").expect("lab did not stop");
+    assert!(st.success(), "{st}");
+}
+
+/// See: issue 8. `http get -O -` reported `saved '-'`.
+#[test]
+fn r8_http_get_to_stdout_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+    let srv = Server::start(&["http", "serve", dir.path().to_str().unwrap(), "-p", "0"]);
+    let out = socklab(
+        &[
+            "http",
+            "get",
+            &format!("http://{}/a.txt", srv.addr),
+            "-O",
+            "-",
+        ],
+        b"",
+    );
+    assert_eq!(ok(&out), b"hello");
+    stderr_has(&out, "wrote 5 bytes to stdout");
+    assert!(!err_text(&out).contains("saved '-'"), "{}", err_text(&out));
 }

@@ -13,15 +13,7 @@ pub fn entries() -> Vec<Entry> {
         transport: "tcp",
         port: DEFAULT_PORT,
         sockets: Sockets::Tcp,
-        start: Box::new(|bound, _env, shutdown| {
-            let bound = bound.into_iter().next();
-            Box::pin(async move {
-                if let Some(b) = bound {
-                    server::run(b, Config::default(), shutdown).await?;
-                }
-                Ok(())
-            })
-        }),
+        start: catalog::single(|b, _env, shutdown| server::run(b, Config::default(), shutdown)),
         try_ours,
         try_peer,
     }]

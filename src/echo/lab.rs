@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use crate::catalog::{self, Entry, Env, Sockets, Tools};
 use crate::frame::Framing;
 use crate::net::guard::GuardConfig;
-use crate::net::host::Bound;
 
 use super::server::{self, Config, DEFAULT_PORT};
 
@@ -57,20 +56,14 @@ fn entry(
         transport,
         port: DEFAULT_PORT + offset,
         sockets,
-        start: Box::new(move |bound: Vec<Bound>, env: &Env, shutdown| {
+        start: catalog::single(move |b, env: &Env, shutdown| {
             let cfg = Config {
                 framing,
                 guard: GuardConfig::for_services(None, env.ports.iter().copied()),
                 name: name.into(),
                 ..Config::default()
             };
-            let bound = bound.into_iter().next();
-            Box::pin(async move {
-                if let Some(b) = bound {
-                    server::run(b, cfg, shutdown).await?;
-                }
-                Ok(())
-            })
+            server::run(b, cfg, shutdown)
         }),
         try_ours,
         try_peer,

@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Entry, Env, Sockets, Tools};
+use crate::catalog::{self, Entry, Env, Sockets, Tools};
 use crate::net::NetError;
+use crate::net::serve::ServeSummary;
 
 use super::server::{self, Config, DEFAULT_PORT, log::Destination};
 
@@ -15,27 +16,27 @@ pub fn entries() -> Vec<Entry> {
         transport: "tcp",
         port: DEFAULT_PORT,
         sockets: Sockets::Tcp,
-        start: Box::new(|bound, env, shutdown| {
-            let bound = bound.into_iter().next();
-            let site = bound
-                .as_ref()
-                .and_then(|b| b.local_addr())
-                .map(|addr| DemoSite::write(addr, env));
-            Box::pin(async move {
-                let (Some(b), Some(site)) = (bound, site) else {
-                    return Ok(());
+        start: catalog::single(|b, env, shutdown| {
+            let site = b.local_addr().map(|addr| DemoSite::write(addr, env));
+            async move {
+                let site = match site {
+                    Some(Ok(site)) => site,
+                    Some(Err(e)) => {
+                        return Err(NetError::Io {
+                            what: "writing the demo site".into(),
+                            source: e,
+                        });
+                    }
+                    None => return Ok(ServeSummary::default()),
                 };
-                let site = site.map_err(|e| NetError::Io {
-                    what: "writing the demo site".into(),
-                    source: e,
-                })?;
                 let mut cfg = Config::new(site.root().to_path_buf());
                 // Like `http serve`: the access log on stdout, under the lab's table.
                 cfg.log = Destination::Stdout;
-                server::run(b, cfg, shutdown).await?;
+                let summary = server::run(b, cfg, shutdown).await;
+                // The demo site goes when the server is done with it.
                 drop(site);
-                Ok(())
-            })
+                summary
+            }
         }),
         try_ours,
         try_peer,

@@ -534,7 +534,12 @@ fn handler<H: StreamService, S: Stream>(
             };
             let result = service.serve(&mut conn).await;
             if conn.linger {
-                linger(&mut conn.io).await;
+                if conn.io.saw_eof() {
+                    // The client has closed its side already: our FIN is all that is left.
+                    let _ = within(LINGER, conn.io.shutdown()).await;
+                } else {
+                    linger(&mut conn.io).await;
+                }
             }
             ConnReport {
                 bytes_in: conn.io.bytes_in(),

@@ -106,6 +106,8 @@ pub struct Metered<S> {
     bytes_in: u64,
     bytes_out: u64,
     tracer: Option<Tracer>,
+    /// A read returned end of stream (the peer closed its side).
+    eof: bool,
 }
 
 impl<S> Metered<S> {
@@ -116,7 +118,13 @@ impl<S> Metered<S> {
             bytes_in: 0,
             bytes_out: 0,
             tracer,
+            eof: false,
         }
+    }
+
+    /// True once a read has returned end of stream: the peer closed its sending side.
+    pub fn saw_eof(&self) -> bool {
+        self.eof
     }
 
     /// The tracer, when `--trace` is on.
@@ -168,6 +176,8 @@ impl<S> Metered<S> {
 
     fn on_read(&mut self, data: &[u8]) {
         self.bytes_in += data.len() as u64;
+        // (The blocking `Read` path passes only what it read; an empty read there is EOF too.)
+        self.eof |= data.is_empty();
         if let Some(t) = &self.tracer {
             trace_read(t, data);
         }
@@ -189,9 +199,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
+        let asked = buf.remaining() > 0;
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
             let filled = &buf.filled()[before..];
+            this.eof |= asked && filled.is_empty();
             this.bytes_in += filled.len() as u64;
             if let Some(t) = &this.tracer {
                 trace_read(t, filled);

@@ -292,23 +292,85 @@ fn default_limit(service: Service) -> Option<f64> {
     }
 }
 
+/// A server's flags with the service they are for (its RFC port, its rate limit) and the
+/// quotes file (qotd only).
+struct ServeFor<'a> {
+    service: Service,
+    args: &'a ServeArgs,
+    quotes: Option<&'a PathBuf>,
+}
+
+impl TryFrom<ServeFor<'_>> for server::Config {
+    type Error = anyhow::Error;
+
+    fn try_from(s: ServeFor<'_>) -> anyhow::Result<Self> {
+        let ServeFor {
+            service,
+            args,
+            quotes,
+        } = s;
+        if args.net.unix.is_some() {
+            return Err(
+                UsageError(format!("{service} serves TCP and UDP ports, not --unix")).into(),
+            );
+        }
+        let port = args.net.port.unwrap_or(service.rfc_port());
+        Ok(server::Config {
+            serve: args.net.serve_options(),
+            timeout: args.net.timeout,
+            quotes: load_quotes(quotes)?,
+            guard: args.guard.config(default_limit(service), &[port])?,
+            tz: jiff::tz::TimeZone::system(),
+            daytime: Arc::default(),
+        })
+    }
+}
+
+impl TryFrom<&GetArgs> for client::Config {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &GetArgs) -> anyhow::Result<Self> {
+        let target: Endpoint = a.addr.parse()?;
+        if matches!(target, Endpoint::Unix(_)) {
+            return Err(UsageError(
+                "the simple services run over TCP and UDP, not Unix sockets".into(),
+            )
+            .into());
+        }
+        Ok(client::Config {
+            target,
+            udp: a.udp,
+            timeout: a.timeout,
+            retries: a.retries,
+            trace: a.trace,
+        })
+    }
+}
+
+impl TryFrom<&SendArgs> for client::Config {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &SendArgs) -> anyhow::Result<Self> {
+        Ok(client::Config {
+            target: a.addr.parse()?,
+            udp: a.udp,
+            timeout: a.timeout,
+            retries: 0,
+            trace: a.trace,
+        })
+    }
+}
+
 async fn serve(
     service: Service,
     args: ServeArgs,
     quotes: Option<&PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    if args.net.unix.is_some() {
-        return Err(UsageError(format!("{service} serves TCP and UDP ports, not --unix")).into());
-    }
-    let port = args.net.port.unwrap_or(service.rfc_port());
-    let mut cfg = server::Config {
-        serve: args.net.serve_options(),
-        timeout: args.net.timeout,
-        quotes: load_quotes(quotes)?,
-        guard: args.guard.config(default_limit(service), &[port])?,
-        tz: jiff::tz::TimeZone::system(),
-        daytime: Arc::default(),
-    };
+    let mut cfg = server::Config::try_from(ServeFor {
+        service,
+        args: &args,
+        quotes,
+    })?;
     let shutdown = net::shutdown::on_signals();
     let bound = args.net.listen_spec(service.rfc_port())?.bind().await?;
     if let Some(addr) = bound.local_addr() {
@@ -325,19 +387,7 @@ async fn get(
     bytes: usize,
     out: OutputArgs,
 ) -> anyhow::Result<ExitCode> {
-    let target: Endpoint = args.addr.parse()?;
-    if matches!(target, Endpoint::Unix(_)) {
-        return Err(
-            UsageError(format!("{service} runs over TCP and UDP, not Unix sockets")).into(),
-        );
-    }
-    let cfg = client::Config {
-        target,
-        udp: args.udp,
-        timeout: args.timeout,
-        retries: args.retries,
-        trace: args.trace,
-    };
+    let cfg = client::Config::try_from(&args)?;
     client::get(service, &cfg, bytes, out.reporter(args.json))
         .await
         .coded()?;
@@ -345,14 +395,7 @@ async fn get(
 }
 
 async fn send(args: SendArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let target: Endpoint = args.addr.parse()?;
-    let cfg = client::Config {
-        target,
-        udp: args.udp,
-        timeout: args.timeout,
-        retries: 0,
-        trace: args.trace,
-    };
+    let cfg = client::Config::try_from(&args)?;
     let data = if args.message.is_empty() {
         use tokio::io::AsyncReadExt;
         let mut v = Vec::new();

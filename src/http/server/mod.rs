@@ -75,9 +75,6 @@ const SENDFILE_MAX: usize = 16 << 20;
 const READ_CHUNK: usize = 4096;
 /// Default longest wait for one write to the client (a client that stops reading is dropped).
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// After an error that closes the connection, how long we read and discard the client's
-/// remaining bytes, so our FIN is not turned into a reset that destroys the error page.
-const LINGER: Duration = Duration::from_secs(1);
 /// Longest the writer task gets to write the last log lines at shutdown.
 const LOG_FLUSH: Duration = Duration::from_secs(2);
 
@@ -159,10 +156,38 @@ pub async fn run(
     summary
 }
 
-/// Why a connection ended early, for the close log line.
+/// Why an HTTP connection ended early, for the close log line.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConnError(String);
+pub enum ConnError {
+    /// Reading from the client failed.
+    #[error("reading: {0}")]
+    Read(io::Error),
+    /// The request head was malformed or too large (answered with its 4xx status).
+    #[error("refused a request: {0}")]
+    Refused(h1::Error),
+    /// The client closed after part of a request head.
+    #[error("closed in the middle of a request head")]
+    ClosedInHead,
+    /// The request head did not complete within `--header-timeout` (answered 408).
+    #[error("request head not complete within {}", fmt_duration(*.0))]
+    HeadTimeout(Duration),
+    /// The client closed in the middle of a request body.
+    #[error("closed in the middle of a request body")]
+    ClosedInBody,
+    /// Reading a request body failed.
+    #[error("reading a request body: {0}")]
+    ReadBody(io::Error),
+    /// Writing the response failed or stalled past `-t`.
+    #[error("writing: {0}")]
+    Write(io::Error),
+    /// The file shrank while it was sent: the promised Content-Length cannot be kept, so
+    /// closing is the only honest signal left.
+    #[error("the file got shorter while being sent")]
+    FileShrank,
+    /// Reading the file failed.
+    #[error("reading the file: {0}")]
+    ReadFile(io::Error),
+}
 
 impl StreamService for Shared {
     type Error = ConnError;
@@ -172,13 +197,13 @@ impl StreamService for Shared {
     }
 
     async fn serve<S: Stream>(&self, conn: &mut Conn<S>) -> Result<(), ConnError> {
-        // HTTP closes gracefully itself, where it must (after an error page).
-        conn.skip_linger();
         let ip = match &conn.peer {
             Peer::Inet(a) => Some(a.ip()),
             Peer::Unix(_) => None,
         };
-        requests(&mut conn.io, ip, self).await.map_err(ConnError)
+        // When this returns, the host closes gracefully (FIN, then drains what the client
+        // still sends), so an error page or a last response is not lost to a reset.
+        requests(&mut conn.io, ip, self).await
     }
 }
 
@@ -193,7 +218,7 @@ struct Shared {
 }
 
 /// Why a connection ended early, for the close log line.
-type Outcome = Result<(), String>;
+type Outcome = Result<(), ConnError>;
 
 async fn requests<S>(s: &mut Metered<S>, ip: Option<IpAddr>, sh: &Shared) -> Outcome
 where
@@ -208,7 +233,7 @@ where
     match first {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(()),
-        Err(e) => return Err(format!("reading: {e}")),
+        Err(e) => return Err(ConnError::Read(e)),
     }
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     // The response buffer, reused from one response to the next on this connection.
@@ -229,7 +254,7 @@ where
                     let reply = error_reply(e.status(), "", cfg);
                     let line = String::from_utf8_lossy(first_line(&buf)).into_owned();
                     finish_early(s, reply, ip, line, sh).await;
-                    return Err(format!("refused a request: {e}"));
+                    return Err(ConnError::Refused(e));
                 }
             }
             let limit = if buf.is_empty() {
@@ -251,19 +276,16 @@ where
             };
             match read {
                 Ok(0) if buf.is_empty() => return Ok(()),
-                Ok(0) => return Err("closed in the middle of a request head".into()),
+                Ok(0) => return Err(ConnError::ClosedInHead),
                 Ok(_) => {}
                 // Idle between requests: the normal end of a keep-alive connection.
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && buf.is_empty() => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     let reply = error_reply(StatusCode::REQUEST_TIMEOUT, "", cfg);
                     finish_early(s, reply, ip, String::new(), sh).await;
-                    return Err(format!(
-                        "request head not complete within {}",
-                        fmt_duration(cfg.header_timeout)
-                    ));
+                    return Err(ConnError::HeadTimeout(cfg.header_timeout));
                 }
-                Err(e) => return Err(format!("reading: {e}")),
+                Err(e) => return Err(ConnError::Read(e)),
             }
         };
         buf.advance(used);
@@ -306,7 +328,6 @@ where
         }
         sent?;
         if close {
-            linger(s).await;
             return Ok(());
         }
     }
@@ -316,7 +337,7 @@ enum BodySkip {
     /// Answer with this status and close.
     Refused(StatusCode),
     /// The connection failed.
-    Io(String),
+    Io(ConnError),
 }
 
 /// Reads and discards the request's body (we serve files; nothing takes a body).
@@ -347,13 +368,9 @@ where
         }
         buf.reserve(READ_CHUNK);
         match within(cfg.header_timeout, s.read_buf(buf)).await {
-            Ok(0) => {
-                return Err(BodySkip::Io(
-                    "closed in the middle of a request body".into(),
-                ));
-            }
+            Ok(0) => return Err(BodySkip::Io(ConnError::ClosedInBody)),
             Ok(_) => {}
-            Err(e) => return Err(BodySkip::Io(format!("reading a request body: {e}"))),
+            Err(e) => return Err(BodySkip::Io(ConnError::ReadBody(e))),
         }
     }
 }
@@ -400,7 +417,7 @@ async fn finish_early<S>(
             took: Duration::ZERO,
         })
         .await;
-    linger(s).await;
+    // The host closes gracefully once the service returns.
 }
 
 /// The request line of a refused head, for the log (at most 200 bytes).
@@ -427,7 +444,7 @@ async fn send<S>(
     close: bool,
     send_timeout: Duration,
     out: &mut BytesMut,
-) -> Result<u64, String>
+) -> Result<u64, ConnError>
 where
     S: AsyncWrite + SendFile + Unpin + Send,
 {
@@ -451,7 +468,7 @@ where
     reply.head.encode(clock::wall(), out);
     let status = reply.head.status;
     let bodiless = req.method == Method::HEAD || status == StatusCode::NOT_MODIFIED;
-    let write = |e: io::Error| format!("writing: {e}");
+    let write = ConnError::Write;
     match reply.body {
         _ if bodiless => {
             within(send_timeout, s.write_all(out))
@@ -494,7 +511,7 @@ where
             while zero_copy && at < end {
                 let want = usize::try_from(end - at).map_or(SENDFILE_MAX, |l| l.min(SENDFILE_MAX));
                 match within(send_timeout, s.send_file(&file, at, want)).await {
-                    Ok(0) => return Err(SHRANK.into()),
+                    Ok(0) => return Err(ConnError::FileShrank),
                     Ok(n) => at += n as u64,
                     Err(e)
                         if at == start
@@ -524,31 +541,13 @@ where
     }
 }
 
-/// What we say when a file shrinks while we send it: we cannot keep our Content-Length
-/// promise, so closing the connection is the only honest signal left.
-const SHRANK: &str = "the file got shorter while being sent";
-
 /// Fills `buf` from `file` at `offset` (pread: the file position is not used).
-fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Result<(), String> {
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Result<(), ConnError> {
     file.read_exact_at(buf, offset).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            SHRANK.to_string()
+            ConnError::FileShrank
         } else {
-            format!("reading the file: {e}")
+            ConnError::ReadFile(e)
         }
     })
-}
-
-/// Closes gracefully: FIN first, then read and discard until the client closes too (or for
-/// [`LINGER`] at most).
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
-    let _ = s.shutdown().await;
-    let mut sink = [0u8; 1024];
-    let mut discarded = 0;
-    while discarded < 64 * 1024 {
-        match within(LINGER, s.read(&mut sink)).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => discarded += n,
-        }
-    }
 }
