@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use super::blocking::{IntoBlocking, Readable};
 use super::dgram::DatagramSocket;
 use super::guard::{Guard, GuardConfig, SIMPLE_SERVICE_PORTS, Verdict};
-use super::serve::{self, ConnReport, ServeSummary};
+use super::serve::{self, ConnReport, Listener, ServeSummary};
 use super::trace::Direction;
 use super::{
     AllowList, BindOptions, Metered, NetError, Peer, SendFile, ServeOptions, Tracer, clock, listen,
@@ -361,7 +361,7 @@ impl Held {
         }
         let more = bytes - self.held;
         let before = inner.used.fetch_add(more, Ordering::Relaxed);
-        if before + more > inner.limit {
+        if before.saturating_add(more) > inner.limit {
             inner.used.fetch_sub(more, Ordering::Relaxed);
             return Err(OverBudget {
                 used: before,
@@ -469,7 +469,9 @@ pub const LINGER_MAX: usize = 64 * 1024;
 /// kernel send a reset, and a reset can discard our last reply before the client read it.
 pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
     let _ = within(LINGER, s.shutdown()).await;
-    let mut sink = [0u8; 1024];
+    // On the heap, and only now: a buffer in this future would sit in every connection's
+    // task for its whole life (the task's size is its largest state), idle ones included.
+    let mut sink = vec![0u8; 1024];
     let mut discarded = 0;
     while discarded < LINGER_MAX {
         match within(LINGER, s.read(&mut sink)).await {
@@ -492,12 +494,8 @@ pub async fn serve_stream<H: StreamService>(
     let Bound { socket, file, .. } = bound;
     let name: Arc<str> = service.name().into();
     let summary = match socket {
-        Socket::Tcp(l) => {
-            serve::serve(l, name, opts.clone(), shutdown, handler(service, opts)).await
-        }
-        Socket::UnixStream(l) => {
-            serve::serve(l, name, opts.clone(), shutdown, handler(service, opts)).await
-        }
+        Socket::Tcp(l) => serve_on(l, name, opts, shutdown, service).await,
+        Socket::UnixStream(l) => serve_on(l, name, opts, shutdown, service).await,
         Socket::Udp(_) | Socket::UnixDatagram(_) => {
             return Err(NetError::Io {
                 what: format!("serving {name}"),
@@ -512,42 +510,58 @@ pub async fn serve_stream<H: StreamService>(
     Ok(summary)
 }
 
-#[allow(clippy::type_complexity)]
-fn handler<H: StreamService, S: Stream>(
-    service: Arc<H>,
+/// The accept loop on one kind of listener, with the per-connection work the host does
+/// around the service. (The connection's future is not boxed: its size is what an idle
+/// connection costs.)
+async fn serve_on<L, H>(
+    listener: L,
+    name: Arc<str>,
     opts: ServeOptions,
-) -> impl Fn(S, Peer, CancellationToken) -> std::pin::Pin<Box<dyn Future<Output = ConnReport> + Send>>
-+ Send
-+ Sync
-+ 'static {
-    move |stream, peer, hard_stop| {
-        let service = service.clone();
-        let tracer = opts.trace.then(|| Tracer::new(peer.to_string()));
-        let input = opts.input_budget.account();
-        Box::pin(async move {
-            let mut conn = Conn {
-                io: Metered::new(stream, tracer),
-                peer,
-                hard_stop,
-                input,
-                linger: true,
-            };
-            let result = service.serve(&mut conn).await;
-            if conn.linger {
-                if conn.io.saw_eof() {
-                    // The client has closed its side already: our FIN is all that is left.
-                    let _ = within(LINGER, conn.io.shutdown()).await;
-                } else {
-                    linger(&mut conn.io).await;
+    shutdown: CancellationToken,
+    service: Arc<H>,
+) -> ServeSummary
+where
+    L: Listener,
+    L::Stream: Stream,
+    H: StreamService,
+{
+    let trace = opts.trace;
+    let budget = opts.input_budget.clone();
+    serve::serve(
+        listener,
+        name,
+        opts,
+        shutdown,
+        move |stream, peer, hard_stop| {
+            let service = service.clone();
+            let tracer = trace.then(|| Tracer::new(peer.to_string()));
+            let input = budget.account();
+            async move {
+                let mut conn = Conn {
+                    io: Metered::new(stream, tracer),
+                    peer,
+                    hard_stop,
+                    input,
+                    linger: true,
+                };
+                let result = service.serve(&mut conn).await;
+                if conn.linger {
+                    if conn.io.saw_eof() {
+                        // The client has closed its side already: our FIN is all that is left.
+                        let _ = within(LINGER, conn.io.shutdown()).await;
+                    } else {
+                        linger(&mut conn.io).await;
+                    }
+                }
+                ConnReport {
+                    bytes_in: conn.io.bytes_in(),
+                    bytes_out: conn.io.bytes_out(),
+                    error: result.err().map(|e| e.to_string()),
                 }
             }
-            ConnReport {
-                bytes_in: conn.io.bytes_in(),
-                bytes_out: conn.io.bytes_out(),
-                error: result.err().map(|e| e.to_string()),
-            }
-        })
-    }
+        },
+    )
+    .await
 }
 
 /// One datagram as a service sees it.
