@@ -4,7 +4,6 @@
 //! this file imports no protocol and no dispatcher, so following a flag from a protocol
 //! leads here and then down into [`crate::net`], never back up.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -154,12 +153,6 @@ impl ServerNetArgs {
             },
             bind: self.bind_options(),
         })
-    }
-
-    /// The address to bind, with `default_port` when `--port` is not given.
-    pub async fn bind_addr(&self, default_port: u16) -> anyhow::Result<SocketAddr> {
-        let spec = self.listen_spec(default_port)?;
-        Ok(spec.resolve().await?)
     }
 }
 

@@ -10,7 +10,7 @@ use super::client::request::{basic_auth, parse_header_arg, url_credentials};
 use super::client::{self, Body, Family, Output, output, proxy, tls::TlsOptions, ui::LogTarget};
 use super::server::{self, log::Destination};
 use crate::args::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
-use crate::exit::{CodedResult, ExitCoded};
+use crate::exit::CodedResult;
 use crate::net;
 
 /// HTTP roles.
@@ -429,10 +429,4 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-impl ExitCoded for client::Error {
-    fn exit_code(&self) -> u8 {
-        client::Error::exit_code(self)
-    }
 }

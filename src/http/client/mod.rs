@@ -278,9 +278,10 @@ impl Error {
             _ => false,
         }
     }
+}
 
-    /// The exit code (see `src/exit.rs`).
-    pub fn exit_code(&self) -> u8 {
+impl crate::exit::ExitCoded for Error {
+    fn exit_code(&self) -> u8 {
         use crate::exit;
         match self {
             Error::Usage(_) => exit::USAGE,
