@@ -78,21 +78,34 @@ impl Entry {
 
     /// One JSON object.
     pub fn json(&self) -> String {
-        let when = jiff::Timestamp::try_from(self.time)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        serde_json::json!({
-            "peer": self.peer.map(|p| p.to_string()),
-            "time": when,
-            "request": self.request,
-            "status": self.status,
-            "bytes": self.bytes,
-            "referer": self.referer,
-            "user_agent": self.user_agent,
-            "duration_s": self.took.as_secs_f64(),
-        })
-        .to_string()
+        let line = JsonLine {
+            bytes: self.bytes,
+            duration_s: self.took.as_secs_f64(),
+            peer: self.peer.map(|p| p.to_string()),
+            referer: self.referer.as_deref(),
+            request: &self.request,
+            status: self.status,
+            time: jiff::Timestamp::try_from(self.time)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            user_agent: self.user_agent.as_deref(),
+        };
+        // Serialising plain fields cannot fail; an empty line would be the only outcome if it did.
+        serde_json::to_string(&line).unwrap_or_default()
     }
+}
+
+/// The `--json-log` line, fields in alphabetical order.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    bytes: u64,
+    duration_s: f64,
+    peer: Option<String>,
+    referer: Option<&'a str>,
+    request: &'a str,
+    status: u16,
+    time: String,
+    user_agent: Option<&'a str>,
 }
 
 /// Escapes `"` and `\` and control bytes so a peer cannot forge log fields or lines.
