@@ -367,3 +367,59 @@ fn r8_http_get_to_stdout_says_so() {
     stderr_has(&out, "wrote 5 bytes to stdout");
     assert!(!err_text(&out).contains("saved '-'"), "{}", err_text(&out));
 }
+
+/// See: issue 8. One busy port stopped the whole lab with the hint "choose another --port",
+/// which `lab` does not take. The busy server is skipped with a warning; the others start.
+#[test]
+fn r8_lab_skips_a_busy_port() {
+    use std::io::BufRead;
+    // Hold a TCP port P in the range where --port-base can put echo (3500 + base, base up to
+    // 14319), then start the lab so that echo's TCP port is P.
+    let (held, base) = (0..200)
+        .find_map(|i| {
+            let port = 9000 + ((std::process::id() as u16).wrapping_mul(7) + i * 37) % 8000;
+            std::net::TcpListener::bind(("127.0.0.1", port))
+                .ok()
+                .map(|l| (l, port - 3500))
+        })
+        .expect("a free port to hold");
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["lab", "--port-base", &base.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut lab = Peer::spawn(cmd);
+    let stderr = lab.child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(lab.child.stdout.take().unwrap()).lines();
+    let mut rows = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("127.0.0.1:") {
+            rows.push(line);
+        }
+        if rows.len() == 11 {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), 11, "{rows:?}");
+    let echo_port = held.local_addr().unwrap().port();
+    assert!(
+        rows[0].contains(&format!("127.0.0.1:{echo_port} (busy)")),
+        "{}",
+        rows[0]
+    );
+    // Echo over UDP, on the same port number, did start.
+    let out = socklab(
+        &["echo", "send", "-u", &format!("127.0.0.1:{echo_port}"), "x"],
+        b"",
+    );
+    assert_eq!(ok(&out), b"x\n");
+    let st = stop_child(&mut lab.child, "INT").expect("lab did not stop");
+    assert!(st.success(), "{st}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut log).unwrap();
+    assert!(
+        log.contains("echo (tcp) not started") && log.contains("--port-base"),
+        "{log}"
+    );
+    drop(held);
+}
