@@ -10,7 +10,6 @@ use std::time::Duration;
 use clap::Args;
 use ipnet::IpNet;
 
-use crate::exit::{self, ExitCoded};
 use crate::net::guard::GuardConfig;
 use crate::net::host::{InputBudget, ListenSpec, Place, Transport};
 use crate::net::{self, AllowList, BindOptions, ServeOptions};
@@ -46,16 +45,7 @@ pub struct JsonArg {
     pub json: bool,
 }
 
-/// A usage error found after clap parsing (a combination of flags that makes no sense).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-impl ExitCoded for UsageError {
-    fn exit_code(&self) -> u8 {
-        exit::USAGE
-    }
-}
+pub use crate::exit::UsageError;
 
 /// Flags every server takes.
 #[derive(Debug, Args, Clone)]

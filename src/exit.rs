@@ -15,7 +15,8 @@
 //! | 130  | interrupted by a second Ctrl-C |
 //!
 //! Each error type says its own code by implementing [`ExitCoded`]; this module knows only
-//! the table and the generic errors ([`NetError`], `io::Error`). A protocol's `cli.rs` wraps
+//! the table and the generic errors ([`NetError`], [`UsageError`], `io::Error`), and imports
+//! nothing but `net`. A protocol's `cli.rs` wraps
 //! its driver's error with [`Coded`] (`.map_err(Coded::from)` or [`CodedResult::coded`])
 //! when it turns it into an `anyhow::Error`, and [`code_for`] finds that wrapper in the
 //! chain.
@@ -60,6 +61,19 @@ impl ExitCoded for NetError {
             NetError::BadAddress { .. } => USAGE,
             _ => NETWORK,
         }
+    }
+}
+
+/// A usage error found after clap parsing (a combination of flags that makes no sense): exit
+/// code 2. (Here rather than in `args.rs`, so that `args` depends on `exit` and not the other
+/// way round.)
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl ExitCoded for UsageError {
+    fn exit_code(&self) -> u8 {
+        USAGE
     }
 }
 
@@ -127,7 +141,7 @@ pub fn code_for(err: &(dyn StdError + 'static)) -> u8 {
         if let Some(e) = e.downcast_ref::<NetError>() {
             return e.exit_code();
         }
-        if let Some(e) = e.downcast_ref::<crate::args::UsageError>() {
+        if let Some(e) = e.downcast_ref::<UsageError>() {
             return e.exit_code();
         }
         if e.downcast_ref::<io::Error>().is_some() {
