@@ -291,7 +291,7 @@ fn addr_in(row: &str) -> String {
 /// `--ephemeral` echo's TCP and UDP got different ports.
 #[test]
 fn r8_lab_table_works_without_socklab_nc_or_rdate_on_path() {
-    let (_lab, rows, head, _) = lab_rows("/nonexistent");
+    let (mut lab, rows, head, _) = lab_rows("/nonexistent");
     assert!(
         head.contains(&format!("alias socklab='{}'", bin().display())),
         "{head}"
@@ -314,6 +314,9 @@ fn r8_lab_table_works_without_socklab_nc_or_rdate_on_path() {
         .to_string();
     let out = python(&script, &[], b"");
     assert_eq!(ok(&out), b"b'hello\\n'\n");
+    // Stopped, not killed: a lab that stops removes its demo site.
+    let st = stop_child(&mut lab.child, "INT").expect("lab did not stop");
+    assert!(st.success(), "{st}");
 }
 
 /// See: issue 8. The lab's HTTP server had no access log, and the demo page named
@@ -321,6 +324,9 @@ fn r8_lab_table_works_without_socklab_nc_or_rdate_on_path() {
 #[test]
 fn r8_lab_http_logs_and_names_its_real_address() {
     require("curl");
+    // A demo site left by a killed lab (a pid above Linux's largest, so never alive).
+    let abandoned = std::env::temp_dir().join("socklab-lab-4194999");
+    std::fs::create_dir_all(abandoned.join("files")).unwrap();
     let (mut lab, rows, _, log) = lab_rows(&std::env::var("PATH").unwrap());
     let site = addr_in(rows.iter().find(|r| r.starts_with("http ")).unwrap());
     let page = ok(&curl(&["-s", &format!("http://{site}/")]));

@@ -69,7 +69,8 @@ struct DemoSite {
 
 impl DemoSite {
     fn write(addr: SocketAddr, env: &Env) -> std::io::Result<DemoSite> {
-        let dir = std::env::temp_dir().join(format!("socklab-lab-{}", std::process::id()));
+        remove_abandoned_sites();
+        let dir = std::env::temp_dir().join(format!("{SITE_PREFIX}{}", std::process::id()));
         // Owned from here on: removed again whatever fails next.
         let mut site = DemoSite { root: dir.clone() };
         for (name, bytes) in DEMO {
@@ -91,6 +92,32 @@ impl DemoSite {
 
     fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+/// The demo site's directory is this prefix and the lab's process id.
+const SITE_PREFIX: &str = "socklab-lab-";
+
+/// Removes the demo sites of labs that were killed (SIGKILL leaves no chance to clean up):
+/// a `socklab-lab-PID` directory whose process is gone.
+fn remove_abandoned_sites() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SITE_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        let ours = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !alive && ours {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
