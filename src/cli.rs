@@ -13,7 +13,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::args::{OutputArgs, UsageError};
 use crate::simple::proto::Service;
-use crate::{calc, echo, http, lab, simple};
+use crate::{calc, chat, echo, http, lab, simple};
 
 /// `0.1.0 (git 1a2b3c4)`: the package version and the revision it was built from.
 pub const VERSION: &str = concat!(
@@ -122,6 +122,15 @@ pub enum Command {
         #[command(subcommand)]
         role: http::cli::Role,
     },
+    /// A TCP chat: rooms and nicknames over lines (nc) or the course's framings.
+    #[command(
+        after_help = "Examples:\n  socklab chat serve\n  socklab chat join 6667 --nick alice\nMore: socklab chat serve --help, socklab chat join --help"
+    )]
+    Chat {
+        /// Server or client.
+        #[command(subcommand)]
+        role: chat::cli::Role,
+    },
     /// Start every server on loopback and show how to try each one.
     Lab(lab::LabArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -177,6 +186,7 @@ impl Command {
             Command::Time { role } => role.run(Service::Time, out).await,
             Command::Inetd(args) => simple::cli::inetd(args).await,
             Command::Http { role } => role.run(out).await,
+            Command::Chat { role } => role.run(out).await,
             Command::Lab(args) => lab::run(args).await,
             Command::Completions { shell } => {
                 let mut out = std::io::stdout().lock();
@@ -203,6 +213,8 @@ impl Command {
                 role: ChargenRole::Get(_)
             } | Command::Qotd {
                 role: QotdRole::Get(_)
+            } | Command::Chat {
+                role: chat::cli::Role::Join(_)
             } | Command::Daytime { role: Role::Get(_) }
                 | Command::Time { role: Role::Get(_) }
         )

@@ -435,6 +435,53 @@ fn client_body(
     }
 }
 
+/// The chat core with arbitrary input: each line of `data` comes from one of four clients (its
+/// first byte picks which, and whether it disconnects), one millisecond apart. Checks that
+/// nothing panics, that nobody gets their own chat line back, and that every delivered chat
+/// line's text is exactly what its sender wrote.
+pub fn chat_lines(data: &[u8]) {
+    use std::time::Duration;
+
+    use crate::chat::proto::{ClientId, Hub, Kind, Settings};
+
+    let mut hub = Hub::new(Settings::default());
+    let t0 = crate::net::clock::now();
+    let mut connected = [false; 4];
+    for (i, line) in data.split(|&b| b == b'\n').enumerate() {
+        let Some((&pick, rest)) = line.split_first() else {
+            continue;
+        };
+        let who = (pick % 4) as usize;
+        let id = ClientId(who as u64);
+        let now = t0 + Duration::from_millis(i as u64);
+        if !connected[who] {
+            hub.connect(now, id);
+            connected[who] = true;
+        }
+        if pick & 0x80 != 0 {
+            hub.disconnect(i as u64, id, "gone");
+            connected[who] = false;
+            continue;
+        }
+        let text = String::from_utf8_lossy(rest);
+        let out = hub.line(now, i as u64, id, &text);
+        for (to, msg) in &out.deliveries {
+            if let Kind::Chat { nick, .. } = &msg.kind
+                && !msg.replayed
+            {
+                assert_ne!(*to, id, "a chat line went back to its sender");
+                assert_eq!(Some(nick.as_str()), hub.nick(id), "wrong sender nick");
+                let sent = text.strip_prefix('/').filter(|t| t.starts_with('/'));
+                assert_eq!(
+                    msg.text,
+                    sent.unwrap_or(&text),
+                    "the text changed on its way"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -544,5 +591,11 @@ mod tests {
             let data: Vec<u8> = config.iter().chain(&delimiter).chain(&stream).copied().collect();
             frame_delimited(&data);
         }
+    }
+
+    #[test]
+    fn chat_seed_session_holds_its_invariants() {
+        chat_lines(include_bytes!("../fuzz/seeds/chat_lines/session"));
+        chat_lines(b"\x00a\n\x01b\n\x00//not a command\n\x00\xff\xfe\n\x81\n\x01x");
     }
 }

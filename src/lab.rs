@@ -42,6 +42,7 @@ pub fn entries() -> Vec<Entry> {
     all.extend(crate::http::lab::entries());
     all.extend(crate::calc::lab::entries());
     all.extend(crate::simple::lab::entries());
+    all.extend(crate::chat::lab::entries());
     all
 }
 

@@ -14,6 +14,7 @@
 pub mod args;
 pub mod calc;
 pub mod catalog;
+pub mod chat;
 pub mod cli;
 pub mod echo;
 pub mod exit;

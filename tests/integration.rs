@@ -10,6 +10,8 @@ mod support;
 
 /// The postfix calculator protocol.
 mod calc;
+/// The TCP chat: nc, the course's MySocket class, header frames, `chat join`, slow consumers.
+mod chat;
 /// Errors, exit codes, tracing, shutdown and the lab.
 mod cli;
 /// Echo over TCP, UDP and Unix sockets, framing, the threads model, control datagrams.

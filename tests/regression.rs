@@ -261,11 +261,11 @@ fn lab_rows(path: &str) -> (Peer, Vec<String>, String, Arc<Mutex<String>>) {
             head.push_str(&line);
             head.push('\n');
         }
-        if rows.len() == 11 {
+        if rows.len() == 12 {
             break;
         }
     }
-    assert_eq!(rows.len(), 11, "{head}{rows:?}");
+    assert_eq!(rows.len(), 12, "{head}{rows:?}");
     // Keep reading stdout (the access log) so the lab never blocks on a full pipe.
     let rest = Arc::new(Mutex::new(String::new()));
     let sink = rest.clone();
@@ -402,11 +402,11 @@ fn r8_lab_skips_a_busy_port() {
         if line.contains("127.0.0.1:") {
             rows.push(line);
         }
-        if rows.len() == 11 {
+        if rows.len() == 12 {
             break;
         }
     }
-    assert_eq!(rows.len(), 11, "{rows:?}");
+    assert_eq!(rows.len(), 12, "{rows:?}");
     let echo_port = held.local_addr().unwrap().port();
     assert!(
         rows[0].contains(&format!("127.0.0.1:{echo_port} (busy)")),

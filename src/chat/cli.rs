@@ -1,0 +1,187 @@
+//! `socklab chat serve` and `socklab chat join`: arguments and their conversion to configs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::client;
+use super::proto::{self, Flood, Settings};
+use super::server::{self, ChatFraming};
+use crate::args::{JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration};
+use crate::exit::CodedResult;
+use crate::net;
+
+/// Chat roles.
+#[derive(Debug, Subcommand)]
+pub enum Role {
+    /// Run a chat server: rooms, nicknames, commands, history, over lines or the course's
+    /// framings.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+    /// Join a chat: stdin lines are sent, each message received is printed as one line.
+    #[command(after_help = JOIN_EXAMPLES)]
+    Join(JoinArgs),
+}
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  socklab chat serve                         lines on 127.0.0.1:6667 (nc, telnet)
+  socklab chat serve -p 0 --framing fixed:1024   the course's MySocket clients (MSGLEN 1024)
+  socklab chat serve --framing 'delim:.'     messages ending in '.'
+  socklab chat serve --framing header        length, id, timestamp and CRC32 (PROTOCOLS.md)
+  socklab chat serve --flood off --history 200
+Try it:
+  nc 127.0.0.1 6667                          first line: your nickname; then chat; /help";
+
+const JOIN_EXAMPLES: &str = "\
+Examples:
+  socklab chat join 127.0.0.1:6667 --nick alice
+  socklab chat join 6667 --nick bot --room '#news' < lines.txt    send a file's lines, leave
+  socklab chat join 6667 --nick carol --framing header --json";
+
+/// `socklab chat serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    net: ServerNetArgs,
+    /// How messages are cut: lines (\n; a \r before it is dropped), fixed:N, delim:STR or
+    /// header.
+    #[arg(long, default_value = "lines", value_name = "SPEC")]
+    framing: ChatFraming,
+    /// Per-client flood control, RATE/BURST (messages per second, burst), or off.
+    #[arg(long, default_value = "5/10", value_name = "RATE/BURST|off", value_parser = parse_flood)]
+    flood: FloodArg,
+    /// Most connections from one IP address.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_PER_IP, value_name = "N")]
+    max_per_ip: usize,
+    /// Messages kept per room and replayed to whoever joins it.
+    #[arg(long, default_value_t = proto::DEFAULT_HISTORY, value_name = "N")]
+    history: usize,
+    /// A message of the day, sent to each client after its nickname.
+    #[arg(long, value_name = "FILE")]
+    motd: Option<PathBuf>,
+}
+
+/// `--flood`.
+#[derive(Debug, Clone, Copy)]
+pub struct FloodArg(Option<Flood>);
+
+fn parse_flood(s: &str) -> Result<FloodArg, String> {
+    if s == "off" {
+        return Ok(FloodArg(None));
+    }
+    let bad = || format!("{s:?} is not RATE/BURST (e.g. 5/10) or off");
+    let (r, b) = s.split_once('/').ok_or_else(bad)?;
+    let rate: f64 = r.trim().parse().map_err(|_| bad())?;
+    let burst: f64 = b.trim().parse().map_err(|_| bad())?;
+    if !(rate > 0.0 && rate.is_finite() && burst >= 1.0 && burst.is_finite()) {
+        return Err(format!(
+            "{s:?}: the rate must be above 0 and the burst at least 1"
+        ));
+    }
+    Ok(FloodArg(Some(Flood { rate, burst })))
+}
+
+impl TryFrom<&ServeArgs> for server::Config {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &ServeArgs) -> anyhow::Result<Self> {
+        if a.net.udp {
+            return Err(UsageError(
+                "the chat runs over a stream (TCP or --unix), not --udp".into(),
+            )
+            .into());
+        }
+        if a.history > proto::MAX_HISTORY {
+            return Err(UsageError(format!("--history is at most {}", proto::MAX_HISTORY)).into());
+        }
+        if a.max_per_ip == 0 {
+            return Err(UsageError("--max-per-ip must be at least 1".into()).into());
+        }
+        let motd = match &a.motd {
+            None => None,
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| UsageError(format!("--motd {}: {e}", path.display())))?,
+            ),
+        };
+        Ok(server::Config {
+            serve: a.net.serve_options(),
+            timeout: a.net.timeout,
+            framing: a.framing.clone(),
+            settings: Settings {
+                history: a.history,
+                flood: a.flood.0,
+                motd,
+            },
+            max_per_ip: a.max_per_ip,
+        })
+    }
+}
+
+/// `socklab chat join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Server address: HOST:PORT, [IPV6]:PORT, PORT (loopback) or unix:/PATH.
+    #[arg(value_name = "ADDR")]
+    addr: String,
+    /// Your nickname.
+    #[arg(long)]
+    nick: String,
+    /// A room to join (#name).
+    #[arg(long, value_name = "#ROOM")]
+    room: Option<String>,
+    /// The server's framing: lines, fixed:N, delim:STR or header.
+    #[arg(long, default_value = "lines", value_name = "SPEC")]
+    framing: ChatFraming,
+    /// Give up on connecting, or on a write, after this long.
+    #[arg(short, long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Print every send and receive as a hex dump on stderr.
+    #[arg(long)]
+    trace: bool,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+impl TryFrom<&JoinArgs> for client::Config {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &JoinArgs) -> anyhow::Result<Self> {
+        proto::check_nick(&a.nick).map_err(|e| UsageError(e.to_string()))?;
+        if let Some(room) = &a.room {
+            proto::check_room(room).map_err(|e| UsageError(e.to_string()))?;
+        }
+        Ok(client::Config {
+            target: a.addr.parse()?,
+            nick: a.nick.clone(),
+            room: a.room.clone(),
+            framing: a.framing.clone(),
+            timeout: a.timeout,
+            trace: a.trace,
+        })
+    }
+}
+
+impl Role {
+    /// Runs the role.
+    pub async fn run(self, out: OutputArgs) -> anyhow::Result<ExitCode> {
+        match self {
+            Role::Serve(args) => {
+                let cfg = server::Config::try_from(&args)?;
+                let shutdown = net::shutdown::on_signals();
+                let bound = args.net.listen_spec(server::DEFAULT_PORT)?.bind().await?;
+                bound.announce()?;
+                server::run(bound, cfg, shutdown).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Role::Join(args) => {
+                let cfg = client::Config::try_from(&args)?;
+                client::run(cfg, out.reporter(args.json)).await.coded()?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}

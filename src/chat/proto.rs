@@ -1,0 +1,884 @@
+//! The chat's sans-IO core: nicknames, rooms, commands, history and flood control, with no
+//! socket, no clock and no framing. The server driver feeds it what each client said
+//! ([`Hub::connect`], [`Hub::line`], [`Hub::disconnect`]) with the time as an argument, and
+//! delivers what it returns: a list of [`Delivery`] values, each one message for one client.
+//!
+//! ```text
+//!  client 7: "/join #rust"  ──▶ Hub::line(now, 7, "/join #rust") ──▶ [(7, notice "you joined #rust"),
+//!                                                                      (3, notice "carol joined #rust"),
+//!                                                                      (7, replayed history …)]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Longest nickname, in characters.
+pub const MAX_NICK: usize = 16;
+/// Longest room name, `#` included.
+pub const MAX_ROOM: usize = 32;
+/// Longest chat line accepted from a client, in bytes (longer ones are refused with an error
+/// message; the line is not cut).
+pub const MAX_TEXT: usize = 2048;
+/// Longest topic, in bytes.
+pub const MAX_TOPIC: usize = 256;
+/// The room every client starts in.
+pub const DEFAULT_ROOM: &str = "#general";
+/// Default messages kept per room and replayed on join.
+pub const DEFAULT_HISTORY: usize = 50;
+/// Most messages `/history N` replays.
+pub const MAX_HISTORY: usize = 1000;
+
+/// A connected client, as the driver names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// Per-client flood control: a token bucket (IRC servers' "penalty" model: each message costs
+/// one token; tokens come back at `rate` per second up to `burst`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Flood {
+    /// Messages per second, sustained.
+    pub rate: f64,
+    /// Messages in a burst.
+    pub burst: f64,
+}
+
+impl Flood {
+    /// Default: 5 messages per second, bursts of 10.
+    pub const DEFAULT: Flood = Flood {
+        rate: 5.0,
+        burst: 10.0,
+    };
+}
+
+/// What the core needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Messages kept per room (`--history`).
+    pub history: usize,
+    /// Flood control (`None`: `--flood off`).
+    pub flood: Option<Flood>,
+    /// The message of the day, sent after the nickname is accepted.
+    pub motd: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            history: DEFAULT_HISTORY,
+            flood: Some(Flood::DEFAULT),
+            motd: None,
+        }
+    }
+}
+
+/// What kind of message a client receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A chat line in a room.
+    Chat {
+        /// The room.
+        room: String,
+        /// Who said it.
+        nick: String,
+    },
+    /// `/me` in a room.
+    Action {
+        /// The room.
+        room: String,
+        /// Who did it.
+        nick: String,
+    },
+    /// A private message (`/msg`), to or from `nick`.
+    Private {
+        /// The sender.
+        from: String,
+        /// The recipient.
+        to: String,
+    },
+    /// Something the server says (joins, leaves, replies to commands).
+    Notice,
+    /// An error in reply to what the client sent.
+    Error,
+}
+
+/// One message for one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The server's message id (increasing; replayed history keeps its original id).
+    pub id: u32,
+    /// When the server accepted it, microseconds since the Unix epoch.
+    pub time_us: u64,
+    /// What it is.
+    pub kind: Kind,
+    /// Its text, unchanged from what the sender wrote for chat lines.
+    pub text: String,
+    /// True for a message replayed from history.
+    pub replayed: bool,
+}
+
+impl Message {
+    /// The message as one line of text, without a line end: `[HH:MM:SS] <nick> text` and so
+    /// on. It contains the sender's nickname and the text unchanged.
+    pub fn render(&self) -> String {
+        let secs = self.time_us / 1_000_000;
+        let clock = format!(
+            "{:02}:{:02}:{:02}",
+            (secs / 3600) % 24,
+            (secs / 60) % 60,
+            secs % 60
+        );
+        let mark = if self.replayed { " (history)" } else { "" };
+        match &self.kind {
+            Kind::Chat { room, nick } => format!("[{clock}]{mark} {room} <{nick}> {}", self.text),
+            Kind::Action { room, nick } => format!("[{clock}]{mark} {room} * {nick} {}", self.text),
+            Kind::Private { from, to } => format!("[{clock}] *{from}* -> {to}: {}", self.text),
+            Kind::Notice => format!("[{clock}] -!- {}", self.text),
+            Kind::Error => format!("[{clock}] !!! {}", self.text),
+        }
+    }
+}
+
+/// One message for one client: what the driver delivers.
+pub type Delivery = (ClientId, Message);
+
+/// What the driver must do beyond delivering messages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Messages to deliver, in order.
+    pub deliveries: Vec<Delivery>,
+    /// Clients to disconnect after their messages are delivered (`/quit`).
+    pub close: Vec<ClientId>,
+}
+
+impl Outcome {
+    fn to(&mut self, client: ClientId, msg: Message) {
+        self.deliveries.push((client, msg));
+    }
+}
+
+#[derive(Debug)]
+struct Client {
+    nick: Option<String>,
+    room: String,
+    tokens: f64,
+    last: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    name: String,
+    topic: Option<String>,
+    members: BTreeSet<ClientId>,
+    history: VecDeque<Message>,
+}
+
+/// The whole chat: who is connected, under which nick, in which room.
+#[derive(Debug)]
+pub struct Hub {
+    settings: Settings,
+    clients: HashMap<ClientId, Client>,
+    /// Lower-cased nick → its owner.
+    nicks: HashMap<String, ClientId>,
+    /// Lower-cased room name → room.
+    rooms: BTreeMap<String, Room>,
+    next_id: u32,
+}
+
+/// Why a nickname or room name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty.
+    #[error("a nickname cannot be empty")]
+    EmptyNick,
+    /// Too long.
+    #[error("nickname {0:?} is longer than {MAX_NICK} characters")]
+    NickTooLong(String),
+    /// Bad characters.
+    #[error(
+        "nickname {0:?} may use letters, digits and - _ [ ] {{ }} \\ | ^, and must not start \
+         with a digit or -"
+    )]
+    BadNick(String),
+    /// Taken (case-insensitive).
+    #[error("nickname {0:?} is taken")]
+    NickTaken(String),
+    /// A bad room name.
+    #[error("room {0:?} must start with # and have 1 to 31 letters, digits or - _ . after it")]
+    BadRoom(String),
+}
+
+/// Checks a nickname (IRC's rules, RFC 2812 §2.3.1, with a length of 16).
+pub fn check_nick(nick: &str) -> Result<(), NameError> {
+    let mut chars = nick.chars();
+    let Some(first) = chars.next() else {
+        return Err(NameError::EmptyNick);
+    };
+    if nick.chars().count() > MAX_NICK {
+        return Err(NameError::NickTooLong(nick.into()));
+    }
+    let special = |c: char| "-_[]{}\\|^".contains(c);
+    if first.is_ascii_digit() || first == '-' {
+        return Err(NameError::BadNick(nick.into()));
+    }
+    if !nick
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || special(c))
+    {
+        return Err(NameError::BadNick(nick.into()));
+    }
+    Ok(())
+}
+
+/// Checks a room name: `#` and 1 to 31 letters, digits, `-`, `_` or `.`.
+pub fn check_room(room: &str) -> Result<(), NameError> {
+    let ok = room.starts_with('#')
+        && (2..=MAX_ROOM).contains(&room.len())
+        && room[1..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::BadRoom(room.into()))
+    }
+}
+
+/// The commands, for `/help`.
+pub const HELP: &[&str] = &[
+    "/nick NAME        change your nickname",
+    "/join #ROOM       go to a room (it is made if it does not exist)",
+    "/part             go back to #general",
+    "/msg NICK TEXT    a private message",
+    "/me TEXT          an action (* nick TEXT)",
+    "/who              who is in your room",
+    "/rooms            every room and how many are in it",
+    "/topic [TEXT]     show or set your room's topic",
+    "/history [N]      the last N messages of your room",
+    "/ping             the server answers pong",
+    "/quit [TEXT]      leave",
+    "/help             this list",
+    "A line that starts with // sends the rest as text starting with /.",
+];
+
+impl Hub {
+    /// An empty chat.
+    pub fn new(settings: Settings) -> Self {
+        Hub {
+            settings,
+            clients: HashMap::new(),
+            nicks: HashMap::new(),
+            rooms: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Clients connected.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// True with no client.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// The nickname of `client`, once it has one.
+    pub fn nick(&self, client: ClientId) -> Option<&str> {
+        self.clients.get(&client)?.nick.as_deref()
+    }
+
+    /// A new connection. Its first message must be its nickname.
+    pub fn connect(&mut self, now: Instant, client: ClientId) {
+        let burst = self.settings.flood.map_or(0.0, |f| f.burst);
+        self.clients.insert(
+            client,
+            Client {
+                nick: None,
+                room: DEFAULT_ROOM.into(),
+                tokens: burst,
+                last: now,
+            },
+        );
+    }
+
+    /// A connection ended (`/quit`, the peer closed, an error): the others are told.
+    pub fn disconnect(&mut self, wall_us: u64, client: ClientId, why: &str) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(c) = self.clients.remove(&client) else {
+            return out;
+        };
+        let Some(nick) = c.nick else {
+            return out;
+        };
+        self.nicks.remove(&nick.to_lowercase());
+        self.leave_room(&c.room, client);
+        let text = format!("{nick} left ({why})");
+        self.announce(&mut out, wall_us, &c.room, &text, None);
+        out
+    }
+
+    /// One message from `client`: its nickname if it has none yet, a command, or chat text.
+    pub fn line(&mut self, now: Instant, wall_us: u64, client: ClientId, line: &str) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(c) = self.clients.get(&client) else {
+            return out;
+        };
+        if c.nick.is_none() {
+            self.register(wall_us, client, line.trim(), &mut out);
+            return out;
+        }
+        if line.len() > MAX_TEXT {
+            let text = format!(
+                "message of {} bytes refused: the limit is {MAX_TEXT}",
+                line.len()
+            );
+            out.to(client, self.error(wall_us, text));
+            return out;
+        }
+        if !self.take_token(now, client) {
+            let text = "flood control: too many messages; wait a moment (this one was not sent)";
+            out.to(client, self.error(wall_us, text.into()));
+            return out;
+        }
+        match line.strip_prefix('/') {
+            Some(rest) if !rest.starts_with('/') => self.command(wall_us, client, rest, &mut out),
+            Some(rest) => self.say(wall_us, client, rest, false, &mut out),
+            None => self.say(wall_us, client, line, false, &mut out),
+        }
+        out
+    }
+
+    /// Everyone is told the server is going away (graceful shutdown).
+    pub fn shutdown(&mut self, wall_us: u64, why: &str) -> Outcome {
+        let mut out = Outcome::default();
+        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+        for id in ids {
+            let msg = self.notice(wall_us, format!("server shutting down: {why}"));
+            out.to(id, msg);
+        }
+        out
+    }
+
+    fn take_token(&mut self, now: Instant, client: ClientId) -> bool {
+        let Some(flood) = self.settings.flood else {
+            return true;
+        };
+        let Some(c) = self.clients.get_mut(&client) else {
+            return false;
+        };
+        let elapsed = now.saturating_duration_since(c.last).as_secs_f64();
+        c.tokens = (c.tokens + elapsed * flood.rate).min(flood.burst);
+        c.last = now;
+        if c.tokens >= 1.0 {
+            c.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn message(&mut self, wall_us: u64, kind: Kind, text: String) -> Message {
+        Message {
+            id: self.id(),
+            time_us: wall_us,
+            kind,
+            text,
+            replayed: false,
+        }
+    }
+
+    fn notice(&mut self, wall_us: u64, text: String) -> Message {
+        self.message(wall_us, Kind::Notice, text)
+    }
+
+    fn error(&mut self, wall_us: u64, text: String) -> Message {
+        self.message(wall_us, Kind::Error, text)
+    }
+
+    fn register(&mut self, wall_us: u64, client: ClientId, nick: &str, out: &mut Outcome) {
+        if let Err(e) = self.claim(client, nick) {
+            let text = format!("{e}; send another nickname");
+            out.to(client, self.error(wall_us, text));
+            return;
+        }
+        let welcome =
+            format!("welcome, {nick}: you are in {DEFAULT_ROOM}; /help lists the commands");
+        out.to(client, self.notice(wall_us, welcome));
+        if let Some(motd) = self.settings.motd.clone() {
+            for line in motd.lines() {
+                let msg = self.notice(wall_us, format!("motd: {line}"));
+                out.to(client, msg);
+            }
+        }
+        self.enter_room(wall_us, client, DEFAULT_ROOM, out);
+    }
+
+    /// Takes `nick` for `client`, releasing its old one.
+    fn claim(&mut self, client: ClientId, nick: &str) -> Result<(), NameError> {
+        check_nick(nick)?;
+        let key = nick.to_lowercase();
+        match self.nicks.get(&key) {
+            Some(&owner) if owner != client => return Err(NameError::NickTaken(nick.into())),
+            _ => {}
+        }
+        let Some(c) = self.clients.get_mut(&client) else {
+            return Ok(());
+        };
+        if let Some(old) = c.nick.replace(nick.into()) {
+            self.nicks.remove(&old.to_lowercase());
+        }
+        self.nicks.insert(key, client);
+        Ok(())
+    }
+
+    fn room_mut(&mut self, name: &str) -> &mut Room {
+        self.rooms
+            .entry(name.to_lowercase())
+            .or_insert_with(|| Room {
+                name: name.into(),
+                ..Room::default()
+            })
+    }
+
+    fn leave_room(&mut self, name: &str, client: ClientId) {
+        let key = name.to_lowercase();
+        if let Some(room) = self.rooms.get_mut(&key) {
+            room.members.remove(&client);
+            // An empty room goes, unless it has a history worth keeping.
+            if room.members.is_empty() && room.history.is_empty() && room.topic.is_none() {
+                self.rooms.remove(&key);
+            }
+        }
+    }
+
+    fn enter_room(&mut self, wall_us: u64, client: ClientId, name: &str, out: &mut Outcome) {
+        let nick = self.nick(client).unwrap_or_default().to_string();
+        let room = self.room_mut(name);
+        room.members.insert(client);
+        let shown = room.name.clone();
+        let topic = room.topic.clone();
+        let replay: Vec<Message> = room.history.iter().cloned().collect();
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.room = shown.clone();
+        }
+        let joined = format!("{nick} joined {shown}");
+        self.announce(out, wall_us, &shown, &joined, Some(client));
+        let here = format!("you are in {shown}");
+        out.to(client, self.notice(wall_us, here));
+        if let Some(t) = topic {
+            let msg = self.notice(wall_us, format!("topic of {shown}: {t}"));
+            out.to(client, msg);
+        }
+        for mut m in replay {
+            m.replayed = true;
+            out.to(client, m);
+        }
+    }
+
+    /// A notice to everyone in `room` but `except`.
+    fn announce(
+        &mut self,
+        out: &mut Outcome,
+        wall_us: u64,
+        room: &str,
+        text: &str,
+        except: Option<ClientId>,
+    ) {
+        let members: Vec<ClientId> = match self.rooms.get(&room.to_lowercase()) {
+            Some(r) => r.members.iter().copied().collect(),
+            None => return,
+        };
+        let msg = self.notice(wall_us, text.into());
+        for m in members.into_iter().filter(|&m| Some(m) != except) {
+            out.to(m, msg.clone());
+        }
+    }
+
+    fn say(&mut self, wall_us: u64, client: ClientId, text: &str, action: bool, out: &mut Outcome) {
+        let Some(c) = self.clients.get(&client) else {
+            return;
+        };
+        let (nick, room_name) = (c.nick.clone().unwrap_or_default(), c.room.clone());
+        let kind = if action {
+            Kind::Action {
+                room: room_name.clone(),
+                nick,
+            }
+        } else {
+            Kind::Chat {
+                room: room_name.clone(),
+                nick,
+            }
+        };
+        let msg = self.message(wall_us, kind, text.into());
+        let keep = self.settings.history;
+        let room = self.room_mut(&room_name);
+        if keep > 0 {
+            if room.history.len() == keep {
+                room.history.pop_front();
+            }
+            room.history.push_back(msg.clone());
+        }
+        let members: Vec<ClientId> = room.members.iter().copied().collect();
+        for m in members.into_iter().filter(|&m| m != client) {
+            out.to(m, msg.clone());
+        }
+    }
+
+    fn command(&mut self, wall_us: u64, client: ClientId, line: &str, out: &mut Outcome) {
+        let (name, rest) = match line.split_once(char::is_whitespace) {
+            Some((n, r)) => (n, r.trim()),
+            None => (line, ""),
+        };
+        let reply = |hub: &mut Hub, out: &mut Outcome, text: String| {
+            let msg = hub.notice(wall_us, text);
+            out.to(client, msg);
+        };
+        let fail = |hub: &mut Hub, out: &mut Outcome, text: String| {
+            let msg = hub.error(wall_us, text);
+            out.to(client, msg);
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "nick" => {
+                let old = self.nick(client).unwrap_or_default().to_string();
+                match self.claim(client, rest) {
+                    Err(e) => fail(self, out, e.to_string()),
+                    Ok(()) => {
+                        let room = self.clients.get(&client).map(|c| c.room.clone());
+                        let text = format!("{old} is now {rest}");
+                        if let Some(room) = room {
+                            self.announce(out, wall_us, &room, &text, Some(client));
+                        }
+                        reply(self, out, format!("you are now {rest}"));
+                    }
+                }
+            }
+            "join" => {
+                let target = if rest.starts_with('#') {
+                    rest.to_string()
+                } else {
+                    format!("#{rest}")
+                };
+                if let Err(e) = check_room(&target) {
+                    return fail(self, out, e.to_string());
+                }
+                self.move_to(wall_us, client, &target, out);
+            }
+            "part" => self.move_to(wall_us, client, DEFAULT_ROOM, out),
+            "msg" => {
+                let Some((to, text)) = rest.split_once(char::is_whitespace) else {
+                    return fail(self, out, "usage: /msg NICK TEXT".into());
+                };
+                let Some(&target) = self.nicks.get(&to.to_lowercase()) else {
+                    return fail(self, out, format!("no one is called {to:?}"));
+                };
+                let from = self.nick(client).unwrap_or_default().to_string();
+                let to = self.nick(target).unwrap_or_default().to_string();
+                let msg = self.message(wall_us, Kind::Private { from, to }, text.trim().into());
+                out.to(target, msg.clone());
+                if target != client {
+                    out.to(client, msg);
+                }
+            }
+            "me" => self.say(wall_us, client, rest, true, out),
+            "who" => {
+                let room = self.clients.get(&client).map(|c| c.room.clone());
+                let room = room.unwrap_or_default();
+                let mut names: Vec<String> = self
+                    .rooms
+                    .get(&room.to_lowercase())
+                    .map(|r| {
+                        r.members
+                            .iter()
+                            .filter_map(|m| self.nick(*m).map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                names.sort_by_key(|n| n.to_lowercase());
+                reply(self, out, format!("in {room}: {}", names.join(" ")));
+            }
+            "rooms" => {
+                let list: Vec<String> = self
+                    .rooms
+                    .values()
+                    .map(|r| format!("{} ({})", r.name, r.members.len()))
+                    .collect();
+                reply(self, out, format!("rooms: {}", list.join(", ")));
+            }
+            "topic" => {
+                let room = self.clients.get(&client).map(|c| c.room.clone());
+                let room = room.unwrap_or_default();
+                if rest.is_empty() {
+                    let topic = self
+                        .rooms
+                        .get(&room.to_lowercase())
+                        .and_then(|r| r.topic.clone());
+                    let text = match topic {
+                        Some(t) => format!("topic of {room}: {t}"),
+                        None => format!("{room} has no topic"),
+                    };
+                    return reply(self, out, text);
+                }
+                if rest.len() > MAX_TOPIC {
+                    return fail(self, out, format!("a topic has at most {MAX_TOPIC} bytes"));
+                }
+                self.room_mut(&room).topic = Some(rest.into());
+                let nick = self.nick(client).unwrap_or_default().to_string();
+                let text = format!("{nick} set the topic of {room}: {rest}");
+                self.announce(out, wall_us, &room, &text, None);
+            }
+            "history" => {
+                let n = if rest.is_empty() {
+                    self.settings.history
+                } else {
+                    match rest.parse::<usize>() {
+                        Ok(n) => n.min(MAX_HISTORY),
+                        Err(_) => return fail(self, out, "usage: /history [N]".into()),
+                    }
+                };
+                let room = self.clients.get(&client).map(|c| c.room.clone());
+                let past: Vec<Message> = self
+                    .rooms
+                    .get(&room.unwrap_or_default().to_lowercase())
+                    .map(|r| {
+                        let skip = r.history.len().saturating_sub(n);
+                        r.history.iter().skip(skip).cloned().collect()
+                    })
+                    .unwrap_or_default();
+                for mut m in past {
+                    m.replayed = true;
+                    out.to(client, m);
+                }
+            }
+            "ping" => reply(self, out, "pong".into()),
+            "quit" => {
+                let why = if rest.is_empty() { "quit" } else { rest };
+                reply(self, out, format!("bye ({why})"));
+                out.close.push(client);
+            }
+            "help" => {
+                for line in HELP {
+                    reply(self, out, (*line).into());
+                }
+            }
+            _ => fail(
+                self,
+                out,
+                format!("unknown command /{name}; /help lists the commands"),
+            ),
+        }
+    }
+
+    fn move_to(&mut self, wall_us: u64, client: ClientId, target: &str, out: &mut Outcome) {
+        let Some(c) = self.clients.get(&client) else {
+            return;
+        };
+        let from = c.room.clone();
+        if from.eq_ignore_ascii_case(target) {
+            let msg = self.notice(wall_us, format!("you are already in {from}"));
+            out.to(client, msg);
+            return;
+        }
+        let nick = c.nick.clone().unwrap_or_default();
+        self.leave_room(&from, client);
+        let text = format!("{nick} went to {target}");
+        self.announce(out, wall_us, &from, &text, None);
+        self.enter_room(wall_us, client, target, out);
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Makes `text` safe to send with a delimiter framing: the server never sends a message that
+/// contains its delimiter, so each occurrence is replaced: a space by a no-break space
+/// (U+00A0), a `.` by a one-dot leader (U+2024), `\n` by a space, anything else by U+FFFD.
+pub fn without_delimiter(text: &str, delim: &[u8]) -> String {
+    let Ok(d) = std::str::from_utf8(delim) else {
+        return text.replace(|c: char| delim.contains(&(c as u8)), "\u{FFFD}");
+    };
+    if d.is_empty() || !text.contains(d) {
+        return text.to_string();
+    }
+    let with = match d {
+        " " => "\u{00A0}",
+        "." => "\u{2024}",
+        "\n" | "\r\n" => " ",
+        _ => "\u{FFFD}",
+    };
+    text.replace(d, with)
+}
+
+/// How long a flood-limited client waits for one more message (for tests and messages).
+pub fn refill_time(flood: Flood) -> Duration {
+    Duration::from_secs_f64(1.0 / flood.rate.max(f64::MIN_POSITIVE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> (Hub, Instant) {
+        (Hub::new(Settings::default()), crate::net::clock::now())
+    }
+
+    fn join(h: &mut Hub, t: Instant, id: u64, nick: &str) -> Outcome {
+        h.connect(t, ClientId(id));
+        h.line(t, 0, ClientId(id), nick)
+    }
+
+    fn texts(out: &Outcome, to: u64) -> Vec<String> {
+        out.deliveries
+            .iter()
+            .filter(|(c, _)| c.0 == to)
+            .map(|(_, m)| m.text.clone())
+            .collect()
+    }
+
+    #[test]
+    fn nicknames_follow_the_rules() {
+        for ok in ["alice", "Bob_2", "[x]", "a-b", "z^"] {
+            check_nick(ok).unwrap();
+        }
+        for bad in ["", "2x", "-x", "a b", "é", "seventeen_chars_x", "a:b"] {
+            assert!(check_nick(bad).is_err(), "{bad}");
+        }
+        check_room("#general").unwrap();
+        for bad in ["general", "#", "#a b", "#a,b"] {
+            assert!(check_room(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_first_message_is_the_nickname_and_taken_ones_are_refused() {
+        let (mut h, t) = hub();
+        let out = join(&mut h, t, 1, "alice");
+        assert!(texts(&out, 1)[0].starts_with("welcome, alice"));
+        let out = join(&mut h, t, 2, "ALICE");
+        assert_eq!(out.deliveries[0].1.kind, Kind::Error);
+        assert!(texts(&out, 2)[0].contains("taken"), "{out:?}");
+        let out = h.line(t, 0, ClientId(2), "bob");
+        assert!(texts(&out, 2)[0].starts_with("welcome, bob"));
+        assert!(texts(&out, 1).iter().any(|m| m == "bob joined #general"));
+    }
+
+    #[test]
+    fn a_chat_line_reaches_everyone_else_in_the_room_unchanged() {
+        let (mut h, t) = hub();
+        join(&mut h, t, 1, "alice");
+        join(&mut h, t, 2, "bob");
+        join(&mut h, t, 3, "carol");
+        h.line(t, 0, ClientId(3), "/join #other");
+        let out = h.line(t, 1_700_000_000_000_000, ClientId(1), "héllo, wörld  ");
+        assert_eq!(out.deliveries.len(), 1, "{out:?}");
+        let (to, msg) = &out.deliveries[0];
+        assert_eq!(*to, ClientId(2));
+        assert_eq!(msg.text, "héllo, wörld  ");
+        assert!(
+            msg.render().contains("<alice> héllo, wörld  "),
+            "{}",
+            msg.render()
+        );
+    }
+
+    #[test]
+    fn history_is_replayed_on_join_and_on_request() {
+        let (mut h, t) = hub();
+        join(&mut h, t, 1, "alice");
+        for i in 0..3 {
+            h.line(t, 0, ClientId(1), &format!("line {i}"));
+        }
+        let out = join(&mut h, t, 2, "bob");
+        let replayed: Vec<_> = out
+            .deliveries
+            .iter()
+            .filter(|(c, m)| c.0 == 2 && m.replayed)
+            .map(|(_, m)| m.text.as_str())
+            .collect();
+        assert_eq!(replayed, ["line 0", "line 1", "line 2"]);
+        let out = h.line(t, 0, ClientId(2), "/history 2");
+        assert_eq!(texts(&out, 2), ["line 1", "line 2"]);
+    }
+
+    #[test]
+    fn commands_answer_and_unknown_ones_are_errors() {
+        let (mut h, t) = hub();
+        join(&mut h, t, 1, "alice");
+        join(&mut h, t, 2, "bob");
+        let out = h.line(t, 0, ClientId(1), "/msg BOB psst");
+        assert_eq!(texts(&out, 2), ["psst"]);
+        assert_eq!(
+            texts(&out, 1),
+            ["psst"],
+            "the sender sees its own private message"
+        );
+        let out = h.line(t, 0, ClientId(1), "/who");
+        assert_eq!(texts(&out, 1), ["in #general: alice bob"]);
+        let out = h.line(t, 0, ClientId(1), "/frobnicate");
+        assert_eq!(out.deliveries[0].1.kind, Kind::Error);
+        let out = h.line(t, 0, ClientId(1), "/nick al");
+        assert_eq!(texts(&out, 2), ["alice is now al"]);
+        let out = h.line(t, 0, ClientId(1), "//not a command");
+        assert_eq!(texts(&out, 2), ["/not a command"]);
+        let out = h.line(t, 0, ClientId(2), "/quit gone");
+        assert_eq!(out.close, [ClientId(2)]);
+        let out = h.disconnect(0, ClientId(2), "gone");
+        assert_eq!(texts(&out, 1), ["bob left (gone)"]);
+        let out = join(&mut h, t, 3, "bob");
+        assert!(
+            texts(&out, 3)[0].starts_with("welcome, bob"),
+            "the nick is free again"
+        );
+    }
+
+    #[test]
+    fn flood_control_refuses_past_the_burst_and_refills() {
+        let mut h = Hub::new(Settings {
+            flood: Some(Flood {
+                rate: 2.0,
+                burst: 3.0,
+            }),
+            ..Settings::default()
+        });
+        let t = crate::net::clock::now();
+        join(&mut h, t, 1, "alice");
+        join(&mut h, t, 2, "bob");
+        let sent = (0..10)
+            .filter(|i| {
+                !h.line(t, 0, ClientId(1), &format!("{i}")).deliveries[0]
+                    .1
+                    .kind
+                    .eq(&Kind::Error)
+            })
+            .count();
+        assert_eq!(sent, 3, "the burst");
+        let later = t + Duration::from_millis(1000);
+        let sent = (0..10)
+            .filter(|i| {
+                !h.line(later, 0, ClientId(1), &format!("{i}")).deliveries[0]
+                    .1
+                    .kind
+                    .eq(&Kind::Error)
+            })
+            .count();
+        assert_eq!(sent, 2, "2 per second");
+    }
+
+    #[test]
+    fn delimiters_never_leave_in_a_message() {
+        assert_eq!(without_delimiter("a b.c", b" "), "a\u{a0}b.c");
+        assert_eq!(without_delimiter("a b.c", b"."), "a b\u{2024}c");
+        assert_eq!(without_delimiter("a||b", b"||"), "a\u{FFFD}b");
+        assert_eq!(without_delimiter("plain", b"."), "plain");
+    }
+}

@@ -1,0 +1,541 @@
+//! The chat server: one task per client on the service host, one shared [`Hub`].
+//!
+//! ```text
+//!  client A ──frames──▶ task A ──Hub::line()──▶ deliveries ──try_send──▶ queue B ──▶ task B ──▶ B
+//!                                     (a std Mutex, held for the core's call only)    (bounded)
+//! ```
+//!
+//! Each task reads its client's messages and writes what its queue holds. A delivery never
+//! waits: it is `try_send` into the recipient's bounded queue. A client whose queue is full
+//! (it stopped reading) is dropped from the chat as a slow consumer; the others are never
+//! slowed and the server's memory never grows because of it.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
+
+use super::proto::{self, ClientId, Hub, Kind, Message, Outcome, Settings};
+use crate::frame::{Frame, FrameCodec, FrameError, Framing};
+use crate::net::host::{self, Bound, Conn, Stream, StreamService};
+use crate::net::serve::ServeSummary;
+use crate::net::{NetError, Peer, ServeOptions, clock, fmt_duration, within};
+
+/// Default TCP port (IRC's).
+pub const DEFAULT_PORT: u16 = 6667;
+/// Default most connections from one address (a classroom behind one NAT).
+pub const DEFAULT_MAX_PER_IP: usize = 1000;
+/// Messages waiting for one client before it counts as a slow consumer and is dropped.
+pub const QUEUE: usize = 512;
+/// Bytes asked of the kernel per read.
+const READ_CHUNK: usize = 4096;
+
+/// How messages are cut on the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatFraming {
+    /// Lines ending in `\n` (a `\r` before it is dropped): what nc and telnet speak.
+    Lines,
+    /// One of the course's framings.
+    Framed(Framing),
+}
+
+impl std::fmt::Display for ChatFraming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChatFraming::Lines => f.write_str("lines"),
+            ChatFraming::Framed(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ChatFraming {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "lines" {
+            return Ok(ChatFraming::Lines);
+        }
+        s.parse::<Framing>()
+            .map(ChatFraming::Framed)
+            .map_err(|e| format!("{e}, or lines"))
+    }
+}
+
+impl ChatFraming {
+    /// The codec: lines are a `\n`-delimited framing.
+    fn codec(&self) -> FrameCodec {
+        let max = proto::MAX_TEXT * 2;
+        match self {
+            ChatFraming::Lines => FrameCodec::new(&Framing::Delimited(b"\n".to_vec()), max),
+            ChatFraming::Framed(f) => FrameCodec::new(f, max),
+        }
+    }
+}
+
+/// Everything a chat server needs, already checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Host policy.
+    pub serve: ServeOptions,
+    /// Close a client silent this long (`-t`).
+    pub timeout: Duration,
+    /// The framing every client of this server speaks.
+    pub framing: ChatFraming,
+    /// The core's settings (history, flood, motd).
+    pub settings: Settings,
+    /// Most connections from one IP address.
+    pub max_per_ip: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            serve: ServeOptions::default(),
+            timeout: Duration::from_secs(300),
+            framing: ChatFraming::Lines,
+            settings: Settings::default(),
+            max_per_ip: DEFAULT_MAX_PER_IP,
+        }
+    }
+}
+
+/// Why a chat connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// Reading failed.
+    #[error("reading: {0}")]
+    Read(io::Error),
+    /// Writing failed or stalled past `-t`.
+    #[error("writing: {0}")]
+    Write(io::Error),
+    /// Silent for `-t`.
+    #[error("idle for {}", fmt_duration(*.0))]
+    Idle(Duration),
+    /// A frame the framing cannot read (a bad CRC, a length past the limit).
+    #[error("bad frame: {0}")]
+    Frame(FrameError),
+    /// The client stopped reading and its queue filled.
+    #[error("slow consumer: {QUEUE} messages waiting; dropped from the chat")]
+    SlowConsumer,
+    /// Too many connections from its address.
+    #[error("{0} connections from this address already")]
+    TooMany(usize),
+}
+
+/// A client's queue, and the token that stops its task when the queue overflows.
+struct Queue {
+    tx: mpsc::Sender<Arc<Message>>,
+    kick: CancellationToken,
+}
+
+/// The chat service: the hub and every client's queue.
+struct Chat {
+    cfg: Config,
+    hub: Mutex<Hub>,
+    queues: Mutex<HashMap<ClientId, Queue>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    next: AtomicU64,
+    shutdown: CancellationToken,
+}
+
+/// Runs a chat server on `bound` until `shutdown`; clients are told when it stops.
+pub async fn run(
+    bound: impl Into<Bound>,
+    cfg: Config,
+    shutdown: CancellationToken,
+) -> Result<ServeSummary, NetError> {
+    let opts = cfg.serve.clone();
+    let chat = Arc::new(Chat {
+        hub: Mutex::new(Hub::new(cfg.settings.clone())),
+        cfg,
+        queues: Mutex::new(HashMap::new()),
+        per_ip: Mutex::new(HashMap::new()),
+        next: AtomicU64::new(1),
+        shutdown: shutdown.clone(),
+    });
+    host::serve_stream(bound.into(), opts, shutdown, chat).await
+}
+
+impl Chat {
+    /// Hands each message to its recipient's queue, never waiting. A full queue drops that
+    /// recipient (its task ends when it sees its queue closed).
+    fn deliver(&self, out: Outcome) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared: Option<(u32, u64, Arc<Message>)> = None;
+        for (to, msg) in out.deliveries {
+            // One allocation per message, whatever the room's size.
+            let arc = match &shared {
+                Some((id, t, a)) if *id == msg.id && *t == msg.time_us && **a == msg => a.clone(),
+                _ => {
+                    let a = Arc::new(msg);
+                    shared = Some((a.id, a.time_us, a.clone()));
+                    a
+                }
+            };
+            let full = match queues.get(&to) {
+                Some(q) => q.tx.try_send(arc).is_err(),
+                None => false,
+            };
+            if full && let Some(q) = queues.remove(&to) {
+                // It stopped reading: its task ends now, even in the middle of a write.
+                tracing::warn!("chat: client {to} is a slow consumer ({QUEUE} messages waiting)");
+                q.kick.cancel();
+            }
+        }
+    }
+
+    fn enter(&self, peer: &Peer) -> Result<Option<IpAddr>, ConnError> {
+        let Peer::Inet(addr) = peer else {
+            return Ok(None);
+        };
+        let ip = addr.ip();
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= self.cfg.max_per_ip {
+            return Err(ConnError::TooMany(*n));
+        }
+        *n += 1;
+        Ok(Some(ip))
+    }
+
+    fn exit(&self, ip: Option<IpAddr>) {
+        let Some(ip) = ip else { return };
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+impl StreamService for Chat {
+    type Error = ConnError;
+
+    fn name(&self) -> &str {
+        "chat"
+    }
+
+    async fn serve<S: Stream>(&self, conn: &mut Conn<S>) -> Result<(), ConnError> {
+        let mut codec = self.cfg.framing.codec();
+        let ip = match self.enter(&conn.peer) {
+            Ok(ip) => ip,
+            Err(e) => {
+                let msg = plain(Kind::Error, format!("refused: {e}"));
+                let _ = send(
+                    conn,
+                    &mut codec,
+                    &self.cfg.framing,
+                    &[Arc::new(msg)],
+                    self.cfg.timeout,
+                )
+                .await;
+                return Err(e);
+            }
+        };
+        let id = ClientId(self.next.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let kick = CancellationToken::new();
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                Queue {
+                    tx,
+                    kick: kick.clone(),
+                },
+            );
+        self.hub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .connect(clock::now(), id);
+        let hello = plain(
+            Kind::Notice,
+            "socklab chat: send your nickname first; /help lists the commands".into(),
+        );
+        let result = match send(
+            conn,
+            &mut codec,
+            &self.cfg.framing,
+            &[Arc::new(hello)],
+            self.cfg.timeout,
+        )
+        .await
+        {
+            Ok(()) => tokio::select! {
+                r = self.converse(conn, &mut codec, id, rx) => r,
+                _ = kick.cancelled() => {
+                    // Writes to it may be stuck: do not linger on a client that never reads.
+                    conn.skip_linger();
+                    Err(ConnError::SlowConsumer)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let why = match &result {
+            Ok(()) => "quit".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let out = self
+            .hub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .disconnect(clock::unix_micros(), id, &why);
+        self.deliver(out);
+        self.exit(ip);
+        result
+    }
+}
+
+impl Chat {
+    async fn converse<S: Stream>(
+        &self,
+        conn: &mut Conn<S>,
+        codec: &mut FrameCodec,
+        id: ClientId,
+        mut rx: mpsc::Receiver<Arc<Message>>,
+    ) -> Result<(), ConnError> {
+        let timeout = self.cfg.timeout;
+        let mut input = BytesMut::with_capacity(READ_CHUNK);
+        let mut batch: Vec<Arc<Message>> = Vec::new();
+        let mut closing = false;
+        loop {
+            let idle = tokio::time::sleep(timeout);
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    let bye = plain(Kind::Notice, "server shutting down; bye".into());
+                    let _ = send(conn, codec, &self.cfg.framing, &[Arc::new(bye)], timeout).await;
+                    return Ok(());
+                }
+                got = rx.recv() => {
+                    let Some(first) = got else {
+                        // Our queue was dropped: we fell too far behind.
+                        return Err(ConnError::SlowConsumer);
+                    };
+                    batch.clear();
+                    batch.push(first);
+                    while batch.len() < 64 {
+                        match rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    send(conn, codec, &self.cfg.framing, &batch, timeout).await?;
+                    if closing && rx.is_empty() {
+                        return Ok(());
+                    }
+                }
+                read = conn.io.read_buf(&mut input), if !closing => {
+                    let n = read.map_err(ConnError::Read)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    closing = match self.decode_all(conn, codec, id, &mut input).await {
+                        Ok(quit) => quit,
+                        Err(ConnError::Frame(e)) => {
+                            // Deliver what the good frames before it produced, then the
+                            // reason, then close.
+                            let mut last: Vec<Arc<Message>> = Vec::new();
+                            while let Ok(m) = rx.try_recv() {
+                                last.push(m);
+                            }
+                            last.push(Arc::new(plain(Kind::Error, format!("closing: {e}"))));
+                            let _ = send(conn, codec, &self.cfg.framing, &last, timeout).await;
+                            return Err(ConnError::Frame(e));
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    if closing && rx.is_empty() {
+                        return Ok(());
+                    }
+                    if input.capacity() - input.len() < READ_CHUNK / 4 {
+                        input.reserve(READ_CHUNK);
+                    }
+                }
+                _ = idle, if !closing => return Err(ConnError::Idle(timeout)),
+            }
+        }
+    }
+
+    /// Decodes every whole message in `input` and hands each to the hub. True when the
+    /// client asked to quit.
+    async fn decode_all<S: Stream>(
+        &self,
+        conn: &mut Conn<S>,
+        codec: &mut FrameCodec,
+        id: ClientId,
+        input: &mut BytesMut,
+    ) -> Result<bool, ConnError> {
+        loop {
+            let frame = match codec.decode(input) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(false),
+                Err(FrameError::TooLarge { max, .. })
+                    if self.cfg.framing != ChatFraming::Framed(Framing::Header) =>
+                {
+                    // A line or delimited message too long: refused with a message; the
+                    // codec skips to its end by itself.
+                    let msg = plain(
+                        Kind::Error,
+                        format!(
+                            "message of more than {max} bytes refused: the limit is {}",
+                            proto::MAX_TEXT
+                        ),
+                    );
+                    send(
+                        conn,
+                        codec,
+                        &self.cfg.framing,
+                        &[Arc::new(msg)],
+                        self.cfg.timeout,
+                    )
+                    .await?;
+                    continue;
+                }
+                Err(e) => {
+                    // A header frame with a bad CRC or length: say so, then close (the
+                    // stream cannot be resynchronised).
+                    let msg = plain(Kind::Error, format!("closing: {e}"));
+                    let _ = send(
+                        conn,
+                        codec,
+                        &self.cfg.framing,
+                        &[Arc::new(msg)],
+                        self.cfg.timeout,
+                    )
+                    .await;
+                    return Err(ConnError::Frame(e));
+                }
+            };
+            let mut text = String::from_utf8_lossy(&frame.payload).into_owned();
+            if self.cfg.framing == ChatFraming::Lines && text.ends_with('\r') {
+                text.pop();
+            }
+            let out = self.hub.lock().unwrap_or_else(|e| e.into_inner()).line(
+                clock::now(),
+                clock::unix_micros(),
+                id,
+                &text,
+            );
+            let quit = out.close.contains(&id);
+            self.deliver(out);
+            if quit {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+fn plain(kind: Kind, text: String) -> Message {
+    Message {
+        id: 0,
+        time_us: clock::unix_micros(),
+        kind,
+        text,
+        replayed: false,
+    }
+}
+
+/// Encodes `msgs` in the connection's framing and writes them in one write.
+async fn send<S: Stream>(
+    conn: &mut Conn<S>,
+    codec: &mut FrameCodec,
+    framing: &ChatFraming,
+    msgs: &[Arc<Message>],
+    timeout: Duration,
+) -> Result<(), ConnError> {
+    let mut out = BytesMut::new();
+    for m in msgs {
+        encode(codec, framing, m, &mut out);
+    }
+    within(timeout, conn.io.write_all(&out))
+        .await
+        .map_err(ConnError::Write)
+}
+
+/// One message in the connection's framing (a fixed record too small for it takes several).
+pub fn encode(codec: &mut FrameCodec, framing: &ChatFraming, m: &Message, out: &mut BytesMut) {
+    let text = m.render();
+    let frames: Vec<Vec<u8>> = match framing {
+        ChatFraming::Lines => vec![proto::without_delimiter(&text, b"\n").into_bytes()],
+        ChatFraming::Framed(Framing::Delimited(d)) => {
+            vec![proto::without_delimiter(&text, d).into_bytes()]
+        }
+        ChatFraming::Framed(Framing::Fixed(n)) => split_at_chars(&text, *n),
+        ChatFraming::Framed(Framing::Header) => vec![text.into_bytes()],
+    };
+    for payload in frames {
+        let frame = Frame {
+            id: m.id,
+            timestamp_us: m.time_us,
+            payload: payload.into(),
+        };
+        // Every payload fits its framing by construction (cut to the record, no delimiter,
+        // shorter than the limit), so encoding cannot fail; a failure would drop this one
+        // message, never the connection.
+        if let Err(e) = codec.encode(frame, out) {
+            tracing::warn!("chat: cannot encode a message: {e}");
+        }
+    }
+}
+
+/// `text` cut into pieces of at most `n` bytes, on character boundaries.
+fn split_at_chars(text: &str, n: usize) -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars() {
+        if cur.len() + c.len_utf8() > n && !cur.is_empty() {
+            pieces.push(std::mem::take(&mut cur).into_bytes());
+        }
+        if c.len_utf8() <= n {
+            cur.push(c);
+        }
+    }
+    if !cur.is_empty() || pieces.is_empty() {
+        pieces.push(cur.into_bytes());
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_records_take_long_messages_in_pieces() {
+        assert_eq!(
+            split_at_chars("abcdef", 4),
+            vec![b"abcd".to_vec(), b"ef".to_vec()]
+        );
+        assert_eq!(
+            split_at_chars("aé", 2),
+            vec![b"a".to_vec(), "é".as_bytes().to_vec()]
+        );
+        assert_eq!(split_at_chars("", 4), vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn framing_names_parse() {
+        assert_eq!("lines".parse::<ChatFraming>().unwrap(), ChatFraming::Lines);
+        assert_eq!(
+            "fixed:1024".parse::<ChatFraming>().unwrap(),
+            ChatFraming::Framed(Framing::Fixed(1024))
+        );
+        assert!("nope".parse::<ChatFraming>().unwrap_err().contains("lines"));
+    }
+}

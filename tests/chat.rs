@@ -1,0 +1,287 @@
+//! `socklab chat`: nc and student-style Python clients in every framing, our own `chat join`,
+//! and a client that stops reading.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Reads lines from `s` until one contains `needle` (or 10 s pass); returns all read.
+fn read_until(s: &mut BufReader<TcpStream>, needle: &str) -> String {
+    s.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut all = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        match s.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                all.push_str(&line);
+                if line.contains(needle) {
+                    return all;
+                }
+            }
+        }
+    }
+    panic!("never got {needle:?}; got:\n{all}");
+}
+
+fn line_client(addr: &str, nick: &str) -> BufReader<TcpStream> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("{nick}\r\n").as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    read_until(&mut r, &format!("welcome, {nick}"));
+    r
+}
+
+#[test]
+fn lines_reach_every_other_member_of_the_room_unchanged() {
+    let srv = Server::start(&["chat", "serve", "-p", "0"]);
+    let mut alice = line_client(&srv.addr, "alice");
+    let mut bob = line_client(&srv.addr, "bob");
+    read_until(&mut alice, "bob joined #general");
+    let text = "héllo, wörld: 1 + 1 = 2  ";
+    alice
+        .get_mut()
+        .write_all(format!("{text}\n").as_bytes())
+        .unwrap();
+    let got = read_until(&mut bob, "<alice>");
+    assert!(got.contains(&format!("#general <alice> {text}\n")), "{got}");
+    // Rooms separate, private messages cross them, unknown commands get an error.
+    bob.get_mut()
+        .write_all(b"/join #other\n/msg alice psst\n/nope\n")
+        .unwrap();
+    read_until(&mut bob, "unknown command /nope");
+    read_until(&mut alice, "*bob* -> alice: psst");
+    alice
+        .get_mut()
+        .write_all(b"only general hears this\n/quit\n")
+        .unwrap();
+    read_until(&mut alice, "bye");
+    bob.get_mut().write_all(b"/who\n").unwrap();
+    let who = read_until(&mut bob, "in #other:");
+    assert!(!who.contains("only general hears this"), "{who}");
+}
+
+#[test]
+fn nc_is_a_chat_client() {
+    require("nc");
+    let srv = Server::start(&["chat", "serve", "-p", "0"]);
+    let mut bob = line_client(&srv.addr, "bob");
+    let mut nc = std::process::Command::new("nc");
+    nc.args(["-N", "127.0.0.1", &srv.port().to_string()]);
+    let out = run_with(nc, b"carol\nhi from nc\n/quit\n", Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("welcome, carol"), "{text}");
+    let got = read_until(&mut bob, "<carol>");
+    assert!(got.contains("#general <carol> hi from nc\n"), "{got}");
+}
+
+/// The course's `MySocket` class, unchanged, with MSGLEN 1024.
+const PY_MYSOCKET: &str = r#"
+import socket, sys
+MSGLEN = 1024
+class MySocket:
+    def __init__(self, sock=None):
+        self.sock = sock or socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def connect(self, host, port):
+        self.sock.connect((host, port))
+    def mysend(self, msg):
+        totalsent = 0
+        while totalsent < MSGLEN:
+            sent = self.sock.send(msg[totalsent:])
+            if sent == 0:
+                raise RuntimeError("socket connection broken")
+            totalsent = totalsent + sent
+    def myreceive(self):
+        chunks = []
+        bytes_recd = 0
+        while bytes_recd < MSGLEN:
+            chunk = self.sock.recv(min(MSGLEN - bytes_recd, 2048))
+            if chunk == b'':
+                raise RuntimeError("socket connection broken")
+            chunks.append(chunk)
+            bytes_recd = bytes_recd + len(chunk)
+        return b''.join(chunks)
+def pad(s):
+    b = s.encode()
+    return b + b'\0' * (MSGLEN - len(b))
+s = MySocket()
+s.connect('127.0.0.1', int(sys.argv[1]))
+s.mysend(pad(sys.argv[2]))
+while True:
+    m = s.myreceive().rstrip(b'\0').decode()
+    if 'welcome' in m:
+        break
+s.mysend(pad(sys.argv[3]))
+s.mysend(pad('/quit'))
+while True:
+    m = s.myreceive().rstrip(b'\0').decode()
+    print(m)
+    if 'bye' in m:
+        break
+"#;
+
+#[test]
+fn the_courses_mysocket_class_chats_in_fixed_1024() {
+    let srv = Server::start(&["chat", "serve", "-p", "0", "--framing", "fixed:1024"]);
+    let port = srv.port().to_string();
+    // A listener in the same framing, by hand.
+    let mut l = TcpStream::connect(&srv.addr).unwrap();
+    l.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut record = b"listener".to_vec();
+    record.resize(1024, 0);
+    l.write_all(&record).unwrap();
+    let out = python(PY_MYSOCKET, &[&port, "student", "hello from MySocket"], b"");
+    assert!(String::from_utf8_lossy(&ok(&out)).contains("bye"));
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 1024];
+    while !seen.contains("<student> hello from MySocket") {
+        l.read_exact(&mut buf).expect("a 1024-byte record");
+        let end = buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        seen.push_str(&String::from_utf8_lossy(&buf[..end]));
+        seen.push('\n');
+    }
+}
+
+/// A header-frame client written with struct and zlib.crc32.
+const PY_HEADER_CHAT: &str = r#"
+import socket, struct, sys, time, zlib
+def frame(payload, mid, crc=None):
+    crc = zlib.crc32(payload) if crc is None else crc
+    return b'SL' + bytes([1, 0]) + struct.pack('>IIQI', len(payload), mid, int(time.time()*1e6), crc) + payload
+def read_frame(s):
+    head = b''
+    while len(head) < 24:
+        c = s.recv(24 - len(head))
+        if not c:
+            return None
+        head += c
+    length, mid, ts, crc = struct.unpack('>IIQI', head[4:])
+    body = b''
+    while len(body) < length:
+        body += s.recv(length - len(body))
+    assert zlib.crc32(body) == crc, 'bad crc from the server'
+    return mid, ts, body.decode()
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.settimeout(10)
+s.sendall(frame(b'hdr', 1))
+s.sendall(frame(b'framed hello', 2))
+s.sendall(frame(b'corrupted', 3, crc=12345))
+while True:
+    f = read_frame(s)
+    if f is None:
+        print('closed')
+        break
+    print(f[0] > 0 or 'welcome' in f[2], f[1] > 1_600_000_000_000_000, f[2])
+"#;
+
+#[test]
+fn header_frames_carry_id_and_time_and_a_bad_crc_is_answered() {
+    let srv = Server::start(&["chat", "serve", "-p", "0", "--framing", "header"]);
+    let port = srv.port().to_string();
+    let out = python(PY_HEADER_CHAT, &[&port], b"");
+    let text = String::from_utf8_lossy(&ok(&out)).into_owned();
+    assert!(text.contains("True True"), "{text}");
+    assert!(text.contains("welcome, hdr"), "{text}");
+    assert!(text.contains("closing: crc32 mismatch"), "{text}");
+    assert!(text.trim_end().ends_with("closed"), "{text}");
+}
+
+#[test]
+fn delimited_messages_never_contain_the_delimiter() {
+    let srv = Server::start(&["chat", "serve", "-p", "0", "--framing", "delim:."]);
+    let mut a = TcpStream::connect(&srv.addr).unwrap();
+    let mut b = TcpStream::connect(&srv.addr).unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    b.write_all(b"bob.").unwrap();
+    a.write_all(b"alice.").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    a.write_all(b"version 1 2 is out.").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains("<alice>") && Instant::now() < deadline {
+        let n = b.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let messages: Vec<&str> = text.split('.').collect();
+    let said = messages.iter().find(|m| m.contains("<alice>")).unwrap();
+    assert!(said.ends_with("<alice> version 1 2 is out"), "{said:?}");
+    // "127.0.0.1" or a clock never leaks a '.' into a message: each piece is whole.
+    assert!(messages.iter().all(|m| !m.contains("\n")), "{messages:?}");
+}
+
+#[test]
+fn chat_join_sends_stdin_lines_and_leaves_at_eof() {
+    let srv = Server::start(&["chat", "serve", "-p", "0"]);
+    let mut bob = line_client(&srv.addr, "bob");
+    let out = socklab(
+        &["chat", "join", &srv.addr, "--nick", "bot"],
+        b"first line\nsecond line\n",
+    );
+    let text = String::from_utf8(ok(&out)).unwrap();
+    assert!(
+        text.contains("welcome, bot") && text.contains("bye"),
+        "{text}"
+    );
+    let got = read_until(&mut bob, "<bot> second line");
+    assert!(got.contains("<bot> first line"), "{got}");
+    exits(
+        &socklab(&["chat", "join", &srv.addr, "--nick", "9bad"], b""),
+        2,
+    );
+}
+
+/// A client that never reads must neither slow the others nor grow the server.
+#[test]
+fn a_client_that_never_reads_is_dropped_and_the_others_go_on() {
+    let srv = Server::start(&["chat", "serve", "-p", "0", "--flood", "off"]);
+    let mut sloth = TcpStream::connect(&srv.addr).unwrap();
+    sloth.write_all(b"sloth\n").unwrap();
+    let mut reader = line_client(&srv.addr, "reader");
+    let mut talker = line_client(&srv.addr, "talker");
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let line = format!("{}\n", "x".repeat(1000));
+    let burst = line.repeat(200);
+    let started = Instant::now();
+    // 40 bursts of 200 lines (8 MB): the reader reads every one; the sloth reads nothing.
+    for round in 0..40 {
+        talker.get_mut().write_all(burst.as_bytes()).unwrap();
+        let mut seen = 0;
+        while seen < 200 {
+            let mut l = String::new();
+            assert!(
+                reader.read_line(&mut l).unwrap() > 0,
+                "round {round}: closed"
+            );
+            if l.contains("<talker> xxx") {
+                seen += 1;
+            }
+        }
+    }
+    srv.expect_log("slow consumer");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", srv.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap();
+    assert!(
+        rss_kb < 100_000,
+        "server RSS {rss_kb} kB after 8 MB to a client that never reads"
+    );
+    drop(sloth);
+}
