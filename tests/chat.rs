@@ -285,3 +285,78 @@ fn a_client_that_never_reads_is_dropped_and_the_others_go_on() {
     );
     drop(sloth);
 }
+
+#[test]
+fn the_transcript_keeps_every_line_said_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("chat.jsonl");
+    let srv = Server::start(&["chat", "serve", "-p", "0", "--log", log.to_str().unwrap()]);
+    let mut bob = line_client(&srv.addr, "bob");
+    let out = socklab(
+        &["chat", "join", &srv.addr, "--nick", "ann", "--room", "#r"],
+        b"said in #r\n/me waves\n/msg bob psst\n",
+    );
+    ok(&out);
+    read_until(&mut bob, "*ann* -> bob: psst");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0]["room"], "#r");
+    assert_eq!(lines[0]["nick"], "ann");
+    assert_eq!(lines[0]["text"], "said in #r");
+    assert_eq!(lines[1]["action"], true);
+    assert_eq!(lines[2]["to"], "bob");
+    assert!(lines[0]["id"].as_u64().unwrap() > 0);
+    assert!(lines[0]["time"].as_str().unwrap().starts_with("20"));
+    exits(
+        &socklab(
+            &["chat", "serve", "-p", "0", "--log", "/nonexistent/dir/x"],
+            b"",
+        ),
+        2,
+    );
+}
+
+/// 200 clients at once, each sending one message: each receives the other 199.
+#[test]
+fn two_hundred_clients_each_hear_the_other_199() {
+    const N: usize = 200;
+    let srv = Server::start(&["chat", "serve", "-p", "0"]);
+    let mut clients: Vec<BufReader<TcpStream>> = (0..N)
+        .map(|i| line_client(&srv.addr, &format!("c{i}")))
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.get_mut()
+            .write_all(format!("message {i}\n").as_bytes())
+            .unwrap();
+    }
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            std::thread::spawn(move || {
+                c.get_ref()
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut heard = std::collections::HashSet::new();
+                while heard.len() < N - 1 {
+                    let mut l = String::new();
+                    if c.read_line(&mut l).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if let Some(rest) = l.split("> message ").nth(1) {
+                        heard.insert(rest.trim().parse::<usize>().unwrap());
+                    }
+                }
+                assert!(!heard.contains(&i), "client {i} heard itself");
+                heard.len()
+            })
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        assert_eq!(t.join().unwrap(), N - 1, "client {i}");
+    }
+}

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// A message of the day, sent to each client after its nickname.
     #[arg(long, value_name = "FILE")]
     motd: Option<PathBuf>,
+    /// Append every chat line, action and private message to FILE as JSON lines (time, room,
+    /// nick, id, text).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
 }
 
 /// `--flood`.
@@ -107,6 +111,14 @@ impl TryFrom<&ServeArgs> for server::Config {
                     .map_err(|e| UsageError(format!("--motd {}: {e}", path.display())))?,
             ),
         };
+        if let Some(path) = &a.log {
+            // Opened once now, so a bad path is a usage error rather than a silent transcript.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| UsageError(format!("--log {}: {e}", path.display())))?;
+        }
         Ok(server::Config {
             serve: a.net.serve_options(),
             timeout: a.net.timeout,
@@ -117,6 +129,7 @@ impl TryFrom<&ServeArgs> for server::Config {
                 motd,
             },
             max_per_ip: a.max_per_ip,
+            transcript: a.log.clone(),
         })
     }
 }

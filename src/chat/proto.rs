@@ -149,6 +149,8 @@ pub struct Outcome {
     pub deliveries: Vec<Delivery>,
     /// Clients to disconnect after their messages are delivered (`/quit`).
     pub close: Vec<ClientId>,
+    /// The chat lines, actions and private messages said, once each (for a transcript).
+    pub said: Vec<Message>,
 }
 
 impl Outcome {
@@ -518,6 +520,7 @@ impl Hub {
             }
         };
         let msg = self.message(wall_us, kind, text.into());
+        out.said.push(msg.clone());
         let keep = self.settings.history;
         let room = self.room_mut(&room_name);
         if keep > 0 {
@@ -582,6 +585,7 @@ impl Hub {
                 let from = self.nick(client).unwrap_or_default().to_string();
                 let to = self.nick(target).unwrap_or_default().to_string();
                 let msg = self.message(wall_us, Kind::Private { from, to }, text.trim().into());
+                out.said.push(msg.clone());
                 out.to(target, msg.clone());
                 if target != client {
                     out.to(client, msg);
@@ -784,6 +788,11 @@ mod tests {
         let (to, msg) = &out.deliveries[0];
         assert_eq!(*to, ClientId(2));
         assert_eq!(msg.text, "héllo, wörld  ");
+        assert_eq!(
+            out.said,
+            std::slice::from_ref(msg),
+            "said once, for the transcript"
+        );
         assert!(
             msg.render().contains("<alice> héllo, wörld  "),
             "{}",

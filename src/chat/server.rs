@@ -11,7 +11,7 @@
 //! slowed and the server's memory never grows because of it.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,8 @@ pub const DEFAULT_MAX_PER_IP: usize = 1000;
 pub const QUEUE: usize = 512;
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 4096;
+/// Silence before the first TCP keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// How messages are cut on the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,8 @@ pub struct Config {
     pub settings: Settings,
     /// Most connections from one IP address.
     pub max_per_ip: usize,
+    /// `--log FILE`: every chat line, action and private message as a JSON line.
+    pub transcript: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             framing: ChatFraming::Lines,
             settings: Settings::default(),
             max_per_ip: DEFAULT_MAX_PER_IP,
+            transcript: None,
         }
     }
 }
@@ -144,6 +149,7 @@ struct Chat {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     next: AtomicU64,
     shutdown: CancellationToken,
+    transcript: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
 /// Runs a chat server on `bound` until `shutdown`; clients are told when it stops.
@@ -153,7 +159,22 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<ServeSummary, NetError> {
     let opts = cfg.serve.clone();
+    let transcript = match &cfg.transcript {
+        None => None,
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| NetError::Io {
+                    what: format!("opening the transcript {}", path.display()),
+                    source: e,
+                })?;
+            Some(Mutex::new(std::io::BufWriter::new(file)))
+        }
+    };
     let chat = Arc::new(Chat {
+        transcript,
         hub: Mutex::new(Hub::new(cfg.settings.clone())),
         cfg,
         queues: Mutex::new(HashMap::new()),
@@ -165,6 +186,42 @@ pub async fn run(
 }
 
 impl Chat {
+    /// Appends what was said to the transcript, one JSON object per line. (A small
+    /// synchronous write, flushed once per batch of messages from one read.)
+    fn record(&self, said: &[Message]) {
+        let Some(t) = &self.transcript else { return };
+        if said.is_empty() {
+            return;
+        }
+        let mut w = t.lock().unwrap_or_else(|e| e.into_inner());
+        for m in said {
+            let (room, nick, to) = match &m.kind {
+                Kind::Chat { room, nick } | Kind::Action { room, nick } => {
+                    (Some(room.as_str()), nick.as_str(), None)
+                }
+                Kind::Private { from, to } => (None, from.as_str(), Some(to.as_str())),
+                Kind::Notice | Kind::Error => continue,
+            };
+            let line = TranscriptLine {
+                action: matches!(m.kind, Kind::Action { .. }),
+                id: m.id,
+                nick,
+                room,
+                text: &m.text,
+                time: jiff::Timestamp::from_microsecond(m.time_us as i64)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                to,
+            };
+            if let Ok(json) = serde_json::to_string(&line) {
+                let _ = writeln!(w, "{json}");
+            }
+        }
+        if let Err(e) = w.flush() {
+            tracing::warn!("chat: cannot write the transcript: {e}");
+        }
+    }
+
     /// Hands each message to its recipient's queue, never waiting. A full queue drops that
     /// recipient (its task ends when it sees its queue closed).
     fn deliver(&self, out: Outcome) {
@@ -226,6 +283,14 @@ impl StreamService for Chat {
     }
 
     async fn serve<S: Stream>(&self, conn: &mut Conn<S>) -> Result<(), ConnError> {
+        // A peer that vanished without closing (a laptop lid, a pulled cable) is noticed by
+        // TCP keepalive probes after about 90 s of silence, whatever -t says. (Not for Unix
+        // sockets, where it does not apply.)
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3);
+        let _ = socket2::SockRef::from(conn.io.get_ref()).set_tcp_keepalive(&keepalive);
         let mut codec = self.cfg.framing.codec();
         let ip = match self.enter(&conn.peer) {
             Ok(ip) => ip,
@@ -433,12 +498,27 @@ impl Chat {
                 &text,
             );
             let quit = out.close.contains(&id);
+            self.record(&out.said);
             self.deliver(out);
             if quit {
                 return Ok(true);
             }
         }
     }
+}
+
+/// One line of the `--log` transcript.
+#[derive(serde::Serialize)]
+struct TranscriptLine<'a> {
+    action: bool,
+    id: u32,
+    nick: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    text: &'a str,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
 }
 
 fn plain(kind: Kind, text: String) -> Message {
