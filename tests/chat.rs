@@ -360,3 +360,18 @@ fn two_hundred_clients_each_hear_the_other_199() {
         assert_eq!(t.join().unwrap(), N - 1, "client {i}");
     }
 }
+
+/// `-t` bounds the wait for a nickname; a registered client may stay silent longer.
+#[test]
+fn silence_is_allowed_after_the_nickname_but_not_before() {
+    let srv = Server::start(&["chat", "serve", "-p", "0", "-t", "1s"]);
+    let mut mute = TcpStream::connect(&srv.addr).unwrap();
+    let mut lurker = line_client(&srv.addr, "lurker");
+    std::thread::sleep(Duration::from_millis(2500));
+    mute.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = String::new();
+    let _ = mute.read_to_string(&mut got);
+    srv.expect_log("no nickname within 1s");
+    lurker.get_mut().write_all(b"/ping\n").unwrap();
+    read_until(&mut lurker, "pong");
+}

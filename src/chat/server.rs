@@ -87,7 +87,7 @@ impl ChatFraming {
 pub struct Config {
     /// Host policy.
     pub serve: ServeOptions,
-    /// Close a client silent this long (`-t`).
+    /// How long a client may take to send its nickname, and to take each write (`-t`).
     pub timeout: Duration,
     /// The framing every client of this server speaks.
     pub framing: ChatFraming,
@@ -121,8 +121,8 @@ pub enum ConnError {
     /// Writing failed or stalled past `-t`.
     #[error("writing: {0}")]
     Write(io::Error),
-    /// Silent for `-t`.
-    #[error("idle for {}", fmt_duration(*.0))]
+    /// No nickname within `-t`.
+    #[error("no nickname within {}", fmt_duration(*.0))]
     Idle(Duration),
     /// A frame the framing cannot read (a bad CRC, a length past the limit).
     #[error("bad frame: {0}")]
@@ -378,6 +378,9 @@ impl Chat {
         let mut input = BytesMut::with_capacity(READ_CHUNK);
         let mut batch: Vec<Arc<Message>> = Vec::new();
         let mut closing = false;
+        // `-t` bounds the wait for a nickname. After that a silent client may stay (people
+        // read a chat far more than they write); TCP keepalive finds the ones that vanished.
+        let mut registered = false;
         loop {
             let idle = tokio::time::sleep(timeout);
             tokio::select! {
@@ -428,11 +431,13 @@ impl Chat {
                     if closing && rx.is_empty() {
                         return Ok(());
                     }
+                    registered = registered
+                        || self.hub.lock().unwrap_or_else(|e| e.into_inner()).nick(id).is_some();
                     if input.capacity() - input.len() < READ_CHUNK / 4 {
                         input.reserve(READ_CHUNK);
                     }
                 }
-                _ = idle, if !closing => return Err(ConnError::Idle(timeout)),
+                _ = idle, if !closing && !registered => return Err(ConnError::Idle(timeout)),
             }
         }
     }
