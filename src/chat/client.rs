@@ -79,6 +79,97 @@ impl Event for Received<'_> {
     }
 }
 
+/// Where typed lines come from: stdin, or on a terminal a line editor (rustyline, on its own
+/// thread) whose prompt stays at the bottom while messages print above it.
+enum Input {
+    Pipe(tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>),
+    Editor {
+        lines: tokio::sync::mpsc::Receiver<Option<String>>,
+        printer: Box<dyn rustyline::ExternalPrinter + Send>,
+    },
+}
+
+impl Input {
+    fn open(out: &Reporter) -> Input {
+        let pipe = || Input::Pipe(tokio::io::BufReader::new(tokio::io::stdin()).lines());
+        if out.is_json() || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return pipe();
+        }
+        let (tx, lines) = tokio::sync::mpsc::channel(16);
+        let (ptx, prx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("chat-editor".into())
+            .spawn(move || {
+                let Ok(mut editor) = rustyline::DefaultEditor::new() else {
+                    let _ = ptx.send(None);
+                    return;
+                };
+                let printer = editor
+                    .create_external_printer()
+                    .ok()
+                    .map(|p| Box::new(p) as Box<dyn rustyline::ExternalPrinter + Send>);
+                let _ = ptx.send(printer);
+                loop {
+                    let line = match editor.readline("> ") {
+                        Ok(l) => {
+                            let _ = editor.add_history_entry(l.as_str());
+                            Some(l)
+                        }
+                        Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                        Err(_) => None,
+                    };
+                    let end = line.is_none();
+                    if tx.blocking_send(line).is_err() || end {
+                        return;
+                    }
+                }
+            });
+        match spawned.ok().and_then(|_| prx.recv().ok().flatten()) {
+            Some(printer) => Input::Editor { lines, printer },
+            None => pipe(),
+        }
+    }
+
+    /// The next line; `None` at the end of input. Cancel-safe.
+    async fn next(&mut self) -> io::Result<Option<String>> {
+        match self {
+            Input::Pipe(l) => l.next_line().await,
+            Input::Editor { lines, .. } => Ok(lines.recv().await.flatten()),
+        }
+    }
+
+    /// Prints a received message: above the prompt on a terminal, in the nick's colour.
+    fn show(&mut self, out: &Reporter, msg: &Received<'_>) -> io::Result<()> {
+        match self {
+            Input::Editor { printer, .. } => printer
+                .print(format!("{}\n", colour_nick(msg.text)))
+                .map_err(io::Error::other),
+            Input::Pipe(_) => out.emit(msg),
+        }
+    }
+}
+
+/// `<nick>` in one of six colours picked from the nick, so a conversation is easy to follow.
+fn colour_nick(text: &str) -> String {
+    let (Some(a), Some(b)) = (text.find(" <"), text.find("> ")) else {
+        return text.to_string();
+    };
+    if b <= a {
+        return text.to_string();
+    }
+    let nick = &text[a + 2..b];
+    let hue = 31
+        + nick
+            .bytes()
+            .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32))
+            % 6;
+    format!(
+        "{}<\x1b[{hue}m{nick}\x1b[0m>{}",
+        &text[..a + 1],
+        &text[b + 1..]
+    )
+}
+
 /// Joins the chat: sends the nickname (and `/join`), then each stdin line; prints each
 /// message. At the end of stdin it sends `/quit` and waits for the server to close.
 pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
@@ -95,7 +186,7 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
     };
     let mut first = vec![cfg.nick.clone()];
     first.extend(cfg.room.iter().map(|r| format!("/join {r}")));
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin = Input::open(&out);
     let mut input = BytesMut::with_capacity(4096);
     let mut pending = first;
     let mut sent_id = 0u32;
@@ -123,7 +214,7 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
                 .map_err(write_err)?;
         }
         tokio::select! {
-            line = stdin.next_line(), if !quitting => {
+            line = stdin.next(), if !quitting => {
                 match line.map_err(|source| Error::Local { what: "reading stdin", source })? {
                     Some(l) => pending.push(l),
                     None => {
@@ -142,7 +233,9 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
                     if text.ends_with('\r') {
                         text.pop();
                     }
-                    out.emit(&Received { id: frame.id, text: &text, time_us: frame.timestamp_us })
+                    let msg = Received { id: frame.id, text: &text, time_us: frame.timestamp_us };
+                    stdin
+                        .show(&out, &msg)
                         .map_err(|source| Error::Local { what: "writing stdout", source })?;
                 }
                 if n == 0 {
@@ -156,5 +249,18 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicks_get_a_colour_and_the_rest_is_unchanged() {
+        let c = colour_nick("[12:00:00] #general <alice> hi <b> x");
+        assert!(c.starts_with("[12:00:00] #general <\x1b[3"), "{c:?}");
+        assert!(c.ends_with("alice\x1b[0m> hi <b> x"), "{c:?}");
+        assert_eq!(colour_nick("[12:00:00] -!- hello"), "[12:00:00] -!- hello");
     }
 }
