@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# bench/chat.sh: the chat server beside `ncat --chat` and a student-style Python chat server, in
+# one run.
+#
+# bench/chat_load.c (C, epoll, one thread; not the client under test) opens CLIENTS connections
+# in one room, each sending RATE messages per second with its send time in the payload, and
+# reads everything: delivered messages per second (each message reaches CLIENTS - 1 others) and
+# end-to-end latency p50/p99. Two loads: 100 clients x 10 msg/s (the latency target: p99 under
+# 10 ms) and 1,000 clients x 1 msg/s (the throughput target: >= 5x ncat). Then the server's RSS
+# holding 10,000 idle clients (each has sent its nickname). Servers on core 0, load on core 1.
+#
+#   socklab   socklab chat serve -q --flood off   (flood control off: the load is the point)
+#   ncat      ncat --chat -m 20000                (Debian's ncat; -m lifts its 100-client cap)
+#   python    bench/chat_py_server.py             (a thread per client, a lock around the list)
+#
+# Environment: SECONDS_RUN=5 WARMUP=1 IDLE=10000 SERVERS="socklab ncat python"
+# Quick: SECONDS_RUN=2 IDLE=2000 bash bench/chat.sh
+set -euo pipefail
+# SRV_PIN, CLI_PIN, SRV_PID and SRV_PORT are lib.sh's (set or read by start_server).
+# shellcheck disable=SC2034,SC2153
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SECONDS_RUN="${SECONDS_RUN:-5}"
+WARMUP="${WARMUP:-1}"
+IDLE="${IDLE:-10000}"
+SERVERS="${SERVERS:-socklab ncat python}"
+need gcc taskset ncat python3 -- "apt-get install gcc util-linux ncat python3"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+SRV_PIN=()
+CLI_PIN=()
+if [[ "$(nproc)" -ge 2 ]]; then
+    SRV_PIN=(taskset -c 0)
+    CLI_PIN=(taskset -c 1)
+fi
+build_socklab
+LOAD="$LOGS/chat_load"
+gcc -O2 -Wall -o "$LOAD" "$BENCH/chat_load.c"
+
+start() { # NAME: starts that server, sets SRV_PID and SRV_PORT
+    case "$1" in
+    socklab) start_server socklab "" "$SOCKLAB" chat serve -p 0 -q --flood off ;;
+    ncat)
+        # Unpinned: pinned to one core, ncat 7.93 quits ("getpeername ... Transport endpoint is
+        # not connected. QUITTING.") while 1,000 clients connect. It is single-threaded, so
+        # leaving it unpinned gives it no second core to compute on.
+        local p saved=("${SRV_PIN[@]}")
+        p="$(free_port)"
+        SRV_PIN=()
+        start_server ncat "$p" ncat --chat -m 20000 -l 127.0.0.1 "$p"
+        SRV_PIN=("${saved[@]}")
+        ;;
+    python) start_server python "" python3 "$BENCH/chat_py_server.py" 0 ;;
+    esac
+}
+
+declare -A RES
+for load in "100 10" "1000 1"; do
+    read -r clients rate <<<"$load"
+    for s in $SERVERS; do
+        log "== $s: $clients clients x $rate msg/s"
+        start "$s"
+        line="$(timeout $((SECONDS_RUN + WARMUP + 180)) "${CLI_PIN[@]}" "$LOAD" 127.0.0.1 "$SRV_PORT" \
+            "$clients" "$rate" "$SECONDS_RUN" "$WARMUP" 2>"$LOGS/chat_load.$s.$clients.stderr" || true)"
+        stop_server "$SRV_PID"
+        RES["$s $clients"]="${line:-RESULT dps=na p50_us=na p99_us=na errors=na}"
+    done
+done
+
+idle_rss="na"
+if [[ " $SERVERS " == *" socklab "* && "$IDLE" -gt 0 ]]; then
+    log "== socklab: $IDLE idle clients"
+    start socklab
+    idle="$(timeout 120 python3 "$BENCH/chat_idle.py" "$SRV_PORT" "$SRV_PID" "$IDLE" 3 || true)"
+    stop_server "$SRV_PID"
+    idle_rss="$(kv "$idle" rss_kib)"
+fi
+
+printf '\nChat, one room, %ss measured after %ss; servers on core 0, chat_load on core 1\n' \
+    "$SECONDS_RUN" "$WARMUP"
+printf '  %-8s %-16s %12s %8s %10s %10s %8s\n' server load "delivered/s" xncat "p50 us" "p99 us" errors
+for load in "100 10" "1000 1"; do
+    read -r clients rate <<<"$load"
+    base="$(kv "${RES["ncat $clients"]:-}" dps)"
+    for s in $SERVERS; do
+        l="${RES["$s $clients"]}"
+        dps="$(kv "$l" dps)"
+        ratio="na"
+        if [[ "$dps" != na && "$base" != na && "$base" != 0 ]]; then
+            ratio="$(awk -v a="$dps" -v b="$base" 'BEGIN { printf "%.2fx", a / b }')"
+        fi
+        printf '  %-8s %-16s %12s %8s %10s %10s %8s\n' "$s" "$clients x $rate/s" "$dps" "$ratio" \
+            "$(kv "$l" p50_us)" "$(kv "$l" p99_us)" "$(kv "$l" errors)"
+    done
+done
+if [[ "$idle_rss" != na ]]; then
+    printf '  socklab holding %s idle clients: RSS %s MiB\n' "$IDLE" "$((idle_rss / 1024))"
+fi
+printf 'Targets: socklab >= 5x ncat delivered/s at 1,000 clients; p99 < 10 ms at 100 x 10/s; %s\n' \
+    "10,000 idle clients < 100 MB."

@@ -1,0 +1,186 @@
+/*
+ * chat_load.c: load generator for line-based chat servers (socklab chat, ncat --chat, a
+ * Python chat server; an IRC mode is for the next comparison, with ngircd).
+ *
+ *   chat_load HOST PORT CLIENTS RATE SECONDS WARMUP [irc]
+ *
+ * Opens CLIENTS connections, registers each (a nickname line, or NICK/USER/JOIN in irc mode),
+ * then each client sends RATE messages per second (spread evenly, all in one room) carrying
+ * the send time: "m <ns> <client>\n". Every client reads everything; each line that carries a
+ * time, from another client, counts as one delivered message, and its latency is now - ns
+ * (one clock, one machine). After WARMUP seconds it measures for SECONDS seconds and prints:
+ *   RESULT sent=… delivered=… dps=… p50_us=… p99_us=… max_us=… errors=…
+ * One thread and epoll; reads are only made on readable sockets and writes never block (a
+ * client whose socket is full skips its turn and counts a "skipped" send).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF 65536
+#define HIST 2000000 /* latency histogram: 1 µs buckets up to 2 s */
+
+struct client {
+	int fd;
+	size_t have;
+	char buf[BUF];
+};
+
+static unsigned long long hist[HIST + 1];
+
+static long long now_ns(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static int connect_to(const char *host, int port) {
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	inet_pton(AF_INET, host, &a.sin_addr);
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		close(fd);
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	return fd;
+}
+
+static unsigned long long percentile(unsigned long long total, double q) {
+	unsigned long long want = (unsigned long long)(q * (double)total), seen = 0;
+	for (int i = 0; i <= HIST; i++) {
+		seen += hist[i];
+		if (seen > want)
+			return (unsigned long long)i;
+	}
+	return HIST;
+}
+
+int main(int argc, char **argv) {
+	if (argc < 7) {
+		fprintf(stderr, "usage: %s HOST PORT CLIENTS RATE SECONDS WARMUP [irc]\n", argv[0]);
+		return 2;
+	}
+	const char *host = argv[1];
+	int port = atoi(argv[2]), n = atoi(argv[3]);
+	double rate = atof(argv[4]), seconds = atof(argv[5]), warmup = atof(argv[6]);
+	int irc = argc > 7 && strcmp(argv[7], "irc") == 0;
+	struct rlimit rl = {65536, 65536};
+	setrlimit(RLIMIT_NOFILE, &rl);
+	struct client *cs = calloc((size_t)n, sizeof *cs);
+	int ep = epoll_create1(0);
+	for (int i = 0; i < n; i++) {
+		cs[i].fd = connect_to(host, port);
+		if (cs[i].fd < 0) {
+			fprintf(stderr, "connect %d failed: %s\n", i, strerror(errno));
+			return 1;
+		}
+		char reg[256];
+		int len = irc ? snprintf(reg, sizeof reg, "NICK l%d\r\nUSER l%d 0 * :load\r\nJOIN #load\r\n", i, i)
+			      : snprintf(reg, sizeof reg, "l%d\n", i);
+		if (write(cs[i].fd, reg, (size_t)len) != len) {
+			fprintf(stderr, "register %d failed\n", i);
+			return 1;
+		}
+		/* Give a slow server time to accept (its listen queue may be short). */
+		if (i % 50 == 49)
+			usleep(20000);
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (unsigned)i};
+		epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
+		/* Non-blocking after the registration line. */
+		int fl = 1;
+		ioctl(cs[i].fd, FIONBIO, &fl);
+	}
+	usleep(300000); /* let registrations settle */
+	long long start = now_ns();
+	long long t_measure = start + (long long)(warmup * 1e9);
+	long long t_end = t_measure + (long long)(seconds * 1e9);
+	double interval_ns = 1e9 / (rate * (double)n); /* one send every interval, round robin */
+	long long next_send = start;
+	int next_client = 0;
+	unsigned long long sent = 0, delivered = 0, errors = 0, skipped = 0, lat_total = 0;
+	unsigned long long max_us = 0;
+	struct epoll_event evs[1024];
+	for (;;) {
+		long long now = now_ns();
+		if (now >= t_end)
+			break;
+		while (now >= next_send) {
+			struct client *c = &cs[next_client];
+			char msg[96];
+			int len = irc ? snprintf(msg, sizeof msg, "PRIVMSG #load :m %lld %d\r\n", now_ns(), next_client)
+				      : snprintf(msg, sizeof msg, "m %lld %d\n", now_ns(), next_client);
+			ssize_t w = send(c->fd, msg, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (w == len) {
+				if (now >= t_measure)
+					sent++;
+			} else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				skipped++;
+			} else {
+				errors++;
+			}
+			next_client = (next_client + 1) % n;
+			next_send += (long long)interval_ns;
+			if (interval_ns < 1)
+				next_send = now + 1;
+		}
+		long long wait_ms = (next_send - now_ns()) / 1000000;
+		int k = epoll_wait(ep, evs, 1024, wait_ms < 0 ? 0 : (int)(wait_ms > 50 ? 50 : wait_ms));
+		for (int e = 0; e < k; e++) {
+			struct client *c = &cs[evs[e].data.u32];
+			ssize_t r = read(c->fd, c->buf + c->have, BUF - c->have - 1);
+			if (r <= 0) {
+				if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+					errors++;
+					epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+				}
+				continue;
+			}
+			c->have += (size_t)r;
+			long long t = now_ns();
+			char *start_line = c->buf, *nl;
+			while ((nl = memchr(start_line, '\n', (size_t)(c->buf + c->have - start_line)))) {
+				*nl = 0;
+				char *m = strstr(start_line, "m ");
+				long long ts;
+				int who;
+				/* "... m <ns> <client>": a timed message from someone. */
+				while (m && !(sscanf(m, "m %lld %d", &ts, &who) == 2 && ts > 1000000))
+					m = strstr(m + 1, "m ");
+				if (m && ts <= t && t >= t_measure) {
+					unsigned long long us = (unsigned long long)((t - ts) / 1000);
+					delivered++;
+					lat_total++;
+					hist[us > HIST ? HIST : us]++;
+					if (us > max_us)
+						max_us = us;
+				}
+				start_line = nl + 1;
+			}
+			size_t rest = (size_t)(c->buf + c->have - start_line);
+			memmove(c->buf, start_line, rest);
+			c->have = rest;
+			if (c->have >= BUF - 1)
+				c->have = 0; /* a line longer than the buffer: drop it */
+		}
+	}
+	printf("RESULT clients=%d rate=%.1f sent=%llu delivered=%llu dps=%.0f p50_us=%llu p99_us=%llu "
+	       "max_us=%llu skipped=%llu errors=%llu\n",
+	       n, rate, sent, delivered, (double)delivered / seconds, percentile(lat_total, 0.5),
+	       percentile(lat_total, 0.99), max_us, skipped, errors);
+	return 0;
+}
