@@ -80,32 +80,8 @@ fn nc_is_a_chat_client() {
     assert!(got.contains("#general <carol> hi from nc\n"), "{got}");
 }
 
-/// The course's `MySocket` class, unchanged, with MSGLEN 1024.
-const PY_MYSOCKET: &str = r#"
-import socket, sys
-MSGLEN = 1024
-class MySocket:
-    def __init__(self, sock=None):
-        self.sock = sock or socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    def connect(self, host, port):
-        self.sock.connect((host, port))
-    def mysend(self, msg):
-        totalsent = 0
-        while totalsent < MSGLEN:
-            sent = self.sock.send(msg[totalsent:])
-            if sent == 0:
-                raise RuntimeError("socket connection broken")
-            totalsent = totalsent + sent
-    def myreceive(self):
-        chunks = []
-        bytes_recd = 0
-        while bytes_recd < MSGLEN:
-            chunk = self.sock.recv(min(MSGLEN - bytes_recd, 2048))
-            if chunk == b'':
-                raise RuntimeError("socket connection broken")
-            chunks.append(chunk)
-            bytes_recd = bytes_recd + len(chunk)
-        return b''.join(chunks)
+/// A chat client on the course's `MySocket` class (`support::MYSOCKET`), unchanged.
+const PY_MYSOCKET_CHAT: &str = r#"
 def pad(s):
     b = s.encode()
     return b + b'\0' * (MSGLEN - len(b))
@@ -135,7 +111,11 @@ fn the_courses_mysocket_class_chats_in_fixed_1024() {
     let mut record = b"listener".to_vec();
     record.resize(1024, 0);
     l.write_all(&record).unwrap();
-    let out = python(PY_MYSOCKET, &[&port, "student", "hello from MySocket"], b"");
+    let out = python(
+        &format!("{MYSOCKET}{PY_MYSOCKET_CHAT}"),
+        &[&port, "student", "hello from MySocket"],
+        b"",
+    );
     assert!(String::from_utf8_lossy(&ok(&out)).contains("bye"));
     let mut seen = String::new();
     let mut buf = vec![0u8; 1024];

@@ -427,32 +427,8 @@ fn ipv6_loopback() {
     assert_eq!(ok(&out), b"v6\n");
 }
 
-/// The course's MySocket: every message is exactly MSGLEN bytes.
-const PY_MYSOCKET: &str = r#"
-import socket, sys
-MSGLEN = 1024
-class MySocket:
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    def connect(self, host, port):
-        self.sock.connect((host, port))
-    def mysend(self, msg):
-        totalsent = 0
-        while totalsent < MSGLEN:
-            sent = self.sock.send(msg[totalsent:])
-            if sent == 0:
-                raise RuntimeError("socket connection broken")
-            totalsent = totalsent + sent
-    def myreceive(self):
-        chunks = []
-        bytes_recd = 0
-        while bytes_recd < MSGLEN:
-            chunk = self.sock.recv(min(MSGLEN - bytes_recd, 2048))
-            if chunk == b'':
-                raise RuntimeError("socket connection broken")
-            chunks.append(chunk)
-            bytes_recd = bytes_recd + len(chunk)
-        return b''.join(chunks)
+/// The course's MySocket echoing two words (the class is `support::MYSOCKET`).
+const PY_MYSOCKET_ECHO: &str = r#"
 s = MySocket()
 s.connect('127.0.0.1', int(sys.argv[1]))
 for word in [b'first', b'second']:
@@ -474,7 +450,11 @@ fn fixed_framing_matches_the_course_mysocket() {
             "--model",
             model,
         ]);
-        let out = python(PY_MYSOCKET, &[&srv.port().to_string()], b"");
+        let out = python(
+            &format!("{MYSOCKET}{PY_MYSOCKET_ECHO}"),
+            &[&srv.port().to_string()],
+            b"",
+        );
         assert_eq!(
             String::from_utf8(ok(&out)).unwrap(),
             "1024 first\n1024 second\n"

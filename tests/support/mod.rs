@@ -441,3 +441,32 @@ pub fn stop_child(child: &mut Child, sig: &str) -> Option<ExitStatus> {
     }
     None
 }
+
+/// The course's `MySocket` class (the Python socket HOWTO's), unchanged, with MSGLEN 1024: every
+/// message is exactly MSGLEN bytes. Tests append their own script after it.
+pub const MYSOCKET: &str = r#"
+import socket, sys
+MSGLEN = 1024
+class MySocket:
+    def __init__(self, sock=None):
+        self.sock = sock or socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def connect(self, host, port):
+        self.sock.connect((host, port))
+    def mysend(self, msg):
+        totalsent = 0
+        while totalsent < MSGLEN:
+            sent = self.sock.send(msg[totalsent:])
+            if sent == 0:
+                raise RuntimeError("socket connection broken")
+            totalsent = totalsent + sent
+    def myreceive(self):
+        chunks = []
+        bytes_recd = 0
+        while bytes_recd < MSGLEN:
+            chunk = self.sock.recv(min(MSGLEN - bytes_recd, 2048))
+            if chunk == b'':
+                raise RuntimeError("socket connection broken")
+            chunks.append(chunk)
+            bytes_recd = bytes_recd + len(chunk)
+        return b''.join(chunks)
+"#;
