@@ -168,6 +168,7 @@ fn header_frames_carry_id_and_time_and_a_bad_crc_is_answered() {
     assert!(text.contains("True True"), "{text}");
     assert!(text.contains("welcome, hdr"), "{text}");
     assert!(text.contains("closing: crc32 mismatch"), "{text}");
+    assert_eq!(text.matches("closing:").count(), 1, "said once: {text}");
     assert!(text.trim_end().ends_with("closed"), "{text}");
 }
 
@@ -354,4 +355,37 @@ fn silence_is_allowed_after_the_nickname_but_not_before() {
     srv.expect_log("no nickname within 1s");
     lurker.get_mut().write_all(b"/ping\n").unwrap();
     read_until(&mut lurker, "pong");
+}
+
+/// `--max-per-ip` refuses with a message; `--motd` greets each client after its nickname.
+#[test]
+fn limits_refuse_with_a_message_and_the_motd_greets() {
+    let dir = tempfile::tempdir().unwrap();
+    let motd = dir.path().join("motd.txt");
+    std::fs::write(&motd, "be kind\nno spam\n").unwrap();
+    let srv = Server::start(&[
+        "chat",
+        "serve",
+        "-p",
+        "0",
+        "--max-per-ip",
+        "1",
+        "--motd",
+        motd.to_str().unwrap(),
+    ]);
+    let mut first = TcpStream::connect(&srv.addr).unwrap();
+    first.write_all(b"ann\n").unwrap();
+    let mut first = BufReader::new(first);
+    let got = read_until(&mut first, "motd: no spam");
+    assert!(got.contains("motd: be kind"), "{got}");
+    let mut second = TcpStream::connect(&srv.addr).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut refused = String::new();
+    let _ = second.read_to_string(&mut refused);
+    assert!(
+        refused.contains("refused: 1 connections from this address already"),
+        "{refused}"
+    );
 }

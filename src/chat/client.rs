@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::server::ChatFraming;
-use crate::frame::{Frame, FrameCodec};
+use crate::frame::Frame;
 use crate::net::{self, Endpoint, Metered, NetError, Tracer, clock};
 use crate::report::{Event, Line, Reporter};
 
@@ -177,13 +177,7 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
     let stream = net::connect::stream(&cfg.target, cfg.timeout).await?;
     let tracer = cfg.trace.then(|| Tracer::new(addr.clone()));
     let mut s = Metered::new(stream, tracer);
-    let mut codec = match &cfg.framing {
-        ChatFraming::Lines => FrameCodec::new(
-            &crate::frame::Framing::Delimited(b"\n".to_vec()),
-            super::proto::MAX_TEXT * 4,
-        ),
-        ChatFraming::Framed(f) => FrameCodec::new(f, super::proto::MAX_TEXT * 4),
-    };
+    let mut codec = cfg.framing.codec(super::server::WIRE_MAX);
     let mut first = vec![cfg.nick.clone()];
     first.extend(cfg.room.iter().map(|r| format!("/join {r}")));
     let mut stdin = Input::open(&out);

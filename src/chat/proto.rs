@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest nickname, in characters.
@@ -139,8 +140,9 @@ impl Message {
     }
 }
 
-/// One message for one client: what the driver delivers.
-pub type Delivery = (ClientId, Message);
+/// One message for one client: what the driver delivers. A message for a whole room is one
+/// allocation shared by every recipient.
+pub type Delivery = (ClientId, Arc<Message>);
 
 /// What the driver must do beyond delivering messages.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -150,12 +152,12 @@ pub struct Outcome {
     /// Clients to disconnect after their messages are delivered (`/quit`).
     pub close: Vec<ClientId>,
     /// The chat lines, actions and private messages said, once each (for a transcript).
-    pub said: Vec<Message>,
+    pub said: Vec<Arc<Message>>,
 }
 
 impl Outcome {
-    fn to(&mut self, client: ClientId, msg: Message) {
-        self.deliveries.push((client, msg));
+    fn to(&mut self, client: ClientId, msg: impl Into<Arc<Message>>) {
+        self.deliveries.push((client, msg.into()));
     }
 }
 
@@ -172,7 +174,7 @@ struct Room {
     name: String,
     topic: Option<String>,
     members: BTreeSet<ClientId>,
-    history: VecDeque<Message>,
+    history: VecDeque<Arc<Message>>,
 }
 
 /// The whole chat: who is connected, under which nick, in which room.
@@ -330,6 +332,10 @@ impl Hub {
             self.register(wall_us, client, line.trim(), &mut out);
             return out;
         }
+        if line.is_empty() {
+            // An empty line (Enter in nc, an all-NUL fixed record) says nothing.
+            return out;
+        }
         if line.len() > MAX_TEXT {
             let text = format!(
                 "message of {} bytes refused: the limit is {MAX_TEXT}",
@@ -466,7 +472,7 @@ impl Hub {
         room.members.insert(client);
         let shown = room.name.clone();
         let topic = room.topic.clone();
-        let replay: Vec<Message> = room.history.iter().cloned().collect();
+        let replay: Vec<Arc<Message>> = room.history.iter().cloned().collect();
         if let Some(c) = self.clients.get_mut(&client) {
             c.room = shown.clone();
         }
@@ -478,9 +484,8 @@ impl Hub {
             let msg = self.notice(wall_us, format!("topic of {shown}: {t}"));
             out.to(client, msg);
         }
-        for mut m in replay {
-            m.replayed = true;
-            out.to(client, m);
+        for m in replay {
+            out.to(client, replayed(&m));
         }
     }
 
@@ -497,7 +502,7 @@ impl Hub {
             Some(r) => r.members.iter().copied().collect(),
             None => return,
         };
-        let msg = self.notice(wall_us, text.into());
+        let msg = Arc::new(self.notice(wall_us, text.into()));
         for m in members.into_iter().filter(|&m| Some(m) != except) {
             out.to(m, msg.clone());
         }
@@ -519,7 +524,7 @@ impl Hub {
                 nick,
             }
         };
-        let msg = self.message(wall_us, kind, text.into());
+        let msg = Arc::new(self.message(wall_us, kind, text.into()));
         out.said.push(msg.clone());
         let keep = self.settings.history;
         let room = self.room_mut(&room_name);
@@ -584,7 +589,8 @@ impl Hub {
                 };
                 let from = self.nick(client).unwrap_or_default().to_string();
                 let to = self.nick(target).unwrap_or_default().to_string();
-                let msg = self.message(wall_us, Kind::Private { from, to }, text.trim().into());
+                let msg =
+                    Arc::new(self.message(wall_us, Kind::Private { from, to }, text.trim().into()));
                 out.said.push(msg.clone());
                 out.to(target, msg.clone());
                 if target != client {
@@ -648,7 +654,7 @@ impl Hub {
                     }
                 };
                 let room = self.clients.get(&client).map(|c| c.room.clone());
-                let past: Vec<Message> = self
+                let past: Vec<Arc<Message>> = self
                     .rooms
                     .get(&room.unwrap_or_default().to_lowercase())
                     .map(|r| {
@@ -656,9 +662,8 @@ impl Hub {
                         r.history.iter().skip(skip).cloned().collect()
                     })
                     .unwrap_or_default();
-                for mut m in past {
-                    m.replayed = true;
-                    out.to(client, m);
+                for m in past {
+                    out.to(client, replayed(&m));
                 }
             }
             "ping" => reply(self, out, "pong".into()),
@@ -695,6 +700,14 @@ impl Hub {
         let text = format!("{nick} went to {target}");
         self.announce(out, wall_us, &from, &text, None);
         self.enter_room(wall_us, client, target, out);
+    }
+}
+
+/// A copy of `m` marked as replayed from history.
+fn replayed(m: &Message) -> Message {
+    Message {
+        replayed: true,
+        ..m.clone()
     }
 }
 
@@ -837,6 +850,10 @@ mod tests {
         assert_eq!(out.deliveries[0].1.kind, Kind::Error);
         let out = h.line(t, 0, ClientId(1), "/nick al");
         assert_eq!(texts(&out, 2), ["alice is now al"]);
+        assert!(
+            h.line(t, 0, ClientId(1), "").deliveries.is_empty(),
+            "empty says nothing"
+        );
         let out = h.line(t, 0, ClientId(1), "//not a command");
         assert_eq!(texts(&out, 2), ["/not a command"]);
         let out = h.line(t, 0, ClientId(2), "/quit gone");

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, Encoder};
@@ -37,6 +37,11 @@ pub const DEFAULT_MAX_PER_IP: usize = 1000;
 pub const QUEUE: usize = 512;
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 4096;
+/// Longest message a client may send, framing included: room for [`proto::MAX_TEXT`] and a
+/// margin, so a message just over the limit gets the hub's clear refusal.
+pub const READ_MAX: usize = proto::MAX_TEXT * 2;
+/// Longest message the server frames (a long motd line, say); clients read up to this.
+pub const WIRE_MAX: usize = 64 * 1024;
 /// Silence before the first TCP keepalive probe.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
@@ -72,9 +77,8 @@ impl std::str::FromStr for ChatFraming {
 }
 
 impl ChatFraming {
-    /// The codec: lines are a `\n`-delimited framing.
-    fn codec(&self) -> FrameCodec {
-        let max = proto::MAX_TEXT * 2;
+    /// The codec, for frames of up to `max` bytes: lines are a `\n`-delimited framing.
+    pub fn codec(&self, max: usize) -> FrameCodec {
         match self {
             ChatFraming::Lines => FrameCodec::new(&Framing::Delimited(b"\n".to_vec()), max),
             ChatFraming::Framed(f) => FrameCodec::new(f, max),
@@ -137,7 +141,7 @@ pub enum ConnError {
 
 /// A client's queue, and the token that stops its task when the queue overflows.
 struct Queue {
-    tx: mpsc::Sender<Arc<Message>>,
+    tx: mpsc::Sender<Bytes>,
     kick: CancellationToken,
 }
 
@@ -188,7 +192,7 @@ pub async fn run(
 impl Chat {
     /// Appends what was said to the transcript, one JSON object per line. (A small
     /// synchronous write, flushed once per batch of messages from one read.)
-    fn record(&self, said: &[Message]) {
+    fn record(&self, said: &[Arc<Message>]) {
         let Some(t) = &self.transcript else { return };
         if said.is_empty() {
             return;
@@ -222,23 +226,30 @@ impl Chat {
         }
     }
 
+    /// One message of the server's own, framed.
+    fn framed(&self, m: &Message) -> Bytes {
+        wire(&mut self.cfg.framing.codec(WIRE_MAX), &self.cfg.framing, m)
+    }
+
     /// Hands each message to its recipient's queue, never waiting. A full queue drops that
     /// recipient (its task ends when it sees its queue closed).
     fn deliver(&self, out: Outcome) {
+        let mut encoder = self.cfg.framing.codec(WIRE_MAX);
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        let mut shared: Option<(u32, u64, Arc<Message>)> = None;
+        // A message for a room comes as one shared allocation for all its recipients: it is
+        // rendered and framed once, and every queue gets the same bytes.
+        let mut last: Option<(Arc<Message>, Bytes)> = None;
         for (to, msg) in out.deliveries {
-            // One allocation per message, whatever the room's size.
-            let arc = match &shared {
-                Some((id, t, a)) if *id == msg.id && *t == msg.time_us && **a == msg => a.clone(),
+            let bytes = match &last {
+                Some((m, b)) if Arc::ptr_eq(m, &msg) => b.clone(),
                 _ => {
-                    let a = Arc::new(msg);
-                    shared = Some((a.id, a.time_us, a.clone()));
-                    a
+                    let b = wire(&mut encoder, &self.cfg.framing, &msg);
+                    last = Some((msg, b.clone()));
+                    b
                 }
             };
             let full = match queues.get(&to) {
-                Some(q) => q.tx.try_send(arc).is_err(),
+                Some(q) => q.tx.try_send(bytes).is_err(),
                 None => false,
             };
             if full && let Some(q) = queues.remove(&to) {
@@ -291,19 +302,12 @@ impl StreamService for Chat {
             .with_interval(Duration::from_secs(10))
             .with_retries(3);
         let _ = socket2::SockRef::from(conn.io.get_ref()).set_tcp_keepalive(&keepalive);
-        let mut codec = self.cfg.framing.codec();
+        let mut codec = self.cfg.framing.codec(READ_MAX);
         let ip = match self.enter(&conn.peer) {
             Ok(ip) => ip,
             Err(e) => {
                 let msg = plain(Kind::Error, format!("refused: {e}"));
-                let _ = send(
-                    conn,
-                    &mut codec,
-                    &self.cfg.framing,
-                    &[Arc::new(msg)],
-                    self.cfg.timeout,
-                )
-                .await;
+                let _ = send(conn, &[self.framed(&msg)], self.cfg.timeout).await;
                 return Err(e);
             }
         };
@@ -328,15 +332,7 @@ impl StreamService for Chat {
             Kind::Notice,
             "socklab chat: send your nickname first; /help lists the commands".into(),
         );
-        let result = match send(
-            conn,
-            &mut codec,
-            &self.cfg.framing,
-            &[Arc::new(hello)],
-            self.cfg.timeout,
-        )
-        .await
-        {
+        let result = match send(conn, &[self.framed(&hello)], self.cfg.timeout).await {
             Ok(()) => tokio::select! {
                 r = self.converse(conn, &mut codec, id, rx) => r,
                 _ = kick.cancelled() => {
@@ -372,11 +368,11 @@ impl Chat {
         conn: &mut Conn<S>,
         codec: &mut FrameCodec,
         id: ClientId,
-        mut rx: mpsc::Receiver<Arc<Message>>,
+        mut rx: mpsc::Receiver<Bytes>,
     ) -> Result<(), ConnError> {
         let timeout = self.cfg.timeout;
         let mut input = BytesMut::with_capacity(READ_CHUNK);
-        let mut batch: Vec<Arc<Message>> = Vec::new();
+        let mut batch: Vec<Bytes> = Vec::new();
         let mut closing = false;
         // `-t` bounds the wait for a nickname. After that a silent client may stay (people
         // read a chat far more than they write); TCP keepalive finds the ones that vanished.
@@ -387,7 +383,7 @@ impl Chat {
                 biased;
                 _ = self.shutdown.cancelled() => {
                     let bye = plain(Kind::Notice, "server shutting down; bye".into());
-                    let _ = send(conn, codec, &self.cfg.framing, &[Arc::new(bye)], timeout).await;
+                    let _ = send(conn, &[self.framed(&bye)], timeout).await;
                     return Ok(());
                 }
                 got = rx.recv() => {
@@ -403,7 +399,7 @@ impl Chat {
                             Err(_) => break,
                         }
                     }
-                    send(conn, codec, &self.cfg.framing, &batch, timeout).await?;
+                    send(conn, &batch, timeout).await?;
                     if closing && rx.is_empty() {
                         return Ok(());
                     }
@@ -418,12 +414,12 @@ impl Chat {
                         Err(ConnError::Frame(e)) => {
                             // Deliver what the good frames before it produced, then the
                             // reason, then close.
-                            let mut last: Vec<Arc<Message>> = Vec::new();
+                            let mut last: Vec<Bytes> = Vec::new();
                             while let Ok(m) = rx.try_recv() {
                                 last.push(m);
                             }
-                            last.push(Arc::new(plain(Kind::Error, format!("closing: {e}"))));
-                            let _ = send(conn, codec, &self.cfg.framing, &last, timeout).await;
+                            last.push(self.framed(&plain(Kind::Error, format!("closing: {e}"))));
+                            let _ = send(conn, &last, timeout).await;
                             return Err(ConnError::Frame(e));
                         }
                         Err(e) => return Err(e),
@@ -467,30 +463,12 @@ impl Chat {
                             proto::MAX_TEXT
                         ),
                     );
-                    send(
-                        conn,
-                        codec,
-                        &self.cfg.framing,
-                        &[Arc::new(msg)],
-                        self.cfg.timeout,
-                    )
-                    .await?;
+                    send(conn, &[self.framed(&msg)], self.cfg.timeout).await?;
                     continue;
                 }
-                Err(e) => {
-                    // A header frame with a bad CRC or length: say so, then close (the
-                    // stream cannot be resynchronised).
-                    let msg = plain(Kind::Error, format!("closing: {e}"));
-                    let _ = send(
-                        conn,
-                        codec,
-                        &self.cfg.framing,
-                        &[Arc::new(msg)],
-                        self.cfg.timeout,
-                    )
-                    .await;
-                    return Err(ConnError::Frame(e));
-                }
+                // A header frame with a bad CRC or length: the caller delivers what is queued,
+                // says so, then closes (the stream cannot be trusted any more).
+                Err(e) => return Err(ConnError::Frame(e)),
             };
             let mut text = String::from_utf8_lossy(&frame.payload).into_owned();
             if self.cfg.framing == ChatFraming::Lines && text.ends_with('\r') {
@@ -536,21 +514,29 @@ fn plain(kind: Kind, text: String) -> Message {
     }
 }
 
-/// Encodes `msgs` in the connection's framing and writes them in one write.
+/// Writes already framed messages in one write.
 async fn send<S: Stream>(
     conn: &mut Conn<S>,
-    codec: &mut FrameCodec,
-    framing: &ChatFraming,
-    msgs: &[Arc<Message>],
+    msgs: &[Bytes],
     timeout: Duration,
 ) -> Result<(), ConnError> {
+    let result = if let [one] = msgs {
+        within(timeout, conn.io.write_all(one)).await
+    } else {
+        let mut out = BytesMut::with_capacity(msgs.iter().map(Bytes::len).sum());
+        for m in msgs {
+            out.extend_from_slice(m);
+        }
+        within(timeout, conn.io.write_all(&out)).await
+    };
+    result.map_err(ConnError::Write)
+}
+
+/// One message, framed: its bytes on the wire.
+fn wire(codec: &mut FrameCodec, framing: &ChatFraming, m: &Message) -> Bytes {
     let mut out = BytesMut::new();
-    for m in msgs {
-        encode(codec, framing, m, &mut out);
-    }
-    within(timeout, conn.io.write_all(&out))
-        .await
-        .map_err(ConnError::Write)
+    encode(codec, framing, m, &mut out);
+    out.freeze()
 }
 
 /// One message in the connection's framing (a fixed record too small for it takes several).
