@@ -27,6 +27,9 @@ pub const MAX_TOPIC: usize = 256;
 pub const DEFAULT_ROOM: &str = "#general";
 /// Default messages kept per room and replayed on join.
 pub const DEFAULT_HISTORY: usize = 50;
+/// Most rooms at once: each may keep a history, so their number is bounded (a client cannot
+/// make the server's memory grow by creating rooms).
+pub const MAX_ROOMS: usize = 1000;
 /// Most messages `/history N` replays.
 pub const MAX_HISTORY: usize = 1000;
 
@@ -577,6 +580,14 @@ impl Hub {
                 if let Err(e) = check_room(&target) {
                     return fail(self, out, e.to_string());
                 }
+                if !self.rooms.contains_key(&target.to_lowercase()) && self.rooms.len() >= MAX_ROOMS
+                {
+                    return fail(
+                        self,
+                        out,
+                        format!("the server has {MAX_ROOMS} rooms already; join one of them"),
+                    );
+                }
                 self.move_to(wall_us, client, &target, out);
             }
             "part" => self.move_to(wall_us, client, DEFAULT_ROOM, out),
@@ -865,6 +876,20 @@ mod tests {
             texts(&out, 3)[0].starts_with("welcome, bob"),
             "the nick is free again"
         );
+    }
+
+    #[test]
+    fn the_number_of_rooms_is_bounded() {
+        let (mut h, t) = hub();
+        h.settings.flood = None;
+        join(&mut h, t, 1, "alice");
+        for i in 0..MAX_ROOMS {
+            h.line(t, 0, ClientId(1), &format!("/join #r{i}"));
+            h.line(t, 0, ClientId(1), "keep me");
+        }
+        let out = h.line(t, 0, ClientId(1), "/join #one-more");
+        assert_eq!(out.deliveries[0].1.kind, Kind::Error, "{out:?}");
+        assert!(h.rooms.len() <= MAX_ROOMS);
     }
 
     #[test]
