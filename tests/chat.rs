@@ -389,3 +389,71 @@ fn limits_refuse_with_a_message_and_the_motd_greets() {
         "{refused}"
     );
 }
+
+/// `--ping`: a client program that hangs with its socket open is pinged, told, and dropped, and
+/// the room hears why; `chat join` answers pings by itself and stays; its `--log` keeps a
+/// transcript without the pongs.
+#[test]
+fn a_hung_client_is_pinged_and_dropped_while_chat_join_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("joiner.log");
+    let srv = Server::start(&["chat", "serve", "-p", "0", "--ping", "1s"]);
+    let mut hung = line_client(&srv.addr, "hung");
+    // `chat join` says nothing for 3.5 s (three ping intervals), then one line, then leaves.
+    let mut joiner = std::process::Command::new("sh");
+    joiner
+        .arg("-c")
+        .arg(r#"(sleep 3.5; echo 'still here') | "$0" chat join "$1" --nick joiner --log "$2""#)
+        .arg(bin())
+        .arg(&srv.addr)
+        .arg(&log);
+    let joiner = std::thread::spawn(move || run_with(joiner, b"", Duration::from_secs(20)));
+    // The hung client sees the ping, answers nothing, and is told before it is closed.
+    read_until(&mut hung, "PING 1: answer /pong 1");
+    let started = Instant::now();
+    let got = read_until(&mut hung, "!!! closing: no answer to ping within 1s");
+    assert!(started.elapsed() < Duration::from_secs(5), "{got}");
+    let mut rest = String::new();
+    let _ = hung.read_to_string(&mut rest);
+    srv.expect_log("no answer to ping within 1s");
+    let out = joiner.join().unwrap();
+    let text = String::from_utf8(ok(&out)).unwrap();
+    assert!(
+        text.contains("hung left (no answer to ping within 1s)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("PING"),
+        "pings are answered, not shown: {text}"
+    );
+    assert!(!text.contains("joiner left"), "{text}");
+    let transcript = std::fs::read_to_string(&log).unwrap();
+    assert!(transcript.contains("] > joiner\n"), "{transcript}");
+    assert!(transcript.contains("] > still here\n"), "{transcript}");
+    assert!(transcript.contains("-!- welcome, joiner"), "{transcript}");
+    assert!(transcript.contains("hung left"), "{transcript}");
+    assert!(!transcript.contains("pong"), "{transcript}");
+}
+
+/// `-t` counts from the connection's start: a client dripping a byte at a time without ever
+/// finishing its nickname is closed on time.
+#[test]
+fn a_dripped_nickname_does_not_extend_the_deadline() {
+    let srv = Server::start(&["chat", "serve", "-p", "0", "-t", "1s"]);
+    let mut drip = TcpStream::connect(&srv.addr).unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..20 {
+        if drip.write_all(b"a").is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if srv.stderr().contains("no nickname within 1s") {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open after 4 s: {}", srv.stderr());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

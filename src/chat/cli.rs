@@ -66,6 +66,28 @@ pub struct ServeArgs {
     /// nick, id, text).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Send "PING N" to a client silent this long; drop it if it stays silent as long again
+    /// (it may answer /pong N or say anything; `chat join` answers by itself). Off: only TCP
+    /// keepalive (about 90 s) finds dead peers.
+    #[arg(long, default_value = "off", value_name = "DURATION|off", value_parser = parse_ping)]
+    ping: PingArg,
+}
+
+/// `--ping`.
+#[derive(Debug, Clone, Copy)]
+pub struct PingArg(Option<Duration>);
+
+fn parse_ping(s: &str) -> Result<PingArg, String> {
+    if s == "off" {
+        return Ok(PingArg(None));
+    }
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{s:?}: ping at most once a second (at least 1s), or off"
+        ));
+    }
+    Ok(PingArg(Some(d)))
 }
 
 /// `--flood`.
@@ -130,6 +152,7 @@ impl TryFrom<&ServeArgs> for server::Config {
             },
             max_per_ip: a.max_per_ip,
             transcript: a.log.clone(),
+            ping: a.ping.0,
         })
     }
 }
@@ -155,6 +178,10 @@ pub struct JoinArgs {
     /// Print every send and receive as a hex dump on stderr.
     #[arg(long)]
     trace: bool,
+    /// Append a transcript to FILE: each message received as shown, each line sent as
+    /// "[HH:MM:SS] > line".
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -167,6 +194,13 @@ impl TryFrom<&JoinArgs> for client::Config {
         if let Some(room) = &a.room {
             proto::check_room(room).map_err(|e| UsageError(e.to_string()))?;
         }
+        if let Some(path) = &a.log {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| UsageError(format!("--log {}: {e}", path.display())))?;
+        }
         Ok(client::Config {
             target: a.addr.parse()?,
             nick: a.nick.clone(),
@@ -174,6 +208,7 @@ impl TryFrom<&JoinArgs> for client::Config {
             framing: a.framing.clone(),
             timeout: a.timeout,
             trace: a.trace,
+            log: a.log.clone(),
         })
     }
 }

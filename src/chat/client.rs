@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::proto;
 use super::server::ChatFraming;
 use crate::frame::Frame;
 use crate::net::{self, Endpoint, Metered, NetError, Tracer, clock};
@@ -27,6 +28,8 @@ pub struct Config {
     pub timeout: Duration,
     /// `--trace`.
     pub trace: bool,
+    /// `--log FILE`: a transcript of what was received and sent.
+    pub log: Option<std::path::PathBuf>,
 }
 
 /// Why the client stopped.
@@ -76,6 +79,29 @@ struct Received<'a> {
 impl Event for Received<'_> {
     fn lines(&self) -> Vec<Line> {
         vec![Line::Result(self.text.to_string())]
+    }
+}
+
+/// `--log FILE`: every message received as it was shown, and every line sent as
+/// `[HH:MM:SS] > line`, appended and flushed line by line (a transcript survives a crash).
+struct Transcript(std::fs::File);
+
+impl Transcript {
+    fn open(path: &std::path::Path) -> io::Result<Transcript> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Transcript)
+    }
+
+    fn received(&mut self, text: &str) -> io::Result<()> {
+        io::Write::write_all(&mut self.0, format!("{text}\n").as_bytes())
+    }
+
+    fn sent(&mut self, text: &str) -> io::Result<()> {
+        let at = proto::clock_text(clock::unix_micros());
+        io::Write::write_all(&mut self.0, format!("[{at}] > {text}\n").as_bytes())
     }
 }
 
@@ -186,10 +212,26 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
     let mut sent_id = 0u32;
     let mut quitting = false;
     let write_err = |e: io::Error| NetError::from_io(e, &addr, format!("writing to {addr}"));
+    let mut log = match &cfg.log {
+        None => None,
+        Some(path) => Some(Transcript::open(path).map_err(|source| Error::Local {
+            what: "opening the transcript",
+            source,
+        })?),
+    };
+    let log_err = |source| Error::Local {
+        what: "writing the transcript",
+        source,
+    };
     loop {
         if !pending.is_empty() {
             let mut buf = BytesMut::new();
             for text in pending.drain(..) {
+                if let Some(t) = &mut log
+                    && !text.starts_with("/pong ")
+                {
+                    t.sent(&text).map_err(log_err)?;
+                }
                 sent_id = sent_id.wrapping_add(1);
                 let frame = Frame {
                     id: sent_id,
@@ -226,6 +268,16 @@ pub async fn run(cfg: Config, out: Reporter) -> Result<(), Error> {
                     let mut text = String::from_utf8_lossy(&frame.payload).into_owned();
                     if text.ends_with('\r') {
                         text.pop();
+                    }
+                    // The server's liveness check (`chat serve --ping`) is answered, not shown.
+                    // (A delimiter framing may have swapped its spaces.)
+                    let plain = text.replace('\u{a0}', " ");
+                    if let Some(token) = proto::ping_token(&plain) {
+                        pending.push(format!("/pong {token}"));
+                        continue;
+                    }
+                    if let Some(t) = &mut log {
+                        t.received(&text).map_err(log_err)?;
                     }
                     let msg = Received { id: frame.id, text: &text, time_us: frame.timestamp_us };
                     stdin

@@ -125,13 +125,7 @@ impl Message {
     /// The message as one line of text, without a line end: `[HH:MM:SS] <nick> text` and so
     /// on. It contains the sender's nickname and the text unchanged.
     pub fn render(&self) -> String {
-        let secs = self.time_us / 1_000_000;
-        let clock = format!(
-            "{:02}:{:02}:{:02}",
-            (secs / 3600) % 24,
-            (secs / 60) % 60,
-            secs % 60
-        );
+        let clock = clock_text(self.time_us);
         let mark = if self.replayed { " (history)" } else { "" };
         match &self.kind {
             Kind::Chat { room, nick } => format!("[{clock}]{mark} {room} <{nick}> {}", self.text),
@@ -141,6 +135,17 @@ impl Message {
             Kind::Error => format!("[{clock}] !!! {}", self.text),
         }
     }
+}
+
+/// `HH:MM:SS` (UTC) of a time in microseconds since the Unix epoch, as messages show it.
+pub fn clock_text(time_us: u64) -> String {
+    let secs = time_us / 1_000_000;
+    format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 /// One message for one client: what the driver delivers. A message for a whole room is one
@@ -263,6 +268,7 @@ pub const HELP: &[&str] = &[
     "/topic [TEXT]     show or set your room's topic",
     "/history [N]      the last N messages of your room",
     "/ping             the server answers pong",
+    "/pong TOKEN       the answer to the server's PING TOKEN",
     "/quit [TEXT]      leave",
     "/help             this list",
     "A line that starts with // sends the rest as text starting with /.",
@@ -678,6 +684,8 @@ impl Hub {
                 }
             }
             "ping" => reply(self, out, "pong".into()),
+            // The answer to the server's ping (see Liveness): hearing it was the point.
+            "pong" => {}
             "quit" => {
                 let why = if rest.is_empty() { "quit" } else { rest };
                 reply(self, out, format!("bye ({why})"));
@@ -750,6 +758,93 @@ pub fn without_delimiter(text: &str, delim: &[u8]) -> String {
 /// How long a flood-limited client waits for one more message (for tests and messages).
 pub fn refill_time(flood: Flood) -> Duration {
     Duration::from_secs_f64(1.0 / flood.rate.max(f64::MIN_POSITIVE))
+}
+
+/// The server's liveness check, as a client sees it: after `interval` of silence the server
+/// sends the notice `PING <token>: …`; a client that says anything within another `interval`
+/// (`/pong <token>` is the polite answer, and what `socklab chat join` sends by itself) stays,
+/// one that says nothing is disconnected. TCP keepalive finds a vanished host; this finds a
+/// client program that hangs with its socket open.
+///
+/// Sans-IO: the driver says when it heard from the client ([`Liveness::heard`]), sleeps until
+/// [`Liveness::poll_timeout`] and then calls [`Liveness::handle_timeout`]. The deadline only
+/// moves later, so a driver may keep a timer armed at an older deadline and re-arm it when it
+/// fires.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    interval: Duration,
+    last_heard: Instant,
+    /// The token of the ping sent and not yet answered, and when it was sent.
+    pinged: Option<(u32, Instant)>,
+    sent: u32,
+}
+
+/// What the driver must do when the liveness timer fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alive {
+    /// Send this notice (a [`Kind::Notice`] message) to the client.
+    Ping(String),
+    /// The client answered nothing for this long after the ping: disconnect it.
+    Dead(Duration),
+}
+
+impl Liveness {
+    /// Liveness of a client heard from at `now`, pinged after `interval` of silence.
+    pub fn new(now: Instant, interval: Duration) -> Self {
+        Liveness {
+            interval,
+            last_heard: now,
+            pinged: None,
+            sent: 0,
+        }
+    }
+
+    /// The client sent something (any bytes) at `now`.
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = self.last_heard.max(now);
+        self.pinged = None;
+    }
+
+    /// When [`Liveness::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Instant {
+        match self.pinged {
+            Some((_, at)) => at + self.interval,
+            None => self.last_heard + self.interval,
+        }
+    }
+
+    /// Called at or after [`Liveness::poll_timeout`]: a ping to send, a dead client, or
+    /// nothing yet.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Alive> {
+        if now < self.poll_timeout() {
+            return None;
+        }
+        if self.pinged.is_some() {
+            return Some(Alive::Dead(self.interval));
+        }
+        self.sent = self.sent.wrapping_add(1);
+        self.pinged = Some((self.sent, now));
+        Some(Alive::Ping(ping_text(self.sent, self.interval)))
+    }
+}
+
+/// The text of a ping notice.
+fn ping_text(token: u32, within: Duration) -> String {
+    format!(
+        "PING {token}: answer /pong {token} (or say anything) within {} or be disconnected",
+        crate::net::fmt_duration(within)
+    )
+}
+
+/// The token of a ping notice, from the message as a client receives it (`[12:00:00] -!- PING
+/// 3: …`): what `/pong` answers. `None` for every other message.
+pub fn ping_token(rendered: &str) -> Option<&str> {
+    let rest = rendered
+        .strip_prefix('[')?
+        .get(8..)?
+        .strip_prefix("] -!- PING ")?;
+    let (token, _) = rest.split_once(": answer /pong ")?;
+    (!token.is_empty() && token.bytes().all(|b| b.is_ascii_digit())).then_some(token)
 }
 
 #[cfg(test)]
@@ -931,5 +1026,69 @@ mod tests {
         assert_eq!(without_delimiter("a b.c", b"."), "a b\u{2024}c");
         assert_eq!(without_delimiter("a||b", b"||"), "a\u{FFFD}b");
         assert_eq!(without_delimiter("plain", b"."), "plain");
+    }
+
+    #[test]
+    fn a_silent_client_is_pinged_then_dropped_and_any_word_keeps_it() {
+        let t = crate::net::clock::now();
+        let i = Duration::from_secs(60);
+        let mut l = Liveness::new(t, i);
+        assert_eq!(l.poll_timeout(), t + i);
+        assert_eq!(l.handle_timeout(t + i - Duration::from_millis(1)), None);
+        // Heard at 30 s: the deadline moves, and a timer armed at the old one finds nothing.
+        l.heard(t + Duration::from_secs(30));
+        assert_eq!(l.handle_timeout(t + i), None);
+        assert_eq!(l.poll_timeout(), t + Duration::from_secs(90));
+        let ping = match l.handle_timeout(t + Duration::from_secs(90)) {
+            Some(Alive::Ping(text)) => text,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            ping,
+            "PING 1: answer /pong 1 (or say anything) within 1m or be disconnected"
+        );
+        let rendered = Message {
+            id: 0,
+            time_us: 0,
+            kind: Kind::Notice,
+            text: ping,
+            replayed: false,
+        }
+        .render();
+        assert_eq!(ping_token(&rendered), Some("1"));
+        // Answered: no death, and the next ping has a new token.
+        l.heard(t + Duration::from_secs(100));
+        assert_eq!(l.handle_timeout(t + Duration::from_secs(150)), None);
+        assert!(matches!(
+            l.handle_timeout(t + Duration::from_secs(160)),
+            Some(Alive::Ping(p)) if p.starts_with("PING 2:")
+        ));
+        // Not answered within the interval: dead.
+        assert_eq!(l.handle_timeout(t + Duration::from_secs(219)), None);
+        assert_eq!(
+            l.handle_timeout(t + Duration::from_secs(220)),
+            Some(Alive::Dead(i))
+        );
+    }
+
+    #[test]
+    fn only_the_servers_ping_notice_has_a_token() {
+        assert_eq!(
+            ping_token("[12:00:00] -!- PING 42: answer /pong 42 (or say anything) within 2m"),
+            Some("42")
+        );
+        for not in [
+            "[12:00:00] #general <bob> -!- PING 4: answer /pong 4",
+            "[12:00:00] -!- PING x: answer /pong x",
+            "[12:00:00] -!- PING : answer /pong ",
+            "-!- PING 4: answer /pong 4",
+            "[12:00:00] -!- pong",
+            "",
+        ] {
+            assert_eq!(ping_token(not), None, "{not:?}");
+        }
+        let (mut h, t) = hub();
+        join(&mut h, t, 1, "alice");
+        assert!(h.line(t, 0, ClientId(1), "/pong 1").deliveries.is_empty());
     }
 }

@@ -101,6 +101,8 @@ pub struct Config {
     pub max_per_ip: usize,
     /// `--log FILE`: every chat line, action and private message as a JSON line.
     pub transcript: Option<std::path::PathBuf>,
+    /// `--ping`: ping a client silent this long, and drop it if it stays silent as long again.
+    pub ping: Option<Duration>,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             settings: Settings::default(),
             max_per_ip: DEFAULT_MAX_PER_IP,
             transcript: None,
+            ping: None,
         }
     }
 }
@@ -128,6 +131,9 @@ pub enum ConnError {
     /// No nickname within `-t`.
     #[error("no nickname within {}", fmt_duration(*.0))]
     Idle(Duration),
+    /// Silent after a ping (`--ping`).
+    #[error("no answer to ping within {}", fmt_duration(*.0))]
+    NoPong(Duration),
     /// A frame the framing cannot read (a bad CRC, a length past the limit).
     #[error("bad frame: {0}")]
     Frame(FrameError),
@@ -374,11 +380,18 @@ impl Chat {
         let mut input = BytesMut::with_capacity(READ_CHUNK);
         let mut batch: Vec<Bytes> = Vec::new();
         let mut closing = false;
-        // `-t` bounds the wait for a nickname. After that a silent client may stay (people
-        // read a chat far more than they write); TCP keepalive finds the ones that vanished.
+        // `-t` bounds the wait for a nickname, from the connection's start (a client dripping
+        // a byte at a time does not extend it). After that a silent client may stay (people
+        // read a chat far more than they write): TCP keepalive finds the hosts that vanished,
+        // and `--ping` the programs that hang with their socket open.
         let mut registered = false;
+        let mut live = self
+            .cfg
+            .ping
+            .map(|every| proto::Liveness::new(clock::now(), every));
+        let timer = tokio::time::sleep(timeout);
+        tokio::pin!(timer);
         loop {
-            let idle = tokio::time::sleep(timeout);
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
@@ -409,6 +422,9 @@ impl Chat {
                     if n == 0 {
                         return Ok(());
                     }
+                    if let Some(l) = &mut live {
+                        l.heard(clock::now());
+                    }
                     closing = match self.decode_all(conn, codec, id, &mut input).await {
                         Ok(quit) => quit,
                         Err(ConnError::Frame(e)) => {
@@ -427,13 +443,36 @@ impl Chat {
                     if closing && rx.is_empty() {
                         return Ok(());
                     }
-                    registered = registered
-                        || self.hub.lock().unwrap_or_else(|e| e.into_inner()).nick(id).is_some();
+                    if !registered
+                        && self.hub.lock().unwrap_or_else(|e| e.into_inner()).nick(id).is_some()
+                    {
+                        registered = true;
+                        if let Some(l) = &live {
+                            timer.as_mut().reset(tokio::time::Instant::from_std(l.poll_timeout()));
+                        }
+                    }
                     if input.capacity() - input.len() < READ_CHUNK / 4 {
                         input.reserve(READ_CHUNK);
                     }
                 }
-                _ = idle, if !closing && !registered => return Err(ConnError::Idle(timeout)),
+                _ = &mut timer, if !closing && (!registered || live.is_some()) => {
+                    let Some(l) = live.as_mut().filter(|_| registered) else {
+                        return Err(ConnError::Idle(timeout));
+                    };
+                    match l.handle_timeout(clock::now()) {
+                        Some(proto::Alive::Ping(text)) => {
+                            send(conn, &[self.framed(&plain(Kind::Notice, text))], timeout).await?;
+                        }
+                        Some(proto::Alive::Dead(after)) => {
+                            let e = ConnError::NoPong(after);
+                            let bye = plain(Kind::Error, format!("closing: {e}"));
+                            let _ = send(conn, &[self.framed(&bye)], timeout).await;
+                            return Err(e);
+                        }
+                        None => {}
+                    }
+                    timer.as_mut().reset(tokio::time::Instant::from_std(l.poll_timeout()));
+                }
             }
         }
     }

@@ -471,14 +471,19 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) {
     let _ = within(LINGER, s.shutdown()).await;
     // On the heap, and only now: a buffer in this future would sit in every connection's
     // task for its whole life (the task's size is its largest state), idle ones included.
-    let mut sink = vec![0u8; 1024];
-    let mut discarded = 0;
-    while discarded < LINGER_MAX {
-        match within(LINGER, s.read(&mut sink)).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => discarded += n,
+    // One deadline for the whole drain, not one per read: a peer dripping a byte a second
+    // would otherwise hold the connection for hours.
+    let drain = async {
+        let mut sink = vec![0u8; 1024];
+        let mut discarded = 0;
+        while discarded < LINGER_MAX {
+            match s.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => discarded += n,
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Serves stream connections on `bound` until `shutdown`, each with `service`.
