@@ -60,6 +60,28 @@ static int connect_to(const char *host, int port) {
 	return fd;
 }
 
+/* Reads and drops what the ready clients have, for up to MS milliseconds or until client WANT
+ * has received something. Returns whether WANT received something. */
+static int settle(int ep, struct client *cs, int want, int ms) {
+	long long end = now_ns() + (long long)ms * 1000000LL;
+	struct epoll_event evs[256];
+	char junk[BUF];
+	for (;;) {
+		long long left = (end - now_ns()) / 1000000;
+		int k = epoll_wait(ep, evs, 256, left < 0 ? 0 : (int)left);
+		int got = 0;
+		for (int e = 0; e < k; e++) {
+			int who = (int)evs[e].data.u32;
+			if (read(cs[who].fd, junk, sizeof junk) > 0 && who == want)
+				got = 1;
+		}
+		if (got)
+			return 1;
+		if (k <= 0 && now_ns() >= end)
+			return 0;
+	}
+}
+
 static unsigned long long percentile(unsigned long long total, double q) {
 	unsigned long long want = (unsigned long long)(q * (double)total), seen = 0;
 	for (int i = 0; i <= HIST; i++) {
@@ -82,6 +104,7 @@ int main(int argc, char **argv) {
 	struct rlimit rl = {65536, 65536};
 	setrlimit(RLIMIT_NOFILE, &rl);
 	struct client *cs = calloc((size_t)n, sizeof *cs);
+	int greets = 1;
 	int ep = epoll_create1(0);
 	for (int i = 0; i < n; i++) {
 		cs[i].fd = connect_to(host, port);
@@ -96,16 +119,25 @@ int main(int argc, char **argv) {
 			fprintf(stderr, "register %d failed\n", i);
 			return 1;
 		}
-		/* Give a slow server time to accept (its listen queue may be short). */
-		if (i % 50 == 49)
-			usleep(20000);
 		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (unsigned)i};
 		epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
 		/* Non-blocking after the registration line. */
 		int fl = 1;
 		ioctl(cs[i].fd, FIONBIO, &fl);
+		/* Wait until the server has accepted this client before the next connects, reading
+		 * (and dropping) whatever the server sends meanwhile, as a real client would. A
+		 * server that greets (socklab, ncat's "<announce>") is waited for, up to 2 s each;
+		 * one that does not (the first client hears nothing within 1 s) is paced instead.
+		 * ncat 7.93 announces every arrival to everyone with blocking writes: clients that
+		 * did not read while the others connected would stall it. */
+		if (greets) {
+			if (!settle(ep, cs, i, i == 0 ? 1000 : 2000) && i == 0)
+				greets = 0;
+		} else if (i % 50 == 49) {
+			settle(ep, cs, -1, 20);
+		}
 	}
-	usleep(300000); /* let registrations settle */
+	settle(ep, cs, -1, 300); /* let registrations settle */
 	long long start = now_ns();
 	long long t_measure = start + (long long)(warmup * 1e9);
 	long long t_end = t_measure + (long long)(seconds * 1e9);

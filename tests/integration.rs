@@ -12,6 +12,9 @@ mod support;
 mod calc;
 /// The TCP chat: nc, the course's MySocket class, header frames, `chat join`, slow consumers.
 mod chat;
+/// The TCP chat under attack: a client that never reads, a flood, a megabyte without a newline,
+/// a 4 GB length, a nickname race, messages at the size limit.
+mod chat_attack;
 /// Errors, exit codes, tracing, shutdown and the lab.
 mod cli;
 /// Echo over TCP, UDP and Unix sockets, framing, the threads model, control datagrams.

@@ -238,8 +238,13 @@ impl Chat {
     }
 
     /// Hands each message to its recipient's queue, never waiting. A full queue drops that
-    /// recipient (its task ends when it sees its queue closed).
-    fn deliver(&self, out: Outcome) {
+    /// recipient (its task ends when it sees its queue closed), except `me`'s: the client
+    /// whose message this is gets its replies anyway (they are returned, for its own task to
+    /// write after what its queue holds). A reply can be long (a history replay of up to
+    /// 1,000 messages) and a read can hold many commands; neither means the client stopped
+    /// reading.
+    fn deliver(&self, out: Outcome, me: Option<ClientId>) -> Vec<Bytes> {
+        let mut overflow = Vec::new();
         let mut encoder = self.cfg.framing.codec(WIRE_MAX);
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         // A message for a room comes as one shared allocation for all its recipients: it is
@@ -255,7 +260,14 @@ impl Chat {
                 }
             };
             let full = match queues.get(&to) {
-                Some(q) => q.tx.try_send(bytes).is_err(),
+                Some(q) => match q.tx.try_send(bytes) {
+                    Ok(()) => false,
+                    Err(mpsc::error::TrySendError::Full(b)) if Some(to) == me => {
+                        overflow.push(b);
+                        false
+                    }
+                    Err(_) => true,
+                },
                 None => false,
             };
             if full && let Some(q) = queues.remove(&to) {
@@ -264,6 +276,7 @@ impl Chat {
                 q.kick.cancel();
             }
         }
+        overflow
     }
 
     fn enter(&self, peer: &Peer) -> Result<Option<IpAddr>, ConnError> {
@@ -362,7 +375,7 @@ impl StreamService for Chat {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .disconnect(clock::unix_micros(), id, &why);
-        self.deliver(out);
+        self.deliver(out, None);
         self.exit(ip);
         result
     }
@@ -425,7 +438,7 @@ impl Chat {
                     if let Some(l) = &mut live {
                         l.heard(clock::now());
                     }
-                    closing = match self.decode_all(conn, codec, id, &mut input).await {
+                    closing = match self.decode_all(conn, codec, id, &mut input, &mut rx).await {
                         Ok(quit) => quit,
                         Err(ConnError::Frame(e)) => {
                             // Deliver what the good frames before it produced, then the
@@ -485,8 +498,14 @@ impl Chat {
         codec: &mut FrameCodec,
         id: ClientId,
         input: &mut BytesMut,
+        rx: &mut mpsc::Receiver<Bytes>,
     ) -> Result<bool, ConnError> {
         loop {
+            // Many commands in one read fill the client's own queue with replies: write them
+            // out as we go (the client that sends them is made to wait for its replies).
+            if rx.len() >= QUEUE / 2 {
+                flush(conn, rx, Vec::new(), self.cfg.timeout).await?;
+            }
             let frame = match codec.decode(input) {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(false),
@@ -521,7 +540,10 @@ impl Chat {
             );
             let quit = out.close.contains(&id);
             self.record(&out.said);
-            self.deliver(out);
+            let overflow = self.deliver(out, Some(id));
+            if !overflow.is_empty() {
+                flush(conn, rx, overflow, self.cfg.timeout).await?;
+            }
             if quit {
                 return Ok(true);
             }
@@ -569,6 +591,24 @@ async fn send<S: Stream>(
         within(timeout, conn.io.write_all(&out)).await
     };
     result.map_err(ConnError::Write)
+}
+
+/// Writes what the client's queue holds, then `more`.
+async fn flush<S: Stream>(
+    conn: &mut Conn<S>,
+    rx: &mut mpsc::Receiver<Bytes>,
+    more: Vec<Bytes>,
+    timeout: Duration,
+) -> Result<(), ConnError> {
+    let mut batch = Vec::with_capacity(rx.len() + more.len());
+    while let Ok(m) = rx.try_recv() {
+        batch.push(m);
+    }
+    batch.extend(more);
+    for chunk in batch.chunks(64) {
+        send(conn, chunk, timeout).await?;
+    }
+    Ok(())
 }
 
 /// One message, framed: its bytes on the wire.
