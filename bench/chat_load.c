@@ -82,6 +82,24 @@ static int settle(int ep, struct client *cs, int want, int ms) {
 	}
 }
 
+/* The send time of a line "... m <ns> <client>", found by hand (sscanf per line was most of
+ * this program's time at 2.5 million lines a second). NULL when the line carries none. */
+static char *timed(char *line, char *end, long long *ts) {
+	for (char *m = line; (m = memchr(m, 'm', (size_t)(end - m))); m++) {
+		if (m + 2 >= end || m[1] != ' ' || (m != line && m[-1] != ' ' && m[-1] != ':'))
+			continue;
+		char *d = m + 2;
+		long long v = 0;
+		while (d < end && *d >= '0' && *d <= '9')
+			v = v * 10 + (*d++ - '0');
+		if (d < end && *d == ' ' && d + 1 < end && d[1] >= '0' && d[1] <= '9' && v > 1000000) {
+			*ts = v;
+			return m;
+		}
+	}
+	return NULL;
+}
+
 static unsigned long long percentile(unsigned long long total, double q) {
 	unsigned long long want = (unsigned long long)(q * (double)total), seen = 0;
 	for (int i = 0; i <= HIST; i++) {
@@ -187,12 +205,8 @@ int main(int argc, char **argv) {
 			char *start_line = c->buf, *nl;
 			while ((nl = memchr(start_line, '\n', (size_t)(c->buf + c->have - start_line)))) {
 				*nl = 0;
-				char *m = strstr(start_line, "m ");
-				long long ts;
-				int who;
-				/* "... m <ns> <client>": a timed message from someone. */
-				while (m && !(sscanf(m, "m %lld %d", &ts, &who) == 2 && ts > 1000000))
-					m = strstr(m + 1, "m ");
+				long long ts = 0;
+				char *m = timed(start_line, nl, &ts);
 				if (m && ts <= t && t >= t_measure) {
 					unsigned long long us = (unsigned long long)((t - ts) / 1000);
 					delivered++;

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::client;
 use super::proto::{self, Flood, Settings};
 use super::server::{self, ChatFraming};
-use crate::args::{JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration};
+use crate::args::{JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
 use crate::exit::CodedResult;
 use crate::net;
 
@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// keepalive (about 90 s) finds dead peers.
     #[arg(long, default_value = "off", value_name = "DURATION|off", value_parser = parse_ping)]
     ping: PingArg,
+    /// Bytes that may wait for one client (each message counts its length plus 64) before it
+    /// is dropped as a slow consumer, like IRC's SendQ. K and M suffixes.
+    #[arg(long, default_value = "256K", value_name = "SIZE", value_parser = parse_size)]
+    sendq: usize,
 }
 
 /// `--ping`.
@@ -123,6 +127,13 @@ impl TryFrom<&ServeArgs> for server::Config {
         if a.history > proto::MAX_HISTORY {
             return Err(UsageError(format!("--history is at most {}", proto::MAX_HISTORY)).into());
         }
+        if a.sendq < 4 * proto::MAX_TEXT {
+            return Err(UsageError(format!(
+                "--sendq must hold a few messages: at least {} bytes",
+                4 * proto::MAX_TEXT
+            ))
+            .into());
+        }
         if a.max_per_ip == 0 {
             return Err(UsageError("--max-per-ip must be at least 1".into()).into());
         }
@@ -153,6 +164,7 @@ impl TryFrom<&ServeArgs> for server::Config {
             max_per_ip: a.max_per_ip,
             transcript: a.log.clone(),
             ping: a.ping.0,
+            sendq: a.sendq,
         })
     }
 }

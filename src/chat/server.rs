@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,8 +33,13 @@ use crate::net::{NetError, Peer, ServeOptions, clock, fmt_duration, within};
 pub const DEFAULT_PORT: u16 = 6667;
 /// Default most connections from one address (a classroom behind one NAT).
 pub const DEFAULT_MAX_PER_IP: usize = 1000;
-/// Messages waiting for one client before it counts as a slow consumer and is dropped.
-pub const QUEUE: usize = 512;
+/// Default bytes waiting for one client (`--sendq`) before it counts as a slow consumer and is
+/// dropped, as IRC servers' "SendQ exceeded". Each message is charged its length plus
+/// [`SLOT_COST`], so this bounds the queue's own memory too (a room's message is one
+/// allocation shared by every queue).
+pub const DEFAULT_SENDQ: usize = 256 * 1024;
+/// What a queued message costs beyond its bytes: its place in the queue.
+pub const SLOT_COST: usize = 64;
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 4096;
 /// Longest message a client may send, framing included: room for [`proto::MAX_TEXT`] and a
@@ -103,6 +108,8 @@ pub struct Config {
     pub transcript: Option<std::path::PathBuf>,
     /// `--ping`: ping a client silent this long, and drop it if it stays silent as long again.
     pub ping: Option<Duration>,
+    /// `--sendq`: bytes that may wait for one client before it is dropped as a slow consumer.
+    pub sendq: usize,
 }
 
 impl Default for Config {
@@ -115,6 +122,7 @@ impl Default for Config {
             max_per_ip: DEFAULT_MAX_PER_IP,
             transcript: None,
             ping: None,
+            sendq: DEFAULT_SENDQ,
         }
     }
 }
@@ -138,17 +146,80 @@ pub enum ConnError {
     #[error("bad frame: {0}")]
     Frame(FrameError),
     /// The client stopped reading and its queue filled.
-    #[error("slow consumer: {QUEUE} messages waiting; dropped from the chat")]
-    SlowConsumer,
+    #[error("slow consumer: more than {} waiting; dropped from the chat", fmt_size(*.0))]
+    SlowConsumer(usize),
     /// Too many connections from its address.
     #[error("{0} connections from this address already")]
     TooMany(usize),
 }
 
-/// A client's queue, and the token that stops its task when the queue overflows.
+/// The sending end of a client's queue, and the token that stops its task when the queue
+/// overflows.
 struct Queue {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::UnboundedSender<Bytes>,
+    /// Bytes waiting, as [`cost`] counts them; shared with the client's [`Inbox`].
+    queued: Arc<AtomicUsize>,
     kick: CancellationToken,
+}
+
+impl Queue {
+    /// Queues `msg` unless that would put more than `limit` bytes in the queue (`None`: no
+    /// limit).
+    fn push(&self, msg: Bytes, limit: Option<usize>) -> Result<(), Bytes> {
+        let c = cost(&msg);
+        let now = self.queued.fetch_add(c, Ordering::Relaxed) + c;
+        if limit.is_some_and(|l| now > l) {
+            self.queued.fetch_sub(c, Ordering::Relaxed);
+            return Err(msg);
+        }
+        // The task may have ended already; its inbox then goes with it.
+        let _ = self.tx.send(msg);
+        Ok(())
+    }
+}
+
+/// The receiving end of a client's queue, read by its own task.
+struct Inbox {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    /// The next message. Cancel-safe. `None` once the queue was dropped (a slow consumer).
+    async fn recv(&mut self) -> Option<Bytes> {
+        let m = self.rx.recv().await?;
+        self.queued.fetch_sub(cost(&m), Ordering::Relaxed);
+        Some(m)
+    }
+
+    fn try_recv(&mut self) -> Option<Bytes> {
+        let m = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(cost(&m), Ordering::Relaxed);
+        Some(m)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// Bytes waiting.
+    fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// `262144` as `256 KiB`: a size as people write it.
+fn fmt_size(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// What a queued message counts against `--sendq`.
+fn cost(msg: &Bytes) -> usize {
+    msg.len() + SLOT_COST
 }
 
 /// The chat service: the hub and every client's queue.
@@ -239,12 +310,11 @@ impl Chat {
 
     /// Hands each message to its recipient's queue, never waiting. A full queue drops that
     /// recipient (its task ends when it sees its queue closed), except `me`'s: the client
-    /// whose message this is gets its replies anyway (they are returned, for its own task to
-    /// write after what its queue holds). A reply can be long (a history replay of up to
-    /// 1,000 messages) and a read can hold many commands; neither means the client stopped
-    /// reading.
-    fn deliver(&self, out: Outcome, me: Option<ClientId>) -> Vec<Bytes> {
-        let mut overflow = Vec::new();
+    /// whose message this is gets its replies anyway. A reply can be long (a history replay of
+    /// up to 1,000 messages) and a read can hold many commands; neither means the client
+    /// stopped reading.
+    fn deliver(&self, out: Outcome, me: Option<ClientId>) {
+        let limit = self.cfg.sendq;
         let mut encoder = self.cfg.framing.codec(WIRE_MAX);
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         // A message for a room comes as one shared allocation for all its recipients: it is
@@ -260,23 +330,20 @@ impl Chat {
                 }
             };
             let full = match queues.get(&to) {
-                Some(q) => match q.tx.try_send(bytes) {
-                    Ok(()) => false,
-                    Err(mpsc::error::TrySendError::Full(b)) if Some(to) == me => {
-                        overflow.push(b);
-                        false
-                    }
-                    Err(_) => true,
-                },
+                // Its own replies always go in: their size is bounded by the command, and its
+                // task writes them out before it reads the next command.
+                Some(q) => q.push(bytes, (Some(to) != me).then_some(limit)).is_err(),
                 None => false,
             };
             if full && let Some(q) = queues.remove(&to) {
                 // It stopped reading: its task ends now, even in the middle of a write.
-                tracing::warn!("chat: client {to} is a slow consumer ({QUEUE} messages waiting)");
+                tracing::warn!(
+                    "chat: client {to} is a slow consumer (more than {} waiting)",
+                    fmt_size(limit)
+                );
                 q.kick.cancel();
             }
         }
-        overflow
     }
 
     fn enter(&self, peer: &Peer) -> Result<Option<IpAddr>, ConnError> {
@@ -331,7 +398,12 @@ impl StreamService for Chat {
             }
         };
         let id = ClientId(self.next.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let inbox = Inbox {
+            rx,
+            queued: queued.clone(),
+        };
         let kick = CancellationToken::new();
         self.queues
             .lock()
@@ -340,6 +412,7 @@ impl StreamService for Chat {
                 id,
                 Queue {
                     tx,
+                    queued,
                     kick: kick.clone(),
                 },
             );
@@ -353,11 +426,11 @@ impl StreamService for Chat {
         );
         let result = match send(conn, &[self.framed(&hello)], self.cfg.timeout).await {
             Ok(()) => tokio::select! {
-                r = self.converse(conn, &mut codec, id, rx) => r,
+                r = self.converse(conn, &mut codec, id, inbox) => r,
                 _ = kick.cancelled() => {
                     // Writes to it may be stuck: do not linger on a client that never reads.
                     conn.skip_linger();
-                    Err(ConnError::SlowConsumer)
+                    Err(ConnError::SlowConsumer(self.cfg.sendq))
                 }
             },
             Err(e) => Err(e),
@@ -387,7 +460,7 @@ impl Chat {
         conn: &mut Conn<S>,
         codec: &mut FrameCodec,
         id: ClientId,
-        mut rx: mpsc::Receiver<Bytes>,
+        mut rx: Inbox,
     ) -> Result<(), ConnError> {
         let timeout = self.cfg.timeout;
         let mut input = BytesMut::with_capacity(READ_CHUNK);
@@ -415,14 +488,20 @@ impl Chat {
                 got = rx.recv() => {
                     let Some(first) = got else {
                         // Our queue was dropped: we fell too far behind.
-                        return Err(ConnError::SlowConsumer);
+                        return Err(ConnError::SlowConsumer(self.cfg.sendq));
                     };
                     batch.clear();
                     batch.push(first);
+                    if rx.is_empty() {
+                        // Let the tasks ready to run go first: on a busy server they queue
+                        // more for us, and one write then carries many messages. (On an idle
+                        // one nothing else is ready and this costs nothing.)
+                        tokio::task::yield_now().await;
+                    }
                     while batch.len() < 64 {
                         match rx.try_recv() {
-                            Ok(m) => batch.push(m),
-                            Err(_) => break,
+                            Some(m) => batch.push(m),
+                            None => break,
                         }
                     }
                     send(conn, &batch, timeout).await?;
@@ -444,7 +523,7 @@ impl Chat {
                             // Deliver what the good frames before it produced, then the
                             // reason, then close.
                             let mut last: Vec<Bytes> = Vec::new();
-                            while let Ok(m) = rx.try_recv() {
+                            while let Some(m) = rx.try_recv() {
                                 last.push(m);
                             }
                             last.push(self.framed(&plain(Kind::Error, format!("closing: {e}"))));
@@ -498,13 +577,13 @@ impl Chat {
         codec: &mut FrameCodec,
         id: ClientId,
         input: &mut BytesMut,
-        rx: &mut mpsc::Receiver<Bytes>,
+        rx: &mut Inbox,
     ) -> Result<bool, ConnError> {
         loop {
             // Many commands in one read fill the client's own queue with replies: write them
             // out as we go (the client that sends them is made to wait for its replies).
-            if rx.len() >= QUEUE / 2 {
-                flush(conn, rx, Vec::new(), self.cfg.timeout).await?;
+            if rx.queued() >= self.cfg.sendq / 2 {
+                flush(conn, rx, self.cfg.timeout).await?;
             }
             let frame = match codec.decode(input) {
                 Ok(Some(f)) => f,
@@ -540,10 +619,7 @@ impl Chat {
             );
             let quit = out.close.contains(&id);
             self.record(&out.said);
-            let overflow = self.deliver(out, Some(id));
-            if !overflow.is_empty() {
-                flush(conn, rx, overflow, self.cfg.timeout).await?;
-            }
+            self.deliver(out, Some(id));
             if quit {
                 return Ok(true);
             }
@@ -593,18 +669,16 @@ async fn send<S: Stream>(
     result.map_err(ConnError::Write)
 }
 
-/// Writes what the client's queue holds, then `more`.
+/// Writes what the client's queue holds.
 async fn flush<S: Stream>(
     conn: &mut Conn<S>,
-    rx: &mut mpsc::Receiver<Bytes>,
-    more: Vec<Bytes>,
+    rx: &mut Inbox,
     timeout: Duration,
 ) -> Result<(), ConnError> {
-    let mut batch = Vec::with_capacity(rx.len() + more.len());
-    while let Ok(m) = rx.try_recv() {
+    let mut batch = Vec::new();
+    while let Some(m) = rx.try_recv() {
         batch.push(m);
     }
-    batch.extend(more);
     for chunk in batch.chunks(64) {
         send(conn, chunk, timeout).await?;
     }
