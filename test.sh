@@ -29,7 +29,7 @@ PEERS=(
     "chromium      chromium        http_browser: headless Chromium renders pages, screenshots"
     "firefox-esr   firefox-esr     http_browser: headless Firefox screenshots"
     "kill          procps          cli, http_server, support: signals to servers (/usr/bin/kill)"
-    "ip            iproute2        echo, simple: loopback up inside a private network namespace"
+    "ip            iproute2        echo, simple: loopback up inside a private network namespace; chat: ss shows keepalive timers"
     "unshare       util-linux      echo, simple: unshare -n (private network namespace; needs root)"
     "setpriv       util-linux      cli, simple, http_server: run socklab as an unprivileged user"
     "script        bsdutils        http_client_interop: a pseudo-terminal for the progress bar"

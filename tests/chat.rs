@@ -457,3 +457,21 @@ fn a_dripped_nickname_does_not_extend_the_deadline() {
     assert!(closed, "still open after 4 s: {}", srv.stderr());
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// A client whose host vanishes (no FIN, no RST) is found by TCP keepalive: the server's socket
+/// for it has a keepalive timer, as `ss -o` shows (the probes themselves take 90 s).
+#[test]
+fn the_server_keeps_tcp_keepalive_on_each_client() {
+    require("ss");
+    let srv = Server::start(&["chat", "serve", "-p", "0"]);
+    let _alice = line_client(&srv.addr, "alice");
+    let port = srv.port();
+    let out = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .arg(format!("( sport = :{port} )"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("timer:(keepalive,"), "{text}");
+}
