@@ -475,3 +475,57 @@ fn the_server_keeps_tcp_keepalive_on_each_client() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("timer:(keepalive,"), "{text}");
 }
+
+/// A history replay longer than half of `--sendq` keeps the most recent messages and says how
+/// many older ones it left out; the newcomer stays.
+#[test]
+fn a_reply_longer_than_the_send_queue_is_cut_and_said() {
+    let srv = Server::start(&[
+        "chat",
+        "serve",
+        "-p",
+        "0",
+        "--flood",
+        "off",
+        "--history",
+        "1000",
+        "--sendq",
+        "8K",
+    ]);
+    let mut alice = line_client(&srv.addr, "alice");
+    let long = "x".repeat(200);
+    let mut said = String::new();
+    for i in 0..100 {
+        said.push_str(&format!("{i:03} {long}\n"));
+    }
+    said.push_str("/ping\n");
+    alice.get_mut().write_all(said.as_bytes()).unwrap();
+    read_until(&mut alice, "pong");
+    let mut bob = TcpStream::connect(&srv.addr).unwrap();
+    bob.write_all(b"bob\n").unwrap();
+    let mut bob = BufReader::new(bob);
+    let got = read_until(&mut bob, "(history) #general <alice> 099 ");
+    let replayed = got.lines().filter(|l| l.contains("(history)")).count();
+    let note = got
+        .lines()
+        .find(|l| l.contains("older messages not replayed"))
+        .unwrap_or_else(|| panic!("{got}"));
+    let older: usize = note
+        .split("-!- ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{note}"));
+    // The most recent ones, in order, up to the last.
+    assert_eq!(replayed + older, 100, "{got}");
+    assert!(replayed > 0 && older > 0, "{got}");
+    assert!(
+        got.contains(&format!("<alice> {older:03} "))
+            && !got.contains(&format!("<alice> {:03} ", older - 1)),
+        "{got}"
+    );
+    assert!(note.ends_with("the replay is kept under 4 KiB"), "{note}");
+    // Bob is still in: what he says reaches alice.
+    bob.get_mut().write_all(b"still here\n").unwrap();
+    read_until(&mut alice, "<bob> still here");
+}

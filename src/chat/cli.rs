@@ -160,6 +160,8 @@ impl TryFrom<&ServeArgs> for server::Config {
                 history: a.history,
                 flood: a.flood.0,
                 motd,
+                // A replay never fills more than half the send queue.
+                replay_budget: a.sendq / 2,
             },
             max_per_ip: a.max_per_ip,
             transcript: a.log.clone(),

@@ -64,7 +64,14 @@ pub struct Settings {
     pub flood: Option<Flood>,
     /// The message of the day, sent after the nickname is accepted.
     pub motd: Option<String>,
+    /// Most bytes of history one replay may send (each message counted as its text plus
+    /// [`REPLAY_OVERHEAD`]): the most recent messages that fit are replayed, and the client is
+    /// told how many older ones were left out. The server sets it from its send queue.
+    pub replay_budget: usize,
 }
+
+/// What a replayed message is counted beyond its text: its time, room, nick and framing.
+pub const REPLAY_OVERHEAD: usize = 128;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -72,6 +79,7 @@ impl Default for Settings {
             history: DEFAULT_HISTORY,
             flood: Some(Flood::DEFAULT),
             motd: None,
+            replay_budget: 128 * 1024,
         }
     }
 }
@@ -477,11 +485,12 @@ impl Hub {
 
     fn enter_room(&mut self, wall_us: u64, client: ClientId, name: &str, out: &mut Outcome) {
         let nick = self.nick(client).unwrap_or_default().to_string();
+        let budget = self.settings.replay_budget;
         let room = self.room_mut(name);
         room.members.insert(client);
         let shown = room.name.clone();
         let topic = room.topic.clone();
-        let replay: Vec<Arc<Message>> = room.history.iter().cloned().collect();
+        let (replay, older) = recent(&room.history, usize::MAX, budget);
         if let Some(c) = self.clients.get_mut(&client) {
             c.room = shown.clone();
         }
@@ -493,7 +502,26 @@ impl Hub {
             let msg = self.notice(wall_us, format!("topic of {shown}: {t}"));
             out.to(client, msg);
         }
-        for m in replay {
+        self.replay(wall_us, client, replay, older, out);
+    }
+
+    /// Sends `past` to `client` as replayed messages, after a word on the `older` ones left out.
+    fn replay(
+        &mut self,
+        wall_us: u64,
+        client: ClientId,
+        past: Vec<Arc<Message>>,
+        older: usize,
+        out: &mut Outcome,
+    ) {
+        if older > 0 {
+            let note = format!(
+                "{older} older messages not replayed: the replay is kept under {} KiB",
+                self.settings.replay_budget / 1024
+            );
+            out.to(client, self.notice(wall_us, note));
+        }
+        for m in past {
             out.to(client, replayed(&m));
         }
     }
@@ -671,17 +699,13 @@ impl Hub {
                     }
                 };
                 let room = self.clients.get(&client).map(|c| c.room.clone());
-                let past: Vec<Arc<Message>> = self
+                let budget = self.settings.replay_budget;
+                let (past, older) = self
                     .rooms
                     .get(&room.unwrap_or_default().to_lowercase())
-                    .map(|r| {
-                        let skip = r.history.len().saturating_sub(n);
-                        r.history.iter().skip(skip).cloned().collect()
-                    })
+                    .map(|r| recent(&r.history, n, budget))
                     .unwrap_or_default();
-                for m in past {
-                    out.to(client, replayed(&m));
-                }
+                self.replay(wall_us, client, past, older, out);
             }
             "ping" => reply(self, out, "pong".into()),
             // The answer to the server's ping (see Liveness): hearing it was the point.
@@ -723,6 +747,24 @@ impl Hub {
 }
 
 /// A copy of `m` marked as replayed from history.
+/// The last `n` messages of `history` that fit `budget` bytes (oldest first), and how many of
+/// those `n` did not fit.
+fn recent(history: &VecDeque<Arc<Message>>, n: usize, budget: usize) -> (Vec<Arc<Message>>, usize) {
+    let wanted = history.len().min(n);
+    let mut used = 0usize;
+    let mut kept: Vec<Arc<Message>> = Vec::new();
+    for m in history.iter().rev().take(wanted) {
+        used = used.saturating_add(m.text.len() + REPLAY_OVERHEAD);
+        if used > budget {
+            break;
+        }
+        kept.push(m.clone());
+    }
+    kept.reverse();
+    let older = wanted - kept.len();
+    (kept, older)
+}
+
 fn replayed(m: &Message) -> Message {
     Message {
         replayed: true,
@@ -1090,5 +1132,38 @@ mod tests {
         let (mut h, t) = hub();
         join(&mut h, t, 1, "alice");
         assert!(h.line(t, 0, ClientId(1), "/pong 1").deliveries.is_empty());
+    }
+
+    #[test]
+    fn a_replay_keeps_the_most_recent_messages_that_fit() {
+        let msg = |t: &str| {
+            Arc::new(Message {
+                id: 1,
+                time_us: 0,
+                kind: Kind::Notice,
+                text: t.into(),
+                replayed: false,
+            })
+        };
+        let h: VecDeque<Arc<Message>> = ["a", "bb", "ccc", "dddd"].into_iter().map(msg).collect();
+        let texts = |v: &[Arc<Message>]| v.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+        let (kept, older) = recent(&h, usize::MAX, usize::MAX);
+        assert_eq!(
+            (texts(&kept), older),
+            (
+                vec!["a".into(), "bb".into(), "ccc".into(), "dddd".into()],
+                0
+            )
+        );
+        // Room for the last two only: "ccc" and "dddd" cost 3 + 4 + 2 x REPLAY_OVERHEAD.
+        let (kept, older) = recent(&h, usize::MAX, 7 + 2 * REPLAY_OVERHEAD);
+        assert_eq!(
+            (texts(&kept), older),
+            (vec!["ccc".into(), "dddd".into()], 2)
+        );
+        let (kept, older) = recent(&h, 1, usize::MAX);
+        assert_eq!((texts(&kept), older), (vec!["dddd".into()], 0));
+        let (kept, older) = recent(&h, 3, 0);
+        assert_eq!((kept.len(), older), (0, 3));
     }
 }

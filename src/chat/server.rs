@@ -320,6 +320,7 @@ impl Chat {
         // A message for a room comes as one shared allocation for all its recipients: it is
         // rendered and framed once, and every queue gets the same bytes.
         let mut last: Option<(Arc<Message>, Bytes)> = None;
+        let mut left_out = 0usize;
         for (to, msg) in out.deliveries {
             let bytes = match &last {
                 Some((m, b)) if Arc::ptr_eq(m, &msg) => b.clone(),
@@ -330,9 +331,16 @@ impl Chat {
                 }
             };
             let full = match queues.get(&to) {
-                // Its own replies always go in: their size is bounded by the command, and its
-                // task writes them out before it reads the next command.
-                Some(q) => q.push(bytes, (Some(to) != me).then_some(limit)).is_err(),
+                // Its own replies never drop it: its task writes them out before it reads the
+                // next command. A reply longer than the queue (`/history 1000` of long lines)
+                // is cut, and it is told.
+                Some(q) if Some(to) == me => {
+                    if q.push(bytes, Some(limit)).is_err() {
+                        left_out += 1;
+                    }
+                    false
+                }
+                Some(q) => q.push(bytes, Some(limit)).is_err(),
                 None => false,
             };
             if full && let Some(q) = queues.remove(&to) {
@@ -343,6 +351,19 @@ impl Chat {
                 );
                 q.kick.cancel();
             }
+        }
+        if left_out > 0
+            && let Some(q) = me.and_then(|me| queues.get(&me))
+        {
+            let note = plain(
+                Kind::Error,
+                format!(
+                    "{left_out} messages of this reply left out: more than {} would wait for \
+                     you (the server's --sendq)",
+                    fmt_size(limit)
+                ),
+            );
+            let _ = q.push(wire(&mut encoder, &self.cfg.framing, &note), None);
         }
     }
 
