@@ -94,6 +94,18 @@ fn parse_ping(s: &str) -> Result<PingArg, String> {
     Ok(PingArg(Some(d)))
 }
 
+/// Opens `--log FILE` once, for appending, so a bad path is a usage error now rather than a
+/// transcript silently missing later.
+fn check_log(path: Option<&std::path::Path>) -> Result<(), UsageError> {
+    let Some(path) = path else { return Ok(()) };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| UsageError(format!("--log {}: {e}", path.display())))
+}
+
 /// `--flood`.
 #[derive(Debug, Clone, Copy)]
 pub struct FloodArg(Option<Flood>);
@@ -144,14 +156,7 @@ impl TryFrom<&ServeArgs> for server::Config {
                     .map_err(|e| UsageError(format!("--motd {}: {e}", path.display())))?,
             ),
         };
-        if let Some(path) = &a.log {
-            // Opened once now, so a bad path is a usage error rather than a silent transcript.
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| UsageError(format!("--log {}: {e}", path.display())))?;
-        }
+        check_log(a.log.as_deref())?;
         Ok(server::Config {
             serve: a.net.serve_options(),
             timeout: a.net.timeout,
@@ -208,13 +213,7 @@ impl TryFrom<&JoinArgs> for client::Config {
         if let Some(room) = &a.room {
             proto::check_room(room).map_err(|e| UsageError(e.to_string()))?;
         }
-        if let Some(path) = &a.log {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| UsageError(format!("--log {}: {e}", path.display())))?;
-        }
+        check_log(a.log.as_deref())?;
         Ok(client::Config {
             target: a.addr.parse()?,
             nick: a.nick.clone(),
