@@ -108,10 +108,65 @@ pub enum Kind {
         /// The recipient.
         to: String,
     },
-    /// Something the server says (joins, leaves, replies to commands).
+    /// Something the server says (replies to commands, the welcome, the motd).
     Notice,
+    /// A change in the chat that a client sees (a join, a leave, a new nick or topic). It is
+    /// shown as a notice with the same text; the structure is for dialects that show these
+    /// their own way (IRC's `JOIN`, `PART`, `QUIT`, `NICK`, `TOPIC`).
+    Event(Event),
     /// An error in reply to what the client sent.
     Error,
+}
+
+/// A change in the chat, as [`Kind::Event`] carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `nick` came into `room` (to its other members).
+    Joined {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+    },
+    /// The client itself is now in `room` (after its nickname, `/join` or `/part`).
+    Entered {
+        /// The room, as it was first named.
+        room: String,
+    },
+    /// `nick` went from `room` to another room (to the members of the room it left).
+    Moved {
+        /// The room it left.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Where it went.
+        to: String,
+    },
+    /// `nick` left the chat (`/quit`, closed, dropped), to the members of its room.
+    Left {
+        /// Its room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// Why, as the driver said.
+        why: String,
+    },
+    /// `old` is now called `new` (to its room, and to itself).
+    Renamed {
+        /// The old nickname.
+        old: String,
+        /// The new one.
+        new: String,
+    },
+    /// `nick` set the topic of `room` (to everyone in it).
+    Topic {
+        /// The room.
+        room: String,
+        /// Who.
+        nick: String,
+        /// The new topic.
+        topic: String,
+    },
 }
 
 /// One message for one client.
@@ -139,7 +194,7 @@ impl Message {
             Kind::Chat { room, nick } => format!("[{clock}]{mark} {room} <{nick}> {}", self.text),
             Kind::Action { room, nick } => format!("[{clock}]{mark} {room} * {nick} {}", self.text),
             Kind::Private { from, to } => format!("[{clock}] *{from}* -> {to}: {}", self.text),
-            Kind::Notice => format!("[{clock}] -!- {}", self.text),
+            Kind::Notice | Kind::Event(_) => format!("[{clock}] -!- {}", self.text),
             Kind::Error => format!("[{clock}] !!! {}", self.text),
         }
     }
@@ -335,7 +390,12 @@ impl Hub {
         self.nicks.remove(&nick.to_lowercase());
         self.leave_room(&c.room, client);
         let text = format!("{nick} left ({why})");
-        self.announce(&mut out, wall_us, &c.room, &text, None);
+        let event = Event::Left {
+            room: c.room.clone(),
+            nick,
+            why: why.into(),
+        };
+        self.announce(&mut out, wall_us, &c.room, event, text, None);
         out
     }
 
@@ -495,9 +555,17 @@ impl Hub {
             c.room = shown.clone();
         }
         let joined = format!("{nick} joined {shown}");
-        self.announce(out, wall_us, &shown, &joined, Some(client));
+        let event = Event::Joined {
+            room: shown.clone(),
+            nick,
+        };
+        self.announce(out, wall_us, &shown, event, joined, Some(client));
         let here = format!("you are in {shown}");
-        out.to(client, self.notice(wall_us, here));
+        let entered = Event::Entered {
+            room: shown.clone(),
+        };
+        let msg = self.message(wall_us, Kind::Event(entered), here);
+        out.to(client, msg);
         if let Some(t) = topic {
             let msg = self.notice(wall_us, format!("topic of {shown}: {t}"));
             out.to(client, msg);
@@ -526,20 +594,21 @@ impl Hub {
         }
     }
 
-    /// A notice to everyone in `room` but `except`.
+    /// An event, shown as `text`, to everyone in `room` but `except`.
     fn announce(
         &mut self,
         out: &mut Outcome,
         wall_us: u64,
         room: &str,
-        text: &str,
+        event: Event,
+        text: String,
         except: Option<ClientId>,
     ) {
         let members: Vec<ClientId> = match self.rooms.get(&room.to_lowercase()) {
             Some(r) => r.members.iter().copied().collect(),
             None => return,
         };
-        let msg = Arc::new(self.notice(wall_us, text.into()));
+        let msg = Arc::new(self.message(wall_us, Kind::Event(event), text));
         for m in members.into_iter().filter(|&m| Some(m) != except) {
             out.to(m, msg.clone());
         }
@@ -598,10 +667,19 @@ impl Hub {
                     Ok(()) => {
                         let room = self.clients.get(&client).map(|c| c.room.clone());
                         let text = format!("{old} is now {rest}");
+                        let event = Event::Renamed {
+                            old,
+                            new: rest.into(),
+                        };
                         if let Some(room) = room {
-                            self.announce(out, wall_us, &room, &text, Some(client));
+                            self.announce(out, wall_us, &room, event.clone(), text, Some(client));
                         }
-                        reply(self, out, format!("you are now {rest}"));
+                        let msg = self.message(
+                            wall_us,
+                            Kind::Event(event),
+                            format!("you are now {rest}"),
+                        );
+                        out.to(client, msg);
                     }
                 }
             }
@@ -687,7 +765,12 @@ impl Hub {
                 self.room_mut(&room).topic = Some(rest.into());
                 let nick = self.nick(client).unwrap_or_default().to_string();
                 let text = format!("{nick} set the topic of {room}: {rest}");
-                self.announce(out, wall_us, &room, &text, None);
+                let event = Event::Topic {
+                    room: room.clone(),
+                    nick,
+                    topic: rest.into(),
+                };
+                self.announce(out, wall_us, &room, event, text, None);
             }
             "history" => {
                 let n = if rest.is_empty() {
@@ -741,7 +824,12 @@ impl Hub {
         let nick = c.nick.clone().unwrap_or_default();
         self.leave_room(&from, client);
         let text = format!("{nick} went to {target}");
-        self.announce(out, wall_us, &from, &text, None);
+        let event = Event::Moved {
+            room: from.clone(),
+            nick,
+            to: target.into(),
+        };
+        self.announce(out, wall_us, &from, event, text, None);
         self.enter_room(wall_us, client, target, out);
     }
 }
@@ -1165,5 +1253,68 @@ mod tests {
         assert_eq!((texts(&kept), older), (vec!["dddd".into()], 0));
         let (kept, older) = recent(&h, 3, 0);
         assert_eq!((kept.len(), older), (0, 3));
+    }
+
+    #[test]
+    fn changes_in_the_chat_come_as_events_with_their_usual_text() {
+        let (mut h, t) = hub();
+        join(&mut h, t, 1, "alice");
+        let out = join(&mut h, t, 2, "bob");
+        let events = |out: &Outcome, to: u64| -> Vec<(Event, String)> {
+            out.deliveries
+                .iter()
+                .filter(|(c, _)| c.0 == to)
+                .filter_map(|(_, m)| match &m.kind {
+                    Kind::Event(e) => Some((e.clone(), m.text.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let joined = Event::Joined {
+            room: "#general".into(),
+            nick: "bob".into(),
+        };
+        assert_eq!(events(&out, 1), [(joined, "bob joined #general".into())]);
+        let entered = Event::Entered {
+            room: "#general".into(),
+        };
+        assert_eq!(events(&out, 2), [(entered, "you are in #general".into())]);
+        let out = h.line(t, 0, ClientId(2), "/nick Robert");
+        let renamed = Event::Renamed {
+            old: "bob".into(),
+            new: "Robert".into(),
+        };
+        assert_eq!(
+            events(&out, 1),
+            [(renamed.clone(), "bob is now Robert".into())]
+        );
+        assert_eq!(events(&out, 2), [(renamed, "you are now Robert".into())]);
+        let out = h.line(t, 0, ClientId(1), "/topic hello all");
+        let topic = Event::Topic {
+            room: "#general".into(),
+            nick: "alice".into(),
+            topic: "hello all".into(),
+        };
+        let text = "alice set the topic of #general: hello all".to_string();
+        assert_eq!(events(&out, 1), [(topic.clone(), text.clone())]);
+        assert_eq!(events(&out, 2), [(topic, text)]);
+        let out = h.line(t, 0, ClientId(2), "/join #rust");
+        let moved = Event::Moved {
+            room: "#general".into(),
+            nick: "Robert".into(),
+            to: "#rust".into(),
+        };
+        assert_eq!(events(&out, 1), [(moved, "Robert went to #rust".into())]);
+        let out = h.disconnect(0, ClientId(1), "quit");
+        assert!(out.deliveries.is_empty(), "alice was alone in #general");
+        h.line(t, 0, ClientId(2), "/part");
+        join(&mut h, t, 3, "carol");
+        let out = h.disconnect(0, ClientId(3), "closed");
+        let left = Event::Left {
+            room: "#general".into(),
+            nick: "carol".into(),
+            why: "closed".into(),
+        };
+        assert_eq!(events(&out, 2), [(left, "carol left (closed)".into())]);
     }
 }

@@ -281,7 +281,7 @@ impl Chat {
                     (Some(room.as_str()), nick.as_str(), None)
                 }
                 Kind::Private { from, to } => (None, from.as_str(), Some(to.as_str())),
-                Kind::Notice | Kind::Error => continue,
+                Kind::Notice | Kind::Event(_) | Kind::Error => continue,
             };
             let line = TranscriptLine {
                 action: matches!(m.kind, Kind::Action { .. }),
