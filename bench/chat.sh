@@ -14,6 +14,9 @@
 #   socklab   socklab chat serve -q --flood off   (flood control off: the load is the point)
 #   ncat      ncat --chat -m 20000                (Debian's ncat; -m lifts its 100-client cap)
 #   python    bench/chat_py_server.py             (a thread per client, a lock around the list)
+#   ngircd    ngircd, configured here on a free port (IRC: chat_load registers with NICK/USER,
+#             JOINs #load and sends PRIVMSG; ngircd's built-in flood penalty, which cannot be
+#             turned off, holds each client to about 1 message a second)
 #
 # Environment: SECONDS_RUN=5 WARMUP=1 IDLE=10000 SERVERS="socklab ncat python"
 #              LOADS="100x10 1000x1 1000x3"
@@ -27,9 +30,9 @@ set -euo pipefail
 SECONDS_RUN="${SECONDS_RUN:-5}"
 WARMUP="${WARMUP:-1}"
 IDLE="${IDLE:-10000}"
-SERVERS="${SERVERS:-socklab ncat python}"
+SERVERS="${SERVERS:-socklab ncat python ngircd}"
 LOADS="${LOADS:-100x10 1000x1 1000x3}"
-need gcc taskset ncat python3 -- "apt-get install gcc util-linux ncat python3"
+need gcc taskset ncat python3 ngircd -- "apt-get install gcc util-linux ncat python3 ngircd"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 SRV_PIN=()
 CLI_PIN=()
@@ -53,6 +56,38 @@ start() { # NAME: starts that server, sets SRV_PID and SRV_PORT
         start_server ncat "$p" ncat --chat -m 20000 -l 127.0.0.1 "$p"
         ;;
     python) start_server python "" python3 "$BENCH/chat_py_server.py" 0 ;;
+    ngircd)
+        local p conf="$LOGS/ngircd.conf"
+        p="$(free_port)"
+        cat >"$conf" <<EOF
+[Global]
+	Name = bench.socklab.test
+	Info = socklab bench
+	Listen = 127.0.0.1
+	Ports = $p
+	PidFile = $LOGS/ngircd.pid
+	MotdPhrase = bench
+[Limits]
+	MaxConnections = 0
+	MaxConnectionsIP = 0
+	MaxJoins = 0
+	MaxNickLength = 16
+	PingTimeout = 600
+	PongTimeout = 600
+[Options]
+	PAM = no
+	Ident = no
+	DNS = no
+EOF
+        start_server ngircd "$p" ngircd -n -f "$conf"
+        ;;
+    esac
+}
+
+dialect() { # NAME: the load generator's mode for that server
+    case "$1" in
+    ngircd) echo irc ;;
+    *) echo lines ;;
     esac
 }
 
@@ -71,7 +106,8 @@ for load in $LOADS; do
         log "== $s: $clients clients x $rate msg/s"
         start "$s"
         line="$(timeout $((SECONDS_RUN + WARMUP + 180)) "${CLI_PIN[@]}" "$LOAD" 127.0.0.1 "$SRV_PORT" \
-            "$clients" "$rate" "$SECONDS_RUN" "$WARMUP" 2>"$LOGS/chat_load.$s.$clients.stderr" || true)"
+            "$clients" "$rate" "$SECONDS_RUN" "$WARMUP" "$(dialect "$s")" \
+            2>"$LOGS/chat_load.$s.$clients.stderr" || true)"
         stop_server "$SRV_PID"
         RES["$s $load"]="${line:-RESULT dps=na ontime_dps=na p50_us=na p99_us=na errors=na}"
     done
