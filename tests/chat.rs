@@ -529,3 +529,55 @@ fn a_reply_longer_than_the_send_queue_is_cut_and_said() {
     bob.get_mut().write_all(b"still here\n").unwrap();
     read_until(&mut alice, "<bob> still here");
 }
+
+/// In `fixed:N` (N >= 256) a chat line reaches the others as exactly one record: one that would
+/// not fit is refused, with how much text fits.
+#[test]
+fn fixed_records_carry_each_chat_line_whole_or_refuse_it() {
+    let srv = Server::start(&["chat", "serve", "-p", "0", "--framing", "fixed:300"]);
+    let record = |s: &mut TcpStream| {
+        let mut r = [0u8; 300];
+        s.read_exact(&mut r).unwrap();
+        String::from_utf8_lossy(&r)
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    let send = |s: &mut TcpStream, text: &str| {
+        let mut r = text.as_bytes().to_vec();
+        r.resize(300, 0);
+        s.write_all(&r).unwrap();
+    };
+    let until = |s: &mut TcpStream, needle: &str| loop {
+        let got = record(s);
+        if got.contains(needle) {
+            return got;
+        }
+    };
+    let mut ann = TcpStream::connect(&srv.addr).unwrap();
+    let mut bob = TcpStream::connect(&srv.addr).unwrap();
+    for s in [&ann, &bob] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    send(&mut ann, "ann");
+    until(&mut ann, "you are in #general");
+    send(&mut bob, "bob");
+    until(&mut bob, "you are in #general");
+    until(&mut ann, "bob joined");
+    // "[HH:MM:SS] #general <ann> " is 26 bytes: 274 bytes of text fit, 275 do not.
+    let fits = "f".repeat(274);
+    send(&mut ann, &fits);
+    let got = until(&mut bob, "<ann>");
+    assert!(got.ends_with(&format!("<ann> {fits}")), "{got}");
+    send(&mut ann, &"g".repeat(275));
+    let refusal = until(&mut ann, "!!!");
+    assert!(
+        refusal.contains("message too long for one 300-byte record: at most 274 bytes of text"),
+        "{refusal}"
+    );
+    send(&mut ann, "short");
+    let next = until(&mut bob, "<ann>");
+    assert!(
+        next.ends_with("<ann> short"),
+        "nothing of the refused line: {next}"
+    );
+}

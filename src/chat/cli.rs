@@ -11,6 +11,7 @@ use super::proto::{self, Flood, Settings};
 use super::server::{self, ChatFraming};
 use crate::args::{JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
 use crate::exit::CodedResult;
+use crate::frame::Framing;
 use crate::net;
 
 /// Chat roles.
@@ -167,6 +168,15 @@ impl TryFrom<&ServeArgs> for server::Config {
                 motd,
                 // A replay never fills more than half the send queue.
                 replay_budget: a.sendq / 2,
+                // Records of 256 bytes or more hold a whole chat line (longer ones are refused);
+                // smaller ones could not hold even the time and nick, so messages go out in
+                // several records.
+                max_rendered: match &a.framing {
+                    ChatFraming::Framed(Framing::Fixed(n)) if *n >= server::MIN_WHOLE_RECORD => {
+                        Some(*n)
+                    }
+                    _ => None,
+                },
             },
             max_per_ip: a.max_per_ip,
             transcript: a.log.clone(),

@@ -68,6 +68,10 @@ pub struct Settings {
     /// [`REPLAY_OVERHEAD`]): the most recent messages that fit are replayed, and the client is
     /// told how many older ones were left out. The server sets it from its send queue.
     pub replay_budget: usize,
+    /// The longest message a client can take in one frame (`fixed:N` framing: N). A chat line,
+    /// action or private message whose rendered form is longer is refused with an error, so
+    /// that every chat line still reaches the others as one message.
+    pub max_rendered: Option<usize>,
 }
 
 /// What a replayed message is counted beyond its text: its time, room, nick and framing.
@@ -80,6 +84,7 @@ impl Default for Settings {
             flood: Some(Flood::DEFAULT),
             motd: None,
             replay_budget: 128 * 1024,
+            max_rendered: None,
         }
     }
 }
@@ -631,6 +636,9 @@ impl Hub {
             }
         };
         let msg = Arc::new(self.message(wall_us, kind, text.into()));
+        if self.refuse_too_long(wall_us, client, &msg, out) {
+            return;
+        }
         out.said.push(msg.clone());
         let keep = self.settings.history;
         let room = self.room_mut(&room_name);
@@ -644,6 +652,31 @@ impl Hub {
         for m in members.into_iter().filter(|&m| m != client) {
             out.to(m, msg.clone());
         }
+    }
+
+    /// Refuses (with an error to `client`) a message that would not fit one frame.
+    fn refuse_too_long(
+        &mut self,
+        wall_us: u64,
+        client: ClientId,
+        msg: &Message,
+        out: &mut Outcome,
+    ) -> bool {
+        let Some(max) = self.settings.max_rendered else {
+            return false;
+        };
+        let len = msg.render().len();
+        if len <= max {
+            return false;
+        }
+        let room_for_text = max.saturating_sub(len - msg.text.len());
+        let text = format!(
+            "message too long for one {max}-byte record: at most {room_for_text} bytes of text \
+             here (this one has {})",
+            msg.text.len()
+        );
+        out.to(client, self.error(wall_us, text));
+        true
     }
 
     fn command(&mut self, wall_us: u64, client: ClientId, line: &str, out: &mut Outcome) {
@@ -714,6 +747,9 @@ impl Hub {
                 let to = self.nick(target).unwrap_or_default().to_string();
                 let msg =
                     Arc::new(self.message(wall_us, Kind::Private { from, to }, text.trim().into()));
+                if self.refuse_too_long(wall_us, client, &msg, out) {
+                    return;
+                }
                 out.said.push(msg.clone());
                 out.to(target, msg.clone());
                 if target != client {

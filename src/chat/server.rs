@@ -47,6 +47,9 @@ const READ_CHUNK: usize = 4096;
 pub const READ_MAX: usize = proto::MAX_TEXT * 2;
 /// Longest message the server frames (a long motd line, say); clients read up to this.
 pub const WIRE_MAX: usize = 64 * 1024;
+/// `fixed:N` records from this size up carry each chat line whole (a longer one is refused);
+/// smaller records take a message in several pieces.
+pub const MIN_WHOLE_RECORD: usize = 256;
 /// Silence before the first TCP keepalive probe.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
