@@ -81,15 +81,16 @@ pub fn frame_header(data: &[u8]) {
     }
 }
 
-/// What decoding produced: a frame, or the kind of error.
-type Outcome = Result<Frame, &'static str>;
+/// What decoding produced: a frame (or the codec's item), or the kind of error.
+type Outcome<T = Frame> = Result<T, &'static str>;
 
 /// Decodes `stream` all at once and in reads of `read_size + 1` bytes, asserts both give the same
 /// outcomes, and returns the frames.
-fn decode_checked<C, F>(codec: F, stream: &[u8], read_size: u8) -> Vec<Frame>
+fn decode_checked<C, F, T>(codec: F, stream: &[u8], read_size: u8) -> Vec<T>
 where
     F: Fn() -> C,
-    C: Decoder<Item = Frame, Error = FrameError>,
+    C: Decoder<Item = T, Error = FrameError>,
+    T: PartialEq + std::fmt::Debug,
 {
     let whole = decode_in_reads(codec(), stream, stream.len().max(1));
     let pieces = decode_in_reads(codec(), stream, usize::from(read_size) + 1);
@@ -104,9 +105,9 @@ where
 ///
 /// Goes on past errors that consume input (the codec has skipped a bad frame), and stops at the
 /// first that does not (the stream has lost its framing).
-fn decode_in_reads<C>(mut codec: C, stream: &[u8], read_size: usize) -> Vec<Outcome>
+fn decode_in_reads<C, T>(mut codec: C, stream: &[u8], read_size: usize) -> Vec<Outcome<T>>
 where
-    C: Decoder<Item = Frame, Error = FrameError>,
+    C: Decoder<Item = T, Error = FrameError>,
 {
     let mut outcomes = Vec::new();
     let mut buf = BytesMut::new();
@@ -121,9 +122,9 @@ where
 }
 
 /// Decodes until the codec asks for more input. Returns false if decoding must stop for good.
-fn drain<C>(codec: &mut C, buf: &mut BytesMut, outcomes: &mut Vec<Outcome>, eof: bool) -> bool
+fn drain<C, T>(codec: &mut C, buf: &mut BytesMut, outcomes: &mut Vec<Outcome<T>>, eof: bool) -> bool
 where
-    C: Decoder<Item = Frame, Error = FrameError>,
+    C: Decoder<Item = T, Error = FrameError>,
 {
     loop {
         let before = buf.len();
@@ -482,6 +483,77 @@ pub fn chat_lines(data: &[u8]) {
     }
 }
 
+/// Fuzzes the IRC codec: `data[0]` picks the read size (and the text budget below); the rest is
+/// a stream a client sent. [`LineSplitter`](crate::chat::irc::LineSplitter) cuts it into the
+/// same lines (and the same over-long-line errors) whole and in reads, and no line holds more
+/// than the limit. Every line that parses is written back: whole (a parsed message is never
+/// cut), within 512 bytes after its tags and within the tag limit, with no CR, LF or NUL before
+/// its line end, and parsing what was written gives the same message. Its last parameter, cut
+/// with [`split_text`](crate::chat::irc::split_text), comes back whole in pieces that fit.
+pub fn irc_message(data: &[u8]) {
+    use crate::chat::irc::{self, LineSplitter, MAX_LINE, MAX_TAGS, MAX_WIRE_LINE};
+
+    let [read_size, stream @ ..] = data else {
+        return;
+    };
+    let lines = decode_checked(LineSplitter::new, stream, *read_size);
+    let mut wire = BytesMut::new();
+    for line in &lines {
+        assert!(line.len() < MAX_WIRE_LINE, "a line over the limit came out");
+        assert!(!line.contains(&b'\n'), "a line end left in a line");
+        let Ok(msg) = irc::parse(line) else {
+            continue;
+        };
+        wire.clear();
+        let written = match msg.write(&mut wire) {
+            Ok(written) => written,
+            Err(e) => panic!("a parsed message does not write: {e}"),
+        };
+        assert_eq!(written.cut, 0, "a parsed message was cut");
+        assert_eq!(written.len, wire.len());
+        let tags = match wire.first() {
+            Some(b'@') => wire
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(wire.len(), |at| at + 1),
+            _ => 0,
+        };
+        assert!(tags <= MAX_TAGS, "tags over the limit written");
+        assert!(
+            wire.len() - tags <= MAX_LINE,
+            "a message over 512 bytes written"
+        );
+        let body = &wire[..wire.len() - 2];
+        assert!(wire.ends_with(b"\r\n"));
+        assert!(
+            !body.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n')),
+            "NUL, CR or LF written inside a message"
+        );
+        assert_eq!(
+            irc::parse(&wire),
+            Ok(msg.clone()),
+            "the message changed in a round trip"
+        );
+
+        if let Some(text) = msg.params.last() {
+            let budget = usize::from(*read_size);
+            let pieces: Vec<&str> = irc::split_text(budget, text).collect();
+            assert!(
+                pieces
+                    .iter()
+                    .all(|p| !p.is_empty() && (p.len() <= budget || p.chars().count() == 1)),
+                "a piece over the budget"
+            );
+            assert_eq!(pieces.concat(), *text, "split_text lost or changed text");
+        }
+    }
+    if let Some(micros) = stream.get(..8) {
+        let micros = u64::from_le_bytes(micros.try_into().expect("8 bytes"));
+        let time = irc::server_time(micros);
+        assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -580,6 +652,7 @@ mod tests {
             simple_reply(&data);
             http_request(&data);
             http_response(&data);
+            irc_message(&data);
         }
 
         #[test]
@@ -591,6 +664,24 @@ mod tests {
             let data: Vec<u8> = config.iter().chain(&delimiter).chain(&stream).copied().collect();
             frame_delimited(&data);
         }
+    }
+
+    #[test]
+    fn irc_seeds_hold_their_invariants() {
+        for seed in [
+            &include_bytes!("../fuzz/seeds/irc_message/session")[..],
+            include_bytes!("../fuzz/seeds/irc_message/tags_and_limits"),
+        ] {
+            for read in [0, 1, 2, 5, 63, 255] {
+                let mut data = seed.to_vec();
+                data[0] = read;
+                irc_message(&data);
+            }
+        }
+        let mut long = vec![7];
+        long.extend(std::iter::repeat_n(b'x', 10_000));
+        long.extend_from_slice(b"\r\nNICK a\r\n");
+        irc_message(&long);
     }
 
     #[test]

@@ -19,11 +19,14 @@
 //! then lines. See docs/PROTOCOLS.md for every framing byte by byte.
 //!
 //! - [`proto`]: the sans-IO core (nicknames, rooms, commands, history, flood control).
+//! - [`irc`]: the sans-IO IRC message codec (parse, write, line splitting, numerics).
 //! - [`server`]: the server on the service host (queues, slow consumers, framings).
 //! - [`client`]: `chat join`.
 
 pub mod cli;
 pub mod client;
+/// The sans-IO IRC message codec (RFC 1459/2812 lines with IRCv3 tags) for the IRC dialect.
+pub mod irc;
 pub mod lab;
 pub mod proto;
 pub mod server;
