@@ -8,10 +8,8 @@
 //!
 //! ```text
 //!  @time=2026-12-04T17:06:59.123Z;+example=a\sb :nick!user@host PRIVMSG #chan :hello world\r\n
-//!  └─────────── tags (IRCv3) ──────────────────┘ └─ prefix ───┘ └command┘ └mid┘ └ trailing ┘
-//!   '@' key[=value] ';' …  then a space          ':' source      letters  params, the last
-//!                                                                or 3     may start with ':'
-//!                                                                digits   and hold spaces
+//!  └────────────── tags (IRCv3) ──────────────┘ └── prefix ───┘ └─────┘ └───┘ └ trailing ┘
+//!                                                               command middle
 //! ```
 //!
 //! - **Tags** (IRCv3 `message-tags`) carry metadata: the time a message was sent
@@ -42,9 +40,10 @@
 //!
 //! - **Bytes that are not UTF-8 are refused** ([`ParseError::NotUtf8`]). Old IRC is byte-based
 //!   and some clients still send Latin-1, but the chat relays text to clients of other dialects
-//!   as `String`s, and a borrowed `&str` message cannot hold a lossy repair. Modern servers do
-//!   the same and advertise it with the `UTF8ONLY` ISUPPORT token. A caller that prefers repair
-//!   to refusal can run `String::from_utf8_lossy` on the line and parse the result.
+//!   as `String`s, and a borrowed `&str` message cannot hold a lossy repair. Servers that
+//!   enforce UTF-8 (Ergo, for one) do the same and say so with the `UTF8ONLY` ISUPPORT token. A
+//!   caller that prefers repair to refusal can run `String::from_utf8_lossy` on the line and
+//!   parse the result.
 //! - **NUL, CR and LF are never part of a message**: in a line given to [`parse`] they are
 //!   refused ([`ParseError::ForbiddenByte`]; a line end left on the line is stripped first), and
 //!   [`write_message`] replaces them with a space in the text it writes, so a peer can never
@@ -805,8 +804,8 @@ impl<'a> Iterator for SplitText<'a> {
 }
 
 /// Whether `name` is a channel name by its first character: `#` (network-wide channels) or `&`
-/// (channels local to one server), the two types of RFC 1459 §1.3 this server announces in
-/// `CHANTYPES`. Anything else is a nickname.
+/// (channels local to one server), the two types of RFC 1459 §1.3, which a server announces to
+/// its clients as `CHANTYPES=#&` in [`RPL_ISUPPORT`]. Anything else is a nickname.
 pub fn is_channel(name: &str) -> bool {
     name.starts_with(['#', '&'])
 }

@@ -20,13 +20,15 @@
 //!
 //! - [`proto`]: the sans-IO core (nicknames, rooms, commands, history, flood control).
 //! - [`irc`]: the sans-IO IRC message codec (parse, write, line splitting, numerics).
+//! - [`ircd`]: the IRC dialect, sans-IO: registration, commands to the hub, its messages as IRC
+//!   lines (not yet wired into the server).
 //! - [`server`]: the server on the service host (queues, slow consumers, framings).
 //! - [`client`]: `chat join`.
 
 pub mod cli;
 pub mod client;
-/// The sans-IO IRC message codec (RFC 1459/2812 lines with IRCv3 tags) for the IRC dialect.
 pub mod irc;
+pub mod ircd;
 pub mod lab;
 pub mod proto;
 pub mod server;

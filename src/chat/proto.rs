@@ -137,6 +137,10 @@ pub enum Event {
     Entered {
         /// The room, as it was first named.
         room: String,
+        /// Its topic then.
+        topic: Option<String>,
+        /// Who is in it then (the client included), sorted.
+        members: Vec<String>,
     },
     /// `nick` went from `room` to another room (to the members of the room it left).
     Moved {
@@ -364,6 +368,50 @@ impl Hub {
         self.clients.is_empty()
     }
 
+    /// Who owns `nick` (compared without regard to case).
+    pub fn nick_owner(&self, nick: &str) -> Option<ClientId> {
+        self.nicks.get(&nick.to_lowercase()).copied()
+    }
+
+    /// The room `client` is in, as it was first named.
+    pub fn room_of(&self, client: ClientId) -> Option<&str> {
+        self.clients.get(&client).map(|c| c.room.as_str())
+    }
+
+    /// The nicknames in `room`, sorted.
+    pub fn members(&self, room: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .rooms
+            .get(&room.to_lowercase())
+            .map(|r| {
+                r.members
+                    .iter()
+                    .filter_map(|m| self.nick(*m).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort_by_key(|n| n.to_lowercase());
+        names
+    }
+
+    /// The topic of `room`, if it has one.
+    pub fn topic(&self, room: &str) -> Option<&str> {
+        self.rooms.get(&room.to_lowercase())?.topic.as_deref()
+    }
+
+    /// Every room: its name, how many are in it, its topic.
+    pub fn rooms(&self) -> Vec<(&str, usize, Option<&str>)> {
+        self.rooms
+            .values()
+            .map(|r| (r.name.as_str(), r.members.len(), r.topic.as_deref()))
+            .collect()
+    }
+
+    /// The message of the day, if the server has one.
+    pub fn motd(&self) -> Option<&str> {
+        self.settings.motd.as_deref()
+    }
+
     /// The nickname of `client`, once it has one.
     pub fn nick(&self, client: ClientId) -> Option<&str> {
         self.clients.get(&client)?.nick.as_deref()
@@ -568,6 +616,8 @@ impl Hub {
         let here = format!("you are in {shown}");
         let entered = Event::Entered {
             room: shown.clone(),
+            topic: self.topic(&shown).map(str::to_string),
+            members: self.members(&shown),
         };
         let msg = self.message(wall_us, Kind::Event(entered), here);
         out.to(client, msg);
@@ -1313,6 +1363,8 @@ mod tests {
         assert_eq!(events(&out, 1), [(joined, "bob joined #general".into())]);
         let entered = Event::Entered {
             room: "#general".into(),
+            topic: None,
+            members: vec!["alice".into(), "bob".into()],
         };
         assert_eq!(events(&out, 2), [(entered, "you are in #general".into())]);
         let out = h.line(t, 0, ClientId(2), "/nick Robert");
