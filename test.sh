@@ -28,6 +28,7 @@ PEERS=(
     "rdate         rdate           simple: rdate against the time server"
     "chromium      chromium        http_browser: headless Chromium renders pages, screenshots"
     "firefox-esr   firefox-esr     http_browser: headless Firefox screenshots"
+    "ii            ii              chat_irc: a real IRC client, scripted through its files"
     "kill          procps          cli, http_server, support: signals to servers (/usr/bin/kill)"
     "ip            iproute2        echo, simple: loopback up inside a private network namespace; chat: ss shows keepalive timers"
     "unshare       util-linux      echo, simple: unshare -n (private network namespace; needs root)"

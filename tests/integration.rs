@@ -15,6 +15,8 @@ mod chat;
 /// The TCP chat under attack: a client that never reads, a flood, a megabyte without a newline,
 /// a 4 GB length, a nickname race, messages at the size limit.
 mod chat_attack;
+/// The chat's IRC dialect: ii and a raw IRC session beside nc users.
+mod chat_irc;
 /// Errors, exit codes, tracing, shutdown and the lab.
 mod cli;
 /// Echo over TCP, UDP and Unix sockets, framing, the threads model, control datagrams.

@@ -394,7 +394,13 @@ impl Session {
                     "Not enough parameters",
                 ),
                 (Some(t), None) if irc::is_channel(t) => {
-                    numeric(out, irc::RPL_CHANNELMODEIS, &nick, &[t, "+"], "");
+                    line(
+                        out,
+                        &[],
+                        Some(SERVER),
+                        irc::RPL_CHANNELMODEIS,
+                        &[&nick, t, "+"],
+                    );
                 }
                 (Some(t), Some(_)) if irc::is_channel(t) => {
                     numeric(
@@ -406,7 +412,7 @@ impl Session {
                     );
                 }
                 (Some(t), _) if t.eq_ignore_ascii_case(&nick) => match p.get(1) {
-                    None => numeric(out, irc::RPL_UMODEIS, &nick, &["+"], ""),
+                    None => line(out, &[], Some(SERVER), irc::RPL_UMODEIS, &[&nick, "+"]),
                     Some(_) => numeric(
                         out,
                         irc::ERR_UMODEUNKNOWNFLAG,
@@ -546,12 +552,13 @@ impl Session {
             &[],
             "This server was created to teach sockets",
         );
-        numeric(
+        let version = env!("CARGO_PKG_VERSION");
+        line(
             out,
+            &[],
+            Some(SERVER),
             irc::RPL_MYINFO,
-            nick,
-            &[SERVER, env!("CARGO_PKG_VERSION"), "i", "nt"],
-            "",
+            &[nick, SERVER, version, "i", "nt"],
         );
         let len = proto::MAX_NICK.to_string();
         let isupport = [
@@ -1096,7 +1103,7 @@ mod tests {
         let whois = text(&f.send(&mut ana, 1, "WHOIS ana").replies);
         assert!(whois.contains(":socklab 319 ana ana #rust\r\n"), "{whois}");
         let mode = text(&f.send(&mut ana, 1, "MODE #rust").replies);
-        assert_eq!(mode, ":socklab 324 ana #rust + :\r\n");
+        assert_eq!(mode, ":socklab 324 ana #rust +\r\n");
         let ping = text(&f.send(&mut ana, 1, "PING :abc").replies);
         assert_eq!(ping, ":socklab PONG socklab abc\r\n");
         let part = f.send(&mut ana, 1, "PART #rust");

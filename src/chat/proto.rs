@@ -245,6 +245,8 @@ impl Outcome {
 struct Client {
     nick: Option<String>,
     room: String,
+    /// What it said with `/quit`, shown to the others when it leaves.
+    quit: Option<String>,
     tokens: f64,
     last: Instant,
 }
@@ -425,6 +427,7 @@ impl Hub {
             Client {
                 nick: None,
                 room: DEFAULT_ROOM.into(),
+                quit: None,
                 tokens: burst,
                 last: now,
             },
@@ -442,6 +445,7 @@ impl Hub {
         };
         self.nicks.remove(&nick.to_lowercase());
         self.leave_room(&c.room, client);
+        let why = c.quit.as_deref().unwrap_or(why);
         let text = format!("{nick} left ({why})");
         let event = Event::Left {
             room: c.room.clone(),
@@ -882,6 +886,9 @@ impl Hub {
             "quit" => {
                 let why = if rest.is_empty() { "quit" } else { rest };
                 reply(self, out, format!("bye ({why})"));
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.quit = Some(why.to_string());
+                }
                 out.close.push(client);
             }
             "help" => {

@@ -24,6 +24,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{self, ClientId, Hub, Kind, Message, Outcome, Settings};
+use super::{irc, ircd};
 use crate::frame::{Frame, FrameCodec, FrameError, Framing};
 use crate::net::host::{self, Bound, Conn, Stream, StreamService};
 use crate::net::serve::ServeSummary;
@@ -50,6 +51,12 @@ pub const WIRE_MAX: usize = 64 * 1024;
 /// `fixed:N` records from this size up carry each chat line whole (a longer one is refused);
 /// smaller records take a message in several pieces.
 pub const MIN_WHOLE_RECORD: usize = 256;
+/// What a new connection is told first (in `lines`, after [`GREETING_DELAY`] or its first line,
+/// unless that line is IRC).
+const GREETING: &str = "socklab chat: send your nickname first; /help lists the commands";
+/// How long a `lines` connection waits for its first line before the greeting: an IRC client
+/// sends `CAP`/`NICK` at once and must not get a line that is not IRC.
+const GREETING_DELAY: Duration = Duration::from_millis(250);
 /// Silence before the first TCP keepalive probe.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
@@ -159,7 +166,9 @@ pub enum ConnError {
 /// The sending end of a client's queue, and the token that stops its task when the queue
 /// overflows.
 struct Queue {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: mpsc::UnboundedSender<Out>,
+    /// The client speaks IRC: it gets messages, which its task renders for it, not bytes.
+    irc: bool,
     /// Bytes waiting, as [`cost`] counts them; shared with the client's [`Inbox`].
     queued: Arc<AtomicUsize>,
     kick: CancellationToken,
@@ -168,7 +177,7 @@ struct Queue {
 impl Queue {
     /// Queues `msg` unless that would put more than `limit` bytes in the queue (`None`: no
     /// limit).
-    fn push(&self, msg: Bytes, limit: Option<usize>) -> Result<(), Bytes> {
+    fn push(&self, msg: Out, limit: Option<usize>) -> Result<(), Out> {
         let c = cost(&msg);
         let now = self.queued.fetch_add(c, Ordering::Relaxed) + c;
         if limit.is_some_and(|l| now > l) {
@@ -183,19 +192,19 @@ impl Queue {
 
 /// The receiving end of a client's queue, read by its own task.
 struct Inbox {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Out>,
     queued: Arc<AtomicUsize>,
 }
 
 impl Inbox {
     /// The next message. Cancel-safe. `None` once the queue was dropped (a slow consumer).
-    async fn recv(&mut self) -> Option<Bytes> {
+    async fn recv(&mut self) -> Option<Out> {
         let m = self.rx.recv().await?;
         self.queued.fetch_sub(cost(&m), Ordering::Relaxed);
         Some(m)
     }
 
-    fn try_recv(&mut self) -> Option<Bytes> {
+    fn try_recv(&mut self) -> Option<Out> {
         let m = self.rx.try_recv().ok()?;
         self.queued.fetch_sub(cost(&m), Ordering::Relaxed);
         Some(m)
@@ -220,9 +229,23 @@ fn fmt_size(n: usize) -> String {
     }
 }
 
+/// What waits in a client's queue.
+#[derive(Debug, Clone)]
+enum Out {
+    /// A message in the server's framing, shared by every recipient.
+    Framed(Bytes),
+    /// A message for an IRC client, rendered by its own task (the rendering depends on the
+    /// client's nickname and capabilities).
+    Msg(Arc<Message>),
+}
+
 /// What a queued message counts against `--sendq`.
-fn cost(msg: &Bytes) -> usize {
-    msg.len() + SLOT_COST
+fn cost(msg: &Out) -> usize {
+    SLOT_COST
+        + match msg {
+            Out::Framed(b) => b.len(),
+            Out::Msg(m) => m.text.len(),
+        }
 }
 
 /// The chat service: the hub and every client's queue.
@@ -325,27 +348,27 @@ impl Chat {
         let mut last: Option<(Arc<Message>, Bytes)> = None;
         let mut left_out = 0usize;
         for (to, msg) in out.deliveries {
-            let bytes = match &last {
-                Some((m, b)) if Arc::ptr_eq(m, &msg) => b.clone(),
-                _ => {
-                    let b = wire(&mut encoder, &self.cfg.framing, &msg);
-                    last = Some((msg, b.clone()));
-                    b
-                }
-            };
-            let full = match queues.get(&to) {
-                // Its own replies never drop it: its task writes them out before it reads the
-                // next command. A reply longer than the queue (`/history 1000` of long lines)
-                // is cut, and it is told.
-                Some(q) if Some(to) == me => {
-                    if q.push(bytes, Some(limit)).is_err() {
-                        left_out += 1;
+            let Some(q) = queues.get(&to) else { continue };
+            let item = if q.irc {
+                Out::Msg(msg)
+            } else {
+                Out::Framed(match &last {
+                    Some((m, b)) if Arc::ptr_eq(m, &msg) => b.clone(),
+                    _ => {
+                        let b = wire(&mut encoder, &self.cfg.framing, &msg);
+                        last = Some((msg, b.clone()));
+                        b
                     }
-                    false
-                }
-                Some(q) => q.push(bytes, Some(limit)).is_err(),
-                None => false,
+                })
             };
+            // Its own replies never drop it: its task writes them out before it reads the next
+            // command. A reply longer than the queue (`/history 1000` of long lines) is cut,
+            // and it is told.
+            let full = q.push(item, Some(limit)).is_err();
+            if full && Some(to) == me {
+                left_out += 1;
+                continue;
+            }
             if full && let Some(q) = queues.remove(&to) {
                 // It stopped reading: its task ends now, even in the middle of a write.
                 tracing::warn!(
@@ -366,7 +389,12 @@ impl Chat {
                     fmt_size(limit)
                 ),
             );
-            let _ = q.push(wire(&mut encoder, &self.cfg.framing, &note), None);
+            let item = if q.irc {
+                Out::Msg(Arc::new(note))
+            } else {
+                Out::Framed(wire(&mut encoder, &self.cfg.framing, &note))
+            };
+            let _ = q.push(item, None);
         }
     }
 
@@ -417,7 +445,7 @@ impl StreamService for Chat {
             Ok(ip) => ip,
             Err(e) => {
                 let msg = plain(Kind::Error, format!("refused: {e}"));
-                let _ = send(conn, &[self.framed(&msg)], self.cfg.timeout).await;
+                let _ = write(conn, &self.framed(&msg), self.cfg.timeout).await;
                 return Err(e);
             }
         };
@@ -436,6 +464,7 @@ impl StreamService for Chat {
                 id,
                 Queue {
                     tx,
+                    irc: false,
                     queued,
                     kick: kick.clone(),
                 },
@@ -444,20 +473,13 @@ impl StreamService for Chat {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .connect(clock::now(), id);
-        let hello = plain(
-            Kind::Notice,
-            "socklab chat: send your nickname first; /help lists the commands".into(),
-        );
-        let result = match send(conn, &[self.framed(&hello)], self.cfg.timeout).await {
-            Ok(()) => tokio::select! {
-                r = self.converse(conn, &mut codec, id, inbox) => r,
-                _ = kick.cancelled() => {
-                    // Writes to it may be stuck: do not linger on a client that never reads.
-                    conn.skip_linger();
-                    Err(ConnError::SlowConsumer(self.cfg.sendq))
-                }
-            },
-            Err(e) => Err(e),
+        let result = tokio::select! {
+            r = self.converse(conn, &mut codec, id, inbox) => r,
+            _ = kick.cancelled() => {
+                // Writes to it may be stuck: do not linger on a client that never reads.
+                conn.skip_linger();
+                Err(ConnError::SlowConsumer(self.cfg.sendq))
+            }
         };
         self.queues
             .lock()
@@ -478,7 +500,68 @@ impl StreamService for Chat {
     }
 }
 
+/// One connection's dialect: the server's framing, or IRC (a `lines` client whose first line was
+/// `NICK`, `USER`, `CAP` or `PASS`).
+struct Dialect {
+    /// `Some` once the client spoke IRC.
+    irc: Option<ircd::Session>,
+    /// The greeting was sent (or is not wanted: IRC clients get numerics instead).
+    greeted: bool,
+}
+
 impl Chat {
+    /// What the connection's dialect makes of `items`, in one buffer.
+    fn render(&self, id: ClientId, d: &Dialect, items: &[Out], buf: &mut BytesMut) {
+        let nick = match &d.irc {
+            Some(_) if items.iter().any(|o| matches!(o, Out::Msg(_))) => self
+                .hub
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .nick(id)
+                .unwrap_or("*")
+                .to_string(),
+            _ => String::new(),
+        };
+        for item in items {
+            match (item, &d.irc) {
+                (Out::Framed(b), _) => buf.extend_from_slice(b),
+                (Out::Msg(m), Some(session)) => session.render(&nick, m, buf),
+                (Out::Msg(m), None) => buf.extend_from_slice(&self.framed(m)),
+            }
+        }
+    }
+
+    /// A message of the server's own, in the connection's dialect.
+    fn own(&self, id: ClientId, d: &Dialect, kind: Kind, text: String) -> BytesMut {
+        let mut buf = BytesMut::new();
+        let m = plain(kind, text);
+        match d.irc {
+            Some(_) => self.render(id, d, &[Out::Msg(Arc::new(m))], &mut buf),
+            None => buf.extend_from_slice(&self.framed(&m)),
+        }
+        buf
+    }
+
+    /// Writes what the client's queue holds, in its dialect.
+    async fn flush<S: Stream>(
+        &self,
+        conn: &mut Conn<S>,
+        id: ClientId,
+        d: &Dialect,
+        rx: &mut Inbox,
+    ) -> Result<(), ConnError> {
+        let mut batch = Vec::new();
+        while let Some(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        for chunk in batch.chunks(64) {
+            let mut buf = BytesMut::new();
+            self.render(id, d, chunk, &mut buf);
+            write(conn, &buf, self.cfg.timeout).await?;
+        }
+        Ok(())
+    }
+
     async fn converse<S: Stream>(
         &self,
         conn: &mut Conn<S>,
@@ -488,8 +571,23 @@ impl Chat {
     ) -> Result<(), ConnError> {
         let timeout = self.cfg.timeout;
         let mut input = BytesMut::with_capacity(READ_CHUNK);
-        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch: Vec<Out> = Vec::new();
+        let mut out = BytesMut::new();
         let mut closing = false;
+        // In `lines`, an IRC client may be on the line: the greeting waits a moment for the
+        // first line (IRC clients send theirs at once, and get numerics instead). The course's
+        // framings greet at once.
+        let mut d = Dialect {
+            irc: None,
+            greeted: false,
+        };
+        let greet_after = if self.cfg.framing == ChatFraming::Lines {
+            GREETING_DELAY
+        } else {
+            Duration::ZERO
+        };
+        let greet = tokio::time::sleep(greet_after);
+        tokio::pin!(greet);
         // `-t` bounds the wait for a nickname, from the connection's start (a client dripping
         // a byte at a time does not extend it). After that a silent client may stay (people
         // read a chat far more than they write): TCP keepalive finds the hosts that vanished,
@@ -505,9 +603,13 @@ impl Chat {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
-                    let bye = plain(Kind::Notice, "server shutting down; bye".into());
-                    let _ = send(conn, &[self.framed(&bye)], timeout).await;
+                    let bye = self.own(id, &d, Kind::Notice, "server shutting down; bye".into());
+                    let _ = write(conn, &bye, timeout).await;
                     return Ok(());
+                }
+                _ = &mut greet, if !d.greeted => {
+                    d.greeted = true;
+                    write(conn, &self.own(id, &d, Kind::Notice, GREETING.into()), timeout).await?;
                 }
                 got = rx.recv() => {
                     let Some(first) = got else {
@@ -528,7 +630,9 @@ impl Chat {
                             None => break,
                         }
                     }
-                    send(conn, &batch, timeout).await?;
+                    out.clear();
+                    self.render(id, &d, &batch, &mut out);
+                    write(conn, &out, timeout).await?;
                     if closing && rx.is_empty() {
                         return Ok(());
                     }
@@ -541,17 +645,14 @@ impl Chat {
                     if let Some(l) = &mut live {
                         l.heard(clock::now());
                     }
-                    closing = match self.decode_all(conn, codec, id, &mut input, &mut rx).await {
+                    closing = match self.decode_all(conn, codec, id, &mut input, &mut rx, &mut d).await {
                         Ok(quit) => quit,
                         Err(ConnError::Frame(e)) => {
                             // Deliver what the good frames before it produced, then the
                             // reason, then close.
-                            let mut last: Vec<Bytes> = Vec::new();
-                            while let Some(m) = rx.try_recv() {
-                                last.push(m);
-                            }
-                            last.push(self.framed(&plain(Kind::Error, format!("closing: {e}"))));
-                            let _ = send(conn, &last, timeout).await;
+                            let _ = self.flush(conn, id, &d, &mut rx).await;
+                            let why = self.own(id, &d, Kind::Error, format!("closing: {e}"));
+                            let _ = write(conn, &why, timeout).await;
                             return Err(ConnError::Frame(e));
                         }
                         Err(e) => return Err(e),
@@ -577,12 +678,22 @@ impl Chat {
                     };
                     match l.handle_timeout(clock::now()) {
                         Some(proto::Alive::Ping(text)) => {
-                            send(conn, &[self.framed(&plain(Kind::Notice, text))], timeout).await?;
+                            let ping = match &d.irc {
+                                // IRC clients answer PING by themselves.
+                                Some(_) => {
+                                    let mut b = BytesMut::new();
+                                    let token = text.split(':').next().unwrap_or("PING");
+                                    let _ = irc::write_message(&mut b, &[], None, "PING", &[token]);
+                                    b
+                                }
+                                None => self.own(id, &d, Kind::Notice, text),
+                            };
+                            write(conn, &ping, timeout).await?;
                         }
                         Some(proto::Alive::Dead(after)) => {
                             let e = ConnError::NoPong(after);
-                            let bye = plain(Kind::Error, format!("closing: {e}"));
-                            let _ = send(conn, &[self.framed(&bye)], timeout).await;
+                            let bye = self.own(id, &d, Kind::Error, format!("closing: {e}"));
+                            let _ = write(conn, &bye, timeout).await;
                             return Err(e);
                         }
                         None => {}
@@ -593,8 +704,8 @@ impl Chat {
         }
     }
 
-    /// Decodes every whole message in `input` and hands each to the hub. True when the
-    /// client asked to quit.
+    /// Decodes every whole message in `input` and hands each to the hub (through the IRC
+    /// session for an IRC client). True when the client asked to quit.
     async fn decode_all<S: Stream>(
         &self,
         conn: &mut Conn<S>,
@@ -602,12 +713,13 @@ impl Chat {
         id: ClientId,
         input: &mut BytesMut,
         rx: &mut Inbox,
+        d: &mut Dialect,
     ) -> Result<bool, ConnError> {
         loop {
             // Many commands in one read fill the client's own queue with replies: write them
             // out as we go (the client that sends them is made to wait for its replies).
             if rx.queued() >= self.cfg.sendq / 2 {
-                flush(conn, rx, self.cfg.timeout).await?;
+                self.flush(conn, id, d, rx).await?;
             }
             let frame = match codec.decode(input) {
                 Ok(Some(f)) => f,
@@ -617,20 +729,99 @@ impl Chat {
                 {
                     // A line or delimited message too long: refused with a message; the
                     // codec skips to its end by itself.
-                    let msg = plain(
-                        Kind::Error,
-                        format!(
-                            "message of more than {max} bytes refused: the limit is {}",
-                            proto::MAX_TEXT
+                    let msg = match &d.irc {
+                        Some(_) => {
+                            let nick = self.nick_of(id);
+                            let mut b = BytesMut::new();
+                            let _ = irc::write_message(
+                                &mut b,
+                                &[],
+                                Some(ircd::SERVER),
+                                irc::ERR_INPUTTOOLONG,
+                                &[&nick, "Input line was too long"],
+                            );
+                            b
+                        }
+                        None => self.own(
+                            id,
+                            d,
+                            Kind::Error,
+                            format!(
+                                "message of more than {max} bytes refused: the limit is {}",
+                                proto::MAX_TEXT
+                            ),
                         ),
-                    );
-                    send(conn, &[self.framed(&msg)], self.cfg.timeout).await?;
+                    };
+                    write(conn, &msg, self.cfg.timeout).await?;
                     continue;
                 }
                 // A header frame with a bad CRC or length: the caller delivers what is queued,
                 // says so, then closes (the stream cannot be trusted any more).
                 Err(e) => return Err(ConnError::Frame(e)),
             };
+            // The first line decides the dialect.
+            if d.irc.is_none()
+                && !d.greeted
+                && self.cfg.framing == ChatFraming::Lines
+                && ircd::is_irc_start(&frame.payload)
+            {
+                d.irc = Some(ircd::Session::new());
+                if let Some(q) = self
+                    .queues
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&id)
+                {
+                    q.irc = true;
+                }
+            }
+            if !d.greeted {
+                d.greeted = true;
+                if d.irc.is_none() {
+                    write(
+                        conn,
+                        &self.own(id, d, Kind::Notice, GREETING.into()),
+                        self.cfg.timeout,
+                    )
+                    .await?;
+                }
+            }
+            if let Some(session) = &mut d.irc {
+                let line = match irc::parse(&frame.payload) {
+                    Ok(l) => l,
+                    Err(irc::ParseError::Empty) => continue,
+                    Err(e) => {
+                        let nick = self.nick_of(id);
+                        let code = e.reply_numeric().unwrap_or(irc::ERR_UNKNOWNCOMMAND);
+                        let mut b = BytesMut::new();
+                        let why = e.to_string();
+                        let _ = irc::write_message(
+                            &mut b,
+                            &[],
+                            Some(ircd::SERVER),
+                            code,
+                            &[&nick, &why],
+                        );
+                        write(conn, &b, self.cfg.timeout).await?;
+                        continue;
+                    }
+                };
+                let step = {
+                    let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+                    session.handle(&mut hub, clock::now(), clock::unix_micros(), id, &line)
+                };
+                if !step.replies.is_empty() {
+                    // What the queue holds came first.
+                    self.flush(conn, id, d, rx).await?;
+                    write(conn, &step.replies, self.cfg.timeout).await?;
+                }
+                self.record(&step.outcome.said);
+                self.deliver(step.outcome, Some(id));
+                if step.quit {
+                    return Ok(true);
+                }
+                continue;
+            }
             let mut text = String::from_utf8_lossy(&frame.payload).into_owned();
             if self.cfg.framing == ChatFraming::Lines && text.ends_with('\r') {
                 text.pop();
@@ -648,6 +839,15 @@ impl Chat {
                 return Ok(true);
             }
         }
+    }
+
+    fn nick_of(&self, id: ClientId) -> String {
+        self.hub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .nick(id)
+            .unwrap_or("*")
+            .to_string()
     }
 }
 
@@ -675,38 +875,15 @@ fn plain(kind: Kind, text: String) -> Message {
     }
 }
 
-/// Writes already framed messages in one write.
-async fn send<S: Stream>(
+/// Writes `bytes`, within `timeout`.
+async fn write<S: Stream>(
     conn: &mut Conn<S>,
-    msgs: &[Bytes],
+    bytes: &[u8],
     timeout: Duration,
 ) -> Result<(), ConnError> {
-    let result = if let [one] = msgs {
-        within(timeout, conn.io.write_all(one)).await
-    } else {
-        let mut out = BytesMut::with_capacity(msgs.iter().map(Bytes::len).sum());
-        for m in msgs {
-            out.extend_from_slice(m);
-        }
-        within(timeout, conn.io.write_all(&out)).await
-    };
-    result.map_err(ConnError::Write)
-}
-
-/// Writes what the client's queue holds.
-async fn flush<S: Stream>(
-    conn: &mut Conn<S>,
-    rx: &mut Inbox,
-    timeout: Duration,
-) -> Result<(), ConnError> {
-    let mut batch = Vec::new();
-    while let Some(m) = rx.try_recv() {
-        batch.push(m);
-    }
-    for chunk in batch.chunks(64) {
-        send(conn, chunk, timeout).await?;
-    }
-    Ok(())
+    within(timeout, conn.io.write_all(bytes))
+        .await
+        .map_err(ConnError::Write)
 }
 
 /// One message, framed: its bytes on the wire.
