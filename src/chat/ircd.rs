@@ -36,12 +36,14 @@ pub const HOST: &str = "socklab";
 /// The IRCv3 capabilities offered.
 pub const CAPS: &[&str] = &["message-tags", "server-time"];
 
-/// Whether a connection's first line makes it an IRC client.
+/// Whether a connection's first line makes it an IRC client: `NICK`, `USER`, `CAP` or `PASS`
+/// (any case) followed by a space. A line user may still be called `nick` or `cap`: a nickname
+/// alone has no space after it.
 pub fn is_irc_start(line: &[u8]) -> bool {
-    let word = line
-        .split(|b| *b == b' ' || *b == b'\r')
-        .next()
-        .unwrap_or_default();
+    let Some(space) = line.iter().position(|b| *b == b' ') else {
+        return false;
+    };
+    let word = &line[..space];
     ["NICK", "USER", "CAP", "PASS"]
         .iter()
         .any(|c| word.eq_ignore_ascii_case(c.as_bytes()))
@@ -896,11 +898,20 @@ mod tests {
             "user ana 0 * :Ana",
             "CAP LS 302",
             "PASS x",
-            "NICK",
+            "cap END",
         ] {
             assert!(is_irc_start(yes.as_bytes()), "{yes}");
         }
-        for no in ["ana", "nickname", "/nick ana", "", "PRIVMSG #a :x"] {
+        for no in [
+            "ana",
+            "nick",
+            "CAP",
+            "nickname",
+            "/nick ana",
+            "",
+            "PRIVMSG #a :x",
+            "nicky x",
+        ] {
             assert!(!is_irc_start(no.as_bytes()), "{no}");
         }
     }
