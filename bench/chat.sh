@@ -13,6 +13,7 @@
 #
 #   socklab   socklab chat serve -q --flood off   (flood control off: the load is the point)
 #   ncat      ncat --chat -m 20000                (Debian's ncat; -m lifts its 100-client cap)
+#   socklab-irc  the same socklab server, with chat_load speaking IRC to it
 #   python    bench/chat_py_server.py             (a thread per client, a lock around the list)
 #   ngircd    ngircd, configured here on a free port (IRC: chat_load registers with NICK/USER,
 #             JOINs #load and sends PRIVMSG; ngircd's built-in flood penalty, which cannot be
@@ -30,7 +31,7 @@ set -euo pipefail
 SECONDS_RUN="${SECONDS_RUN:-5}"
 WARMUP="${WARMUP:-1}"
 IDLE="${IDLE:-10000}"
-SERVERS="${SERVERS:-socklab ncat python ngircd}"
+SERVERS="${SERVERS:-socklab socklab-irc ncat python ngircd}"
 LOADS="${LOADS:-100x10 1000x1 1000x3}"
 need gcc taskset ncat python3 ngircd -- "apt-get install gcc util-linux ncat python3 ngircd"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -47,7 +48,7 @@ gcc -O2 -Wall -o "$LOAD" "$BENCH/chat_load.c"
 
 start() { # NAME: starts that server, sets SRV_PID and SRV_PORT
     case "$1" in
-    socklab) start_server socklab "" "$SOCKLAB" chat serve -p 0 -q --flood off ;;
+    socklab | socklab-irc) start_server "$1" "" "$SOCKLAB" chat serve -p 0 -q --flood off ;;
     ncat)
         # ncat takes no port 0: pick a free one. (It stalls, then quits with "getpeername ...
         # QUITTING", if clients stop reading while others connect; chat_load reads all along.)
@@ -86,7 +87,7 @@ EOF
 
 dialect() { # NAME: the load generator's mode for that server
     case "$1" in
-    ngircd) echo irc ;;
+    ngircd | socklab-irc) echo irc ;;
     *) echo lines ;;
     esac
 }
@@ -124,7 +125,7 @@ fi
 
 printf '\nChat, one room, %ss measured after %ss; servers on core 0, chat_load on core 1\n' \
     "$SECONDS_RUN" "$WARMUP"
-printf '  %-8s %-14s %12s %7s %14s %7s %10s %10s %6s\n' server load "delivered/s" xncat \
+printf '  %-11s %-14s %12s %7s %14s %7s %10s %10s %6s\n' server load "delivered/s" xncat \
     "within 100ms/s" xncat "p50 us" "p99 us" errors
 for load in $LOADS; do
     clients="${load%x*}" rate="${load#*x}"
@@ -134,7 +135,7 @@ for load in $LOADS; do
         l="${RES["$s $load"]}"
         dps="$(kv "$l" dps)"
         on="$(kv "$l" ontime_dps)"
-        printf '  %-8s %-14s %12s %7s %14s %7s %10s %10s %6s\n' "$s" "$clients x $rate/s" \
+        printf '  %-11s %-14s %12s %7s %14s %7s %10s %10s %6s\n' "$s" "$clients x $rate/s" \
             "$dps" "$(ratio "$dps" "$base")" "$on" "$(ratio "$on" "$base_on")" \
             "$(kv "$l" p50_us)" "$(kv "$l" p99_us)" "$(kv "$l" errors)"
     done
