@@ -84,6 +84,11 @@ impl Session {
         Session::default()
     }
 
+    /// True when the client asked for IRCv3 `server-time`.
+    pub fn server_time(&self) -> bool {
+        self.server_time
+    }
+
     /// True once the client is registered (it has a nickname in the hub).
     pub fn is_registered(&self) -> bool {
         self.registered
@@ -760,6 +765,29 @@ impl Session {
     }
 }
 
+/// How `m` looks to every IRC client with (or without) `server-time`, when that does not depend
+/// on who receives it: chat lines, actions, joins, moves, leaves, renames and topics. A room's
+/// message is then rendered once for all its IRC members, as it is framed once for the others.
+/// `None` for a message meant for one client (a private message, a notice, `Entered`).
+pub fn render_shared(m: &Message, server_time: bool) -> Option<bytes::Bytes> {
+    let shared = match &m.kind {
+        Kind::Chat { .. } | Kind::Action { .. } => true,
+        Kind::Event(e) => !matches!(e, Event::Entered { .. }),
+        Kind::Private { .. } | Kind::Notice | Kind::Error => false,
+    };
+    if !shared {
+        return None;
+    }
+    let session = Session {
+        server_time,
+        ..Session::default()
+    };
+    let mut out = BytesMut::new();
+    // These kinds never use the recipient's nickname.
+    session.render("", m, &mut out);
+    Some(out.freeze())
+}
+
 /// Whether `nick` may be taken by `me` (`None`: not registered yet): 432 or 433 if not.
 fn check_free(hub: &Hub, nick: &str, me: Option<ClientId>) -> Result<(), (&'static str, String)> {
     if let Err(e) = proto::check_nick(nick) {
@@ -1126,5 +1154,50 @@ mod tests {
             text(&quit.replies),
             "ERROR :Closing link: ana (bye all)\r\n"
         );
+    }
+
+    #[test]
+    fn shared_rendering_is_what_each_client_would_render() {
+        let mut f = Fixture::new();
+        let (ana, _) = f.irc(1, "ana");
+        f.hub.connect(f.now, ClientId(2));
+        let mut all = f.hub.line(f.now, 7, ClientId(2), "bob").deliveries;
+        all.extend(f.hub.line(f.now, 8, ClientId(2), "hi").deliveries);
+        all.extend(f.hub.line(f.now, 9, ClientId(2), "/me waves").deliveries);
+        all.extend(
+            f.hub
+                .line(f.now, 10, ClientId(2), "/msg ana psst")
+                .deliveries,
+        );
+        all.extend(
+            f.hub
+                .line(f.now, 11, ClientId(2), "/nick robert")
+                .deliveries,
+        );
+        let mut shared = 0;
+        for (_, m) in &all {
+            for time in [false, true] {
+                let mut s = Session::new();
+                s.server_time = time;
+                let mut own = BytesMut::new();
+                s.render("ana", m, &mut own);
+                match render_shared(m, time) {
+                    Some(b) => {
+                        assert_eq!(b, own.freeze(), "{m:?}");
+                        shared += 1;
+                    }
+                    None => assert!(matches!(
+                        m.kind,
+                        Kind::Private { .. } | Kind::Notice | Kind::Event(Event::Entered { .. })
+                    )),
+                }
+            }
+        }
+        assert_eq!(
+            shared,
+            2 * 5,
+            "join, chat line, action, rename to the room and to bob"
+        );
+        assert!(!ana.server_time());
     }
 }

@@ -167,8 +167,10 @@ pub enum ConnError {
 /// overflows.
 struct Queue {
     tx: mpsc::UnboundedSender<Out>,
-    /// The client speaks IRC: it gets messages, which its task renders for it, not bytes.
-    irc: bool,
+    /// The client speaks IRC (`Some`, with whether it asked for `server-time`): it gets IRC
+    /// lines, rendered once per message for all such clients, or the message itself when its
+    /// rendering depends on the recipient (its task renders those).
+    irc: Option<bool>,
     /// Bytes waiting, as [`cost`] counts them; shared with the client's [`Inbox`].
     queued: Arc<AtomicUsize>,
     kick: CancellationToken,
@@ -346,11 +348,25 @@ impl Chat {
         // A message for a room comes as one shared allocation for all its recipients: it is
         // rendered and framed once, and every queue gets the same bytes.
         let mut last: Option<(Arc<Message>, Bytes)> = None;
+        // The same for IRC clients without and with `server-time`.
+        let mut last_irc: [Option<(Arc<Message>, Option<Bytes>)>; 2] = [None, None];
         let mut left_out = 0usize;
         for (to, msg) in out.deliveries {
             let Some(q) = queues.get(&to) else { continue };
-            let item = if q.irc {
-                Out::Msg(msg)
+            let item = if let Some(time) = q.irc {
+                let slot = &mut last_irc[usize::from(time)];
+                let shared = match slot {
+                    Some((m, b)) if Arc::ptr_eq(m, &msg) => b.clone(),
+                    _ => {
+                        let b = ircd::render_shared(&msg, time);
+                        *slot = Some((msg.clone(), b.clone()));
+                        b
+                    }
+                };
+                match shared {
+                    Some(b) => Out::Framed(b),
+                    None => Out::Msg(msg),
+                }
             } else {
                 Out::Framed(match &last {
                     Some((m, b)) if Arc::ptr_eq(m, &msg) => b.clone(),
@@ -389,7 +405,7 @@ impl Chat {
                     fmt_size(limit)
                 ),
             );
-            let item = if q.irc {
+            let item = if q.irc.is_some() {
                 Out::Msg(Arc::new(note))
             } else {
                 Out::Framed(wire(&mut encoder, &self.cfg.framing, &note))
@@ -464,7 +480,7 @@ impl StreamService for Chat {
                 id,
                 Queue {
                     tx,
-                    irc: false,
+                    irc: None,
                     queued,
                     kick: kick.clone(),
                 },
@@ -766,14 +782,7 @@ impl Chat {
                 && ircd::is_irc_start(&frame.payload)
             {
                 d.irc = Some(ircd::Session::new());
-                if let Some(q) = self
-                    .queues
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_mut(&id)
-                {
-                    q.irc = true;
-                }
+                self.set_irc(id, false);
             }
             if !d.greeted {
                 d.greeted = true;
@@ -806,10 +815,14 @@ impl Chat {
                         continue;
                     }
                 };
+                let time_before = session.server_time();
                 let step = {
                     let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
                     session.handle(&mut hub, clock::now(), clock::unix_micros(), id, &line)
                 };
+                if session.server_time() != time_before {
+                    self.set_irc(id, session.server_time());
+                }
                 if !step.replies.is_empty() {
                     // What the queue holds came first.
                     self.flush(conn, id, d, rx).await?;
@@ -838,6 +851,18 @@ impl Chat {
             if quit {
                 return Ok(true);
             }
+        }
+    }
+
+    /// Marks `id`'s queue as an IRC client's, with or without `server-time`.
+    fn set_irc(&self, id: ClientId, server_time: bool) {
+        if let Some(q) = self
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&id)
+        {
+            q.irc = Some(server_time);
         }
     }
 
