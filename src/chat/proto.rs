@@ -814,17 +814,7 @@ impl Hub {
             "who" => {
                 let room = self.clients.get(&client).map(|c| c.room.clone());
                 let room = room.unwrap_or_default();
-                let mut names: Vec<String> = self
-                    .rooms
-                    .get(&room.to_lowercase())
-                    .map(|r| {
-                        r.members
-                            .iter()
-                            .filter_map(|m| self.nick(*m).map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                names.sort_by_key(|n| n.to_lowercase());
+                let names = self.members(&room);
                 reply(self, out, format!("in {room}: {}", names.join(" ")));
             }
             "rooms" => {
