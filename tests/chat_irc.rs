@@ -55,6 +55,9 @@ fn a_raw_irc_session_registers_and_talks_with_nc_users() {
     let srv = Server::start(&["chat", "serve", "-p", "0"]);
     let mut nc = connect(&srv.addr, "bob\n");
     until(&mut nc, "you are in #general");
+    nc.get_mut().write_all(b"said before ana came\n").unwrap();
+    // The room's history, replayed to ana with the time it was said (server-time).
+    std::thread::sleep(Duration::from_millis(200));
     let mut ana = connect(
         &srv.addr,
         "CAP LS 302\r\nNICK bob\r\nNICK ana\r\nUSER ana 0 * :Ana\r\nCAP REQ :server-time\r\nCAP END\r\n",
@@ -84,6 +87,11 @@ fn a_raw_irc_session_registers_and_talks_with_nc_users() {
         !reg.contains("-!-"),
         "no line-dialect text reaches an IRC client: {reg}"
     );
+    let replay = until(&mut ana, "PRIVMSG #general :said before ana came");
+    assert!(
+        replay.starts_with("@time=") && replay.contains(" :bob!bob@socklab "),
+        "{replay}"
+    );
     until(&mut nc, "ana joined #general");
     // IRC to nc, and nc to IRC, text unchanged.
     ana.get_mut()
@@ -108,6 +116,10 @@ fn a_raw_irc_session_registers_and_talks_with_nc_users() {
     ana.get_mut().write_all(b"NICK anna\r\n").unwrap();
     until(&mut ana, ":ana!ana@socklab NICK anna");
     until(&mut nc, "ana is now anna");
+    // A line over IRC's 512 bytes gets 417 and the session goes on; nothing of it is said.
+    let long = format!("PRIVMSG #general :{}\r\n", "x".repeat(600));
+    ana.get_mut().write_all(long.as_bytes()).unwrap();
+    until(&mut ana, ":socklab 417 anna ");
     ana.get_mut()
         .write_all(b"FROB\r\nQUIT :gone fishing\r\n")
         .unwrap();
@@ -116,7 +128,8 @@ fn a_raw_irc_session_registers_and_talks_with_nc_users() {
         bye.contains(":socklab 421 anna FROB :Unknown command"),
         "{bye}"
     );
-    until(&mut nc, "anna left (gone fishing)");
+    let rest = until(&mut nc, "anna left (gone fishing)");
+    assert!(!rest.contains("xxxx"), "{rest}");
 }
 
 /// `ii`, a real IRC client from Debian, scripted through its files: it registers, is in

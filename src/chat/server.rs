@@ -523,6 +523,9 @@ struct Dialect {
     irc: Option<ircd::Session>,
     /// The greeting was sent (or is not wanted: IRC clients get numerics instead).
     greeted: bool,
+    /// The first message came: the dialect is settled. (Not the greeting: an IRC client slower
+    /// than the greeting's delay, over a long path, still gets IRC, one stray line first.)
+    settled: bool,
 }
 
 impl Chat {
@@ -596,6 +599,7 @@ impl Chat {
         let mut d = Dialect {
             irc: None,
             greeted: false,
+            settled: false,
         };
         let greet_after = if self.cfg.framing == ChatFraming::Lines {
             GREETING_DELAY
@@ -776,14 +780,14 @@ impl Chat {
                 Err(e) => return Err(ConnError::Frame(e)),
             };
             // The first line decides the dialect.
-            if d.irc.is_none()
-                && !d.greeted
+            if !d.settled
                 && self.cfg.framing == ChatFraming::Lines
                 && ircd::is_irc_start(&frame.payload)
             {
                 d.irc = Some(ircd::Session::new());
                 self.set_irc(id, false);
             }
+            d.settled = true;
             if !d.greeted {
                 d.greeted = true;
                 if d.irc.is_none() {
