@@ -554,6 +554,47 @@ pub fn irc_message(data: &[u8]) {
     }
 }
 
+/// A cluster log entry from another server (`chat serve --cluster`): fields separated by NUL
+/// bytes, alternately name and value. An entry that reads must write back to the same fields
+/// and apply to a hub (with a local client in it) without panicking; deliveries only ever go
+/// to local clients.
+pub fn cluster_entry(data: &[u8]) {
+    use crate::chat::proto::{ClientId, Hub, Settings};
+    use crate::chat::replica::{Entry, Replica};
+
+    let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+    let fields: Vec<(&str, &[u8])> = parts
+        .chunks(2)
+        .filter_map(|kv| match kv {
+            [k, v] => Some((std::str::from_utf8(k).ok()?, *v)),
+            _ => None,
+        })
+        .collect();
+    let Ok(entry) = Entry::from_fields(fields.iter().copied()) else {
+        return;
+    };
+    let written = entry.fields();
+    let again = Entry::from_fields(written.iter().map(|(k, v)| (*k, v.as_bytes())));
+    assert_eq!(again.as_ref(), Ok(&entry), "an entry does not read back");
+    let now = crate::net::clock::now();
+    let mut hub = Hub::new(Settings::default());
+    let local = ClientId(1);
+    hub.connect(now, local);
+    let _ = hub.line(now, 0, local, "me");
+    let mut replica = Replica::new("here");
+    let mut next = 100u64;
+    let mut alloc = || {
+        next += 1;
+        ClientId(next)
+    };
+    for _ in 0..2 {
+        let done = replica.apply(&mut hub, now, &entry, &mut alloc);
+        for (to, _) in &done.outcome.deliveries {
+            assert!(!hub.is_remote(*to), "a delivery to a remote client");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -653,6 +694,7 @@ mod tests {
             http_request(&data);
             http_response(&data);
             irc_message(&data);
+            cluster_entry(&data);
         }
 
         #[test]
@@ -688,5 +730,20 @@ mod tests {
     fn chat_seed_session_holds_its_invariants() {
         chat_lines(include_bytes!("../fuzz/seeds/chat_lines/session"));
         chat_lines(b"\x00a\n\x01b\n\x00//not a command\n\x00\xff\xfe\n\x81\n\x01x");
+    }
+
+    #[test]
+    fn cluster_seeds_apply() {
+        for seed in [
+            &include_bytes!("../fuzz/seeds/cluster_entry/reg")[..],
+            include_bytes!("../fuzz/seeds/cluster_entry/snap"),
+        ] {
+            cluster_entry(seed);
+            let fields: Vec<&[u8]> = seed.split(|&b| b == 0).collect();
+            let pairs = fields
+                .chunks(2)
+                .map(|kv| (std::str::from_utf8(kv[0]).unwrap(), kv[1]));
+            assert!(crate::chat::replica::Entry::from_fields(pairs).is_ok());
+        }
     }
 }

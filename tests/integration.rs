@@ -15,6 +15,9 @@ mod chat;
 /// The TCP chat under attack: a client that never reads, a flood, a megabyte without a newline,
 /// a 4 GB length, a nickname race, messages at the size limit.
 mod chat_attack;
+/// `chat serve --cluster`: servers through a real redis-server, Redis killed and restarted,
+/// a three-server chaos run.
+mod chat_cluster;
 /// The chat's IRC dialect: ii and a raw IRC session beside nc users.
 mod chat_irc;
 /// Errors, exit codes, tracing, shutdown and the lab.

@@ -33,6 +33,7 @@ Examples:
   socklab chat serve --framing 'delim:.'     messages ending in '.'
   socklab chat serve --framing header        length, id, timestamp and CRC32 (PROTOCOLS.md)
   socklab chat serve --flood off --history 200
+  socklab chat serve -p 6667 --cluster redis://127.0.0.1:6379   two or more servers, one chat
 Try it:
   nc 127.0.0.1 6667                          first line: your nickname; then chat; /help";
 
@@ -76,6 +77,11 @@ pub struct ServeArgs {
     /// is dropped as a slow consumer, like IRC's SendQ. K and M suffixes.
     #[arg(long, default_value = "256K", value_name = "SIZE", value_parser = parse_size)]
     sendq: usize,
+    /// Act as one chat with every server given the same Redis: rooms, messages, nicknames,
+    /// presence and history are shared through it (docs/PROTOCOLS.md §8.2). If Redis goes
+    /// away, this server goes on serving its own clients, tells them, and reconnects.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    cluster: Option<String>,
 }
 
 /// `--ping`.
@@ -158,6 +164,9 @@ impl TryFrom<&ServeArgs> for server::Config {
             ),
         };
         check_log(a.log.as_deref())?;
+        if let Some(url) = &a.cluster {
+            super::cluster::Cluster::new(url).map_err(|e| UsageError(e.to_string()))?;
+        }
         Ok(server::Config {
             serve: a.net.serve_options(),
             timeout: a.net.timeout,
@@ -182,6 +191,7 @@ impl TryFrom<&ServeArgs> for server::Config {
             transcript: a.log.clone(),
             ping: a.ping.0,
             sendq: a.sendq,
+            cluster: a.cluster.clone(),
         })
     }
 }

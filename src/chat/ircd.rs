@@ -796,12 +796,10 @@ fn check_free(hub: &Hub, nick: &str, me: Option<ClientId>) -> Result<(), (&'stat
             format!("Erroneous nickname: {e}"),
         ));
     }
-    match hub.nick_owner(nick) {
-        Some(owner) if Some(owner) != me => {
-            Err((irc::ERR_NICKNAMEINUSE, "Nickname is already in use".into()))
-        }
-        _ => Ok(()),
+    if hub.nick_taken(nick, me) {
+        return Err((irc::ERR_NICKNAMEINUSE, "Nickname is already in use".into()));
     }
+    Ok(())
 }
 
 /// `nick!nick@socklab`.

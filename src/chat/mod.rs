@@ -27,8 +27,10 @@
 
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod irc;
 pub mod ircd;
 pub mod lab;
 pub mod proto;
+pub mod replica;
 pub mod server;

@@ -233,9 +233,26 @@ pub struct Outcome {
     pub close: Vec<ClientId>,
     /// The chat lines, actions and private messages said, once each (for a transcript).
     pub said: Vec<Arc<Message>>,
+    /// The line changed what every server of a cluster must know (a nick, a room, a topic, a
+    /// message for others): a cluster passes it on to the other servers. False for lines that
+    /// only got a reply (`/who`, an error).
+    pub shared: bool,
+    /// When `shared`: the line itself, as the other servers must apply it.
+    pub line: Option<String>,
 }
 
 impl Outcome {
+    /// Adds `other`'s work after this one's.
+    pub fn merge(&mut self, other: Outcome) {
+        self.deliveries.extend(other.deliveries);
+        self.close.extend(other.close);
+        self.said.extend(other.said);
+        self.shared |= other.shared;
+        if other.line.is_some() {
+            self.line = other.line;
+        }
+    }
+
     fn to(&mut self, client: ClientId, msg: impl Into<Arc<Message>>) {
         self.deliveries.push((client, msg.into()));
     }
@@ -249,6 +266,9 @@ struct Client {
     quit: Option<String>,
     tokens: f64,
     last: Instant,
+    /// A client of another server of the cluster: its server checked its flood and lengths,
+    /// and this hub only keeps it in the rooms and delivers what it says to local members.
+    remote: bool,
 }
 
 #[derive(Debug, Default)]
@@ -269,6 +289,9 @@ pub struct Hub {
     /// Lower-cased room name → room.
     rooms: BTreeMap<String, Room>,
     next_id: u32,
+    /// A nickname (lower case) the cluster says another server holds, for the one call it is
+    /// set around (see [`Hub::set_taken_elsewhere`]).
+    elsewhere: Option<String>,
 }
 
 /// Why a nickname or room name is refused.
@@ -292,6 +315,12 @@ pub enum NameError {
     /// A bad room name.
     #[error("room {0:?} must start with # and have 1 to 31 letters, digits or - _ . after it")]
     BadRoom(String),
+}
+
+/// The nickname a registered client's line asks for (`/nick NAME`), if it is one.
+pub fn nick_wanted(line: &str) -> Option<&str> {
+    let (cmd, rest) = line.strip_prefix('/')?.split_once(char::is_whitespace)?;
+    cmd.eq_ignore_ascii_case("nick").then(|| rest.trim())
 }
 
 /// Checks a nickname (IRC's rules, RFC 2812 §2.3.1, with a length of 16).
@@ -357,6 +386,7 @@ impl Hub {
             nicks: HashMap::new(),
             rooms: BTreeMap::new(),
             next_id: 1,
+            elsewhere: None,
         }
     }
 
@@ -373,6 +403,92 @@ impl Hub {
     /// Who owns `nick` (compared without regard to case).
     pub fn nick_owner(&self, nick: &str) -> Option<ClientId> {
         self.nicks.get(&nick.to_lowercase()).copied()
+    }
+
+    /// True when `nick` belongs to someone other than `me`: a client here, or (as the cluster
+    /// said for this call) a client of another server.
+    pub fn nick_taken(&self, nick: &str, me: Option<ClientId>) -> bool {
+        let key = nick.to_lowercase();
+        if self.elsewhere.as_deref() == Some(key.as_str()) {
+            return true;
+        }
+        matches!(self.nicks.get(&key), Some(&owner) if Some(owner) != me)
+    }
+
+    /// The cluster's answer for the next call: `nick` is held on another server (`Some`), or
+    /// nothing is (`None`). The driver sets it just before handing over a line that claims a
+    /// nickname and clears it after, under the same lock.
+    pub fn set_taken_elsewhere(&mut self, nick: Option<&str>) {
+        self.elsewhere = nick.map(str::to_lowercase);
+    }
+
+    /// True for a client of another server of the cluster.
+    pub fn is_remote(&self, client: ClientId) -> bool {
+        self.clients.get(&client).is_some_and(|c| c.remote)
+    }
+
+    /// This server's own clients that have a nickname: id, nickname, room (for a cluster's
+    /// snapshot).
+    pub fn local_clients(&self) -> Vec<(ClientId, String, String)> {
+        let mut v: Vec<_> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.remote)
+            .filter_map(|(id, c)| Some((*id, c.nick.clone()?, c.room.clone())))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every room's topic, by room name.
+    pub fn topics(&self) -> Vec<(String, String)> {
+        self.rooms
+            .values()
+            .filter_map(|r| Some((r.name.clone(), r.topic.clone()?)))
+            .collect()
+    }
+
+    /// Sets `room`'s topic without telling anyone (what another server of the cluster already
+    /// announced).
+    pub fn adopt_topic(&mut self, room: &str, topic: &str) {
+        if check_room(room).is_ok() && topic.len() <= MAX_TOPIC {
+            self.room_mut(room).topic = Some(topic.into());
+        }
+    }
+
+    /// Puts a message said on another server, before this one knew its rooms, into `room`'s
+    /// history (a server joining a cluster learns the recent past this way).
+    pub fn remember(&mut self, room: &str, msg: Message) {
+        let keep = self.settings.history;
+        if keep == 0 || check_room(room).is_err() {
+            return;
+        }
+        if !self.rooms.contains_key(&room.to_lowercase()) && self.rooms.len() >= MAX_ROOMS {
+            return;
+        }
+        let mut msg = msg;
+        msg.id = self.id();
+        let room = self.room_mut(room);
+        if room.history.len() == keep {
+            room.history.pop_front();
+        }
+        room.history.push_back(Arc::new(msg));
+    }
+
+    /// A notice to every client of this server (the cluster's link went down or came back).
+    pub fn notice_all(&mut self, wall_us: u64, text: &str) -> Outcome {
+        let mut out = Outcome::default();
+        let ids: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.remote && c.nick.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        let msg = Arc::new(self.notice(wall_us, text.into()));
+        for id in ids {
+            out.to(id, msg.clone());
+        }
+        out
     }
 
     /// The room `client` is in, as it was first named.
@@ -430,8 +546,19 @@ impl Hub {
                 quit: None,
                 tokens: burst,
                 last: now,
+                remote: false,
             },
         );
+    }
+
+    /// A client of another server of the cluster, which will name itself with its first line
+    /// as a local client does. Its server checked flood and lengths already; it is not checked
+    /// again here.
+    pub fn connect_remote(&mut self, now: Instant, client: ClientId) {
+        self.connect(now, client);
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.remote = true;
+        }
     }
 
     /// A connection ended (`/quit`, the peer closed, an error): the others are told.
@@ -458,6 +585,14 @@ impl Hub {
 
     /// One message from `client`: its nickname if it has none yet, a command, or chat text.
     pub fn line(&mut self, now: Instant, wall_us: u64, client: ClientId, line: &str) -> Outcome {
+        let mut out = self.line_inner(now, wall_us, client, line);
+        if out.shared {
+            out.line = Some(line.to_string());
+        }
+        out
+    }
+
+    fn line_inner(&mut self, now: Instant, wall_us: u64, client: ClientId, line: &str) -> Outcome {
         let mut out = Outcome::default();
         let Some(c) = self.clients.get(&client) else {
             return out;
@@ -509,6 +644,9 @@ impl Hub {
         let Some(c) = self.clients.get_mut(&client) else {
             return false;
         };
+        if c.remote {
+            return true;
+        }
         let elapsed = now.saturating_duration_since(c.last).as_secs_f64();
         c.tokens = (c.tokens + elapsed * flood.rate).min(flood.burst);
         c.last = now;
@@ -552,6 +690,7 @@ impl Hub {
         }
         let welcome =
             format!("welcome, {nick}: you are in {DEFAULT_ROOM}; /help lists the commands");
+        out.shared = true;
         out.to(client, self.notice(wall_us, welcome));
         if let Some(motd) = self.settings.motd.clone() {
             for line in motd.lines() {
@@ -566,6 +705,9 @@ impl Hub {
     fn claim(&mut self, client: ClientId, nick: &str) -> Result<(), NameError> {
         check_nick(nick)?;
         let key = nick.to_lowercase();
+        if self.elsewhere.as_deref() == Some(key.as_str()) {
+            return Err(NameError::NickTaken(nick.into()));
+        }
         match self.nicks.get(&key) {
             Some(&owner) if owner != client => return Err(NameError::NickTaken(nick.into())),
             _ => {}
@@ -693,6 +835,7 @@ impl Hub {
         if self.refuse_too_long(wall_us, client, &msg, out) {
             return;
         }
+        out.shared = true;
         out.said.push(msg.clone());
         let keep = self.settings.history;
         let room = self.room_mut(&room_name);
@@ -719,6 +862,9 @@ impl Hub {
         let Some(max) = self.settings.max_rendered else {
             return false;
         };
+        if self.is_remote(client) {
+            return false;
+        }
         let len = msg.render().len();
         if len <= max {
             return false;
@@ -752,6 +898,7 @@ impl Hub {
                 match self.claim(client, rest) {
                     Err(e) => fail(self, out, e.to_string()),
                     Ok(()) => {
+                        out.shared = true;
                         let room = self.clients.get(&client).map(|c| c.room.clone());
                         let text = format!("{old} is now {rest}");
                         let event = Event::Renamed {
@@ -779,7 +926,10 @@ impl Hub {
                 if let Err(e) = check_room(&target) {
                     return fail(self, out, e.to_string());
                 }
-                if !self.rooms.contains_key(&target.to_lowercase()) && self.rooms.len() >= MAX_ROOMS
+                // (Another server's client went there already: its server counted.)
+                if !self.rooms.contains_key(&target.to_lowercase())
+                    && self.rooms.len() >= MAX_ROOMS
+                    && !self.is_remote(client)
                 {
                     return fail(
                         self,
@@ -804,6 +954,7 @@ impl Hub {
                 if self.refuse_too_long(wall_us, client, &msg, out) {
                     return;
                 }
+                out.shared = true;
                 out.said.push(msg.clone());
                 out.to(target, msg.clone());
                 if target != client {
@@ -842,6 +993,7 @@ impl Hub {
                 if rest.len() > MAX_TOPIC {
                     return fail(self, out, format!("a topic has at most {MAX_TOPIC} bytes"));
                 }
+                out.shared = true;
                 self.room_mut(&room).topic = Some(rest.into());
                 let nick = self.nick(client).unwrap_or_default().to_string();
                 let text = format!("{nick} set the topic of {room}: {rest}");
@@ -879,6 +1031,7 @@ impl Hub {
                 if let Some(c) = self.clients.get_mut(&client) {
                     c.quit = Some(why.to_string());
                 }
+                out.shared = true;
                 out.close.push(client);
             }
             "help" => {
@@ -905,6 +1058,7 @@ impl Hub {
             return;
         }
         let nick = c.nick.clone().unwrap_or_default();
+        out.shared = true;
         self.leave_room(&from, client);
         let text = format!("{nick} went to {target}");
         let event = Event::Moved {

@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::{self, Claim, Cluster};
 use super::proto::{self, ClientId, Hub, Kind, Message, Outcome, Settings};
+use super::replica::{Entry, EntryKind};
 use super::{irc, ircd};
 use crate::frame::{Frame, FrameCodec, FrameError, Framing};
 use crate::net::host::{self, Bound, Conn, Stream, StreamService};
@@ -120,6 +122,8 @@ pub struct Config {
     pub ping: Option<Duration>,
     /// `--sendq`: bytes that may wait for one client before it is dropped as a slow consumer.
     pub sendq: usize,
+    /// `--cluster`: the Redis (a `redis://` URL) through which several servers act as one.
+    pub cluster: Option<String>,
 }
 
 impl Default for Config {
@@ -133,6 +137,7 @@ impl Default for Config {
             transcript: None,
             ping: None,
             sendq: DEFAULT_SENDQ,
+            cluster: None,
         }
     }
 }
@@ -161,6 +166,9 @@ pub enum ConnError {
     /// Too many connections from its address.
     #[error("{0} connections from this address already")]
     TooMany(usize),
+    /// The server closed it (a nickname collision in the cluster).
+    #[error("{0}")]
+    Closed(String),
 }
 
 /// The sending end of a client's queue, and the token that stops its task when the queue
@@ -239,6 +247,8 @@ enum Out {
     /// A message for an IRC client, rendered by its own task (the rendering depends on the
     /// client's nickname and capabilities).
     Msg(Arc<Message>),
+    /// The server closes the connection, for this reason (sent as an error first).
+    Close(Arc<str>),
 }
 
 /// What a queued message counts against `--sendq`.
@@ -247,6 +257,7 @@ fn cost(msg: &Out) -> usize {
         + match msg {
             Out::Framed(b) => b.len(),
             Out::Msg(m) => m.text.len(),
+            Out::Close(why) => why.len(),
         }
 }
 
@@ -259,6 +270,8 @@ struct Chat {
     next: AtomicU64,
     shutdown: CancellationToken,
     transcript: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    /// The link to the other servers (`--cluster`).
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Runs a chat server on `bound` until `shutdown`; clients are told when it stops.
@@ -282,7 +295,15 @@ pub async fn run(
             Some(Mutex::new(std::io::BufWriter::new(file)))
         }
     };
+    let link = match &cfg.cluster {
+        None => None,
+        Some(url) => Some(Arc::new(Cluster::new(url).map_err(|e| NetError::Io {
+            what: "starting the cluster link".into(),
+            source: io::Error::other(e.to_string()),
+        })?)),
+    };
     let chat = Arc::new(Chat {
+        cluster: link.clone(),
         transcript,
         hub: Mutex::new(Hub::new(cfg.settings.clone())),
         cfg,
@@ -291,7 +312,39 @@ pub async fn run(
         next: AtomicU64::new(1),
         shutdown: shutdown.clone(),
     });
-    host::serve_stream(bound.into(), opts, shutdown, chat).await
+    let Some(link) = link else {
+        return host::serve_stream(bound.into(), opts, shutdown, chat).await;
+    };
+    let task = {
+        let (chat, shutdown) = (chat.clone(), shutdown.clone());
+        tokio::spawn(async move { link.run(&*chat, shutdown).await })
+    };
+    let summary = host::serve_stream(bound.into(), opts, shutdown.clone(), chat).await;
+    // Its goodbye to the cluster is quick (one round trip), and bounded.
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    summary
+}
+
+impl cluster::Local for Chat {
+    fn with_hub<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
+        f(&mut self.hub.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn deliver(&self, out: Outcome) {
+        Chat::deliver(self, out, None);
+    }
+
+    fn alloc(&self) -> ClientId {
+        ClientId(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn kick(&self, client: ClientId, why: &str) {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = queues.get(&client) {
+            let _ = q.push(Out::Close(why.into()), None);
+        }
+    }
 }
 
 impl Chat {
@@ -505,11 +558,26 @@ impl StreamService for Chat {
             Ok(()) => "quit".to_string(),
             Err(e) => e.to_string(),
         };
-        let out = self
-            .hub
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .disconnect(clock::unix_micros(), id, &why);
+        let out = {
+            let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+            let had_nick = hub.nick(id).is_some();
+            let wall = clock::unix_micros();
+            let out = hub.disconnect(wall, id, &why);
+            if let Some(c) = &self.cluster {
+                if had_nick {
+                    c.publish(Entry {
+                        from: c.id().into(),
+                        kind: EntryKind::Bye,
+                        client: id.0,
+                        time_us: wall,
+                        text: why,
+                        said: None,
+                    });
+                }
+                c.release_all(id);
+            }
+            out
+        };
         self.deliver(out, None);
         self.exit(ip);
         result
@@ -546,6 +614,10 @@ impl Chat {
                 (Out::Framed(b), _) => buf.extend_from_slice(b),
                 (Out::Msg(m), Some(session)) => session.render(&nick, m, buf),
                 (Out::Msg(m), None) => buf.extend_from_slice(&self.framed(m)),
+                (Out::Close(why), _) => {
+                    let m = Arc::new(plain(Kind::Error, format!("closing: {why}")));
+                    self.render(id, d, &[Out::Msg(m)], buf);
+                }
             }
         }
     }
@@ -577,6 +649,9 @@ impl Chat {
             let mut buf = BytesMut::new();
             self.render(id, d, chunk, &mut buf);
             write(conn, &buf, self.cfg.timeout).await?;
+        }
+        if let Some(Out::Close(why)) = batch.iter().find(|o| matches!(o, Out::Close(_))) {
+            return Err(ConnError::Closed(why.to_string()));
         }
         Ok(())
     }
@@ -653,6 +728,9 @@ impl Chat {
                     out.clear();
                     self.render(id, &d, &batch, &mut out);
                     write(conn, &out, timeout).await?;
+                    if let Some(Out::Close(why)) = batch.iter().find(|o| matches!(o, Out::Close(_))) {
+                        return Err(ConnError::Closed(why.to_string()));
+                    }
                     if closing && rx.is_empty() {
                         return Ok(());
                     }
@@ -820,9 +898,20 @@ impl Chat {
                     }
                 };
                 let time_before = session.server_time();
+                let wanted = match (line.command_upper().as_ref(), line.params.first()) {
+                    ("NICK", Some(n)) => Some((*n).to_string()),
+                    _ => None,
+                };
+                let taken = self.claim_for(id, wanted).await;
                 let step = {
                     let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
-                    session.handle(&mut hub, clock::now(), clock::unix_micros(), id, &line)
+                    hub.set_taken_elsewhere(taken.as_deref());
+                    let had_nick = hub.nick(id).is_some();
+                    let wall = clock::unix_micros();
+                    let step = session.handle(&mut hub, clock::now(), wall, id, &line);
+                    hub.set_taken_elsewhere(None);
+                    self.pass_on(&hub, id, had_nick, wall, &step.outcome);
+                    step
                 };
                 if session.server_time() != time_before {
                     self.set_irc(id, session.server_time());
@@ -843,12 +932,22 @@ impl Chat {
             if self.cfg.framing == ChatFraming::Lines && text.ends_with('\r') {
                 text.pop();
             }
-            let out = self.hub.lock().unwrap_or_else(|e| e.into_inner()).line(
-                clock::now(),
-                clock::unix_micros(),
-                id,
-                &text,
-            );
+            let wanted = match self.cluster {
+                Some(_) if self.nick_of(id) == "*" => Some(text.trim().to_string()),
+                Some(_) => proto::nick_wanted(&text).map(str::to_string),
+                None => None,
+            };
+            let taken = self.claim_for(id, wanted).await;
+            let out = {
+                let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+                hub.set_taken_elsewhere(taken.as_deref());
+                let had_nick = hub.nick(id).is_some();
+                let wall = clock::unix_micros();
+                let out = hub.line(clock::now(), wall, id, &text);
+                hub.set_taken_elsewhere(None);
+                self.pass_on(&hub, id, had_nick, wall, &out);
+                out
+            };
             let quit = out.close.contains(&id);
             self.record(&out.said);
             self.deliver(out, Some(id));
@@ -868,6 +967,36 @@ impl Chat {
         {
             q.irc = Some(server_time);
         }
+    }
+
+    /// In a cluster, asks Redis for the nickname `wanted` (if the line claims one): `Some(nick)`
+    /// when another client holds it, for [`Hub::set_taken_elsewhere`].
+    async fn claim_for(&self, id: ClientId, wanted: Option<String>) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        let nick = wanted?;
+        if proto::check_nick(&nick).is_err() {
+            return None;
+        }
+        let current = self
+            .hub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .nick(id)
+            .map(str::to_string);
+        match cluster.claim(id, &nick, current.as_deref()).await {
+            Claim::Taken => Some(nick),
+            Claim::Granted | Claim::Unchecked => None,
+        }
+    }
+
+    /// In a cluster, passes on what a line of `id` changed (under the hub's lock, so entries go
+    /// out in the order the hub applied them), and frees the nicknames it no longer uses.
+    fn pass_on(&self, hub: &Hub, id: ClientId, had_nick: bool, wall: u64, out: &Outcome) {
+        let Some(c) = &self.cluster else { return };
+        if let Some(e) = Entry::for_line(c.id(), hub, id, had_nick, wall, out) {
+            c.publish(e);
+        }
+        c.settle(id, hub.nick(id));
     }
 
     fn nick_of(&self, id: ClientId) -> String {

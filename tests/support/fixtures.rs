@@ -455,3 +455,99 @@ impl Drop for Tinyproxy {
         stop(&mut self.child);
     }
 }
+
+/// Debian's redis-server on a free loopback port, without persistence (`--save ''
+/// --appendonly no`), killed on drop. [`Redis::kill`] and [`Redis::restart`] are for the
+/// cluster's outage tests: a restarted Redis has lost every key, as a crashed one would.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        require("redis-server");
+        for _attempt in 0..8 {
+            let port = free_port();
+            if let Some(child) = Self::spawn(port) {
+                return Redis {
+                    child: Some(child),
+                    port,
+                };
+            }
+        }
+        panic!("redis-server could not bind a free loopback port in 8 attempts");
+    }
+
+    fn spawn(port: u16) -> Option<Child> {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        if wait_listening(port, &mut child, Duration::from_secs(10)) {
+            // Listening is not ready: ask.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut buf = [0u8; 64];
+                    if s.write_all(b"PING\r\n").is_ok()
+                        && s.read(&mut buf)
+                            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                    {
+                        return Some(child);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        stop(&mut child);
+        None
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL: no goodbye to its clients).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(c) = Self::spawn(self.port) {
+                self.child = Some(c);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("redis-server could not bind port {} again", self.port);
+    }
+
+    /// One command's raw reply (for checks on the keys).
+    pub fn command(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
