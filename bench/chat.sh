@@ -18,6 +18,9 @@
 #   ngircd    ngircd, configured here on a free port (IRC: chat_load registers with NICK/USER,
 #             JOINs #load and sends PRIVMSG; ngircd's built-in flood penalty, which cannot be
 #             turned off, holds each client to about 1 message a second)
+#   socklab-cluster  two socklab servers joined by --cluster through a redis-server (all three
+#             on the server core), chat_load's clients spread over both: what the cluster costs
+#             beside one socklab server (target: at least 0.5x)
 #
 # Environment: SECONDS_RUN=5 WARMUP=1 IDLE=10000 SERVERS="socklab ncat python"
 #              LOADS="100x10 1000x1 1000x3"
@@ -31,9 +34,10 @@ set -euo pipefail
 SECONDS_RUN="${SECONDS_RUN:-5}"
 WARMUP="${WARMUP:-1}"
 IDLE="${IDLE:-10000}"
-SERVERS="${SERVERS:-socklab socklab-irc ncat python ngircd}"
+SERVERS="${SERVERS:-socklab socklab-irc socklab-cluster ncat python ngircd}"
 LOADS="${LOADS:-100x10 1000x1 1000x3}"
-need gcc taskset ncat python3 ngircd -- "apt-get install gcc util-linux ncat python3 ngircd"
+need gcc taskset ncat python3 ngircd redis-server redis-cli -- \
+    "apt-get install gcc util-linux ncat python3 ngircd redis-server redis-tools"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 SRV_PIN=()
 CLI_PIN=()
@@ -57,6 +61,25 @@ start() { # NAME: starts that server, sets SRV_PID and SRV_PORT
         start_server ncat "$p" ncat --chat -m 20000 -l 127.0.0.1 "$p"
         ;;
     python) start_server python "" python3 "$BENCH/chat_py_server.py" 0 ;;
+    socklab-cluster)
+        local rp ports=() i
+        rp="$(free_port)"
+        start_server redis "$rp" redis-server --port "$rp" --bind 127.0.0.1 --save '' \
+            --appendonly no
+        EXTRA_PIDS+=("$SRV_PID")
+        for i in a b; do
+            start_server "socklab-$i" "" "$SOCKLAB" chat serve -p 0 -q --flood off \
+                --cluster "redis://127.0.0.1:$rp"
+            EXTRA_PIDS+=("$SRV_PID")
+            ports+=("$SRV_PORT")
+        done
+        # Both linked (each renews its presence key) before the load starts.
+        for ((i = 0; i < 100; i++)); do
+            [[ "$(redis-cli -p "$rp" --scan --pattern 'socklab:chat:server:*' | wc -l)" -ge 2 ]] && break
+            sleep 0.1
+        done
+        SRV_PORT="${ports[0]},${ports[1]}"
+        ;;
     ngircd)
         local p conf="$LOGS/ngircd.conf"
         p="$(free_port)"
@@ -101,6 +124,7 @@ ratio() { # A B: A/B as "1.23x", or na
 }
 
 declare -A RES
+EXTRA_PIDS=()
 for load in $LOADS; do
     clients="${load%x*}" rate="${load#*x}"
     for s in $SERVERS; do
@@ -110,6 +134,10 @@ for load in $LOADS; do
             "$clients" "$rate" "$SECONDS_RUN" "$WARMUP" "$(dialect "$s")" \
             2>"$LOGS/chat_load.$s.$clients.stderr" || true)"
         stop_server "$SRV_PID"
+        for p in "${EXTRA_PIDS[@]}"; do
+            stop_server "$p"
+        done
+        EXTRA_PIDS=()
         RES["$s $load"]="${line:-RESULT dps=na ontime_dps=na p50_us=na p99_us=na errors=na}"
     done
 done
@@ -125,7 +153,7 @@ fi
 
 printf '\nChat, one room, %ss measured after %ss; servers on core 0, chat_load on core 1\n' \
     "$SECONDS_RUN" "$WARMUP"
-printf '  %-11s %-14s %12s %7s %14s %7s %10s %10s %6s\n' server load "delivered/s" xncat \
+printf '  %-15s %-14s %12s %7s %14s %7s %10s %10s %6s\n' server load "delivered/s" xncat \
     "within 100ms/s" xncat "p50 us" "p99 us" errors
 for load in $LOADS; do
     clients="${load%x*}" rate="${load#*x}"
@@ -135,13 +163,21 @@ for load in $LOADS; do
         l="${RES["$s $load"]}"
         dps="$(kv "$l" dps)"
         on="$(kv "$l" ontime_dps)"
-        printf '  %-11s %-14s %12s %7s %14s %7s %10s %10s %6s\n' "$s" "$clients x $rate/s" \
+        printf '  %-15s %-14s %12s %7s %14s %7s %10s %10s %6s\n' "$s" "$clients x $rate/s" \
             "$dps" "$(ratio "$dps" "$base")" "$on" "$(ratio "$on" "$base_on")" \
             "$(kv "$l" p50_us)" "$(kv "$l" p99_us)" "$(kv "$l" errors)"
     done
 done
+if [[ " $SERVERS " == *" socklab-cluster "* && " $SERVERS " == *" socklab "* ]]; then
+    for load in $LOADS; do
+        printf '  cluster of two / one server at %s: delivered %s, within 100 ms %s\n' "$load" \
+            "$(ratio "$(kv "${RES["socklab-cluster $load"]}" dps)" "$(kv "${RES["socklab $load"]}" dps)")" \
+            "$(ratio "$(kv "${RES["socklab-cluster $load"]}" ontime_dps)" \
+                "$(kv "${RES["socklab $load"]}" ontime_dps)")"
+    done
+fi
 if [[ "$idle_rss" != na ]]; then
     printf '  socklab holding %s idle clients: RSS %s MiB\n' "$IDLE" "$((idle_rss / 1024))"
 fi
 printf 'Targets: socklab >= 5x ncat delivered/s at 1,000 clients; p99 < 10 ms at 100 x 10/s; %s\n' \
-    "10,000 idle clients < 100 MB."
+    "10,000 idle clients < 100 MB; the cluster >= 0.5x one server."

@@ -114,11 +114,20 @@ static unsigned long long percentile(unsigned long long total, double q) {
 
 int main(int argc, char **argv) {
 	if (argc < 7) {
-		fprintf(stderr, "usage: %s HOST PORT CLIENTS RATE SECONDS WARMUP [irc]\n", argv[0]);
+		fprintf(stderr, "usage: %s HOST PORT[,PORT...] CLIENTS RATE SECONDS WARMUP [irc]\n"
+				"  several ports (a cluster): client i connects to the (i mod count)-th\n",
+			argv[0]);
 		return 2;
 	}
 	const char *host = argv[1];
-	int port = atoi(argv[2]), n = atoi(argv[3]);
+	int ports[16], nports = 0, n = atoi(argv[3]);
+	for (char *p = argv[2]; *p && nports < 16;) {
+		ports[nports++] = atoi(p);
+		p = strchr(p, ',');
+		if (!p)
+			break;
+		p++;
+	}
 	double rate = atof(argv[4]), seconds = atof(argv[5]), warmup = atof(argv[6]);
 	int irc = argc > 7 && strcmp(argv[7], "irc") == 0;
 	struct rlimit rl = {65536, 65536};
@@ -127,7 +136,7 @@ int main(int argc, char **argv) {
 	int greets = 1;
 	int ep = epoll_create1(0);
 	for (int i = 0; i < n; i++) {
-		cs[i].fd = connect_to(host, port);
+		cs[i].fd = connect_to(host, ports[i % nports]);
 		if (cs[i].fd < 0) {
 			fprintf(stderr, "connect %d failed: %s\n", i, strerror(errno));
 			return 1;

@@ -1557,3 +1557,50 @@ mod tests {
         assert_eq!(events(&out, 2), [(left, "carol left (closed)".into())]);
     }
 }
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    #[test]
+    fn the_nickname_a_line_asks_for() {
+        assert_eq!(nick_wanted("/nick bob"), Some("bob"));
+        assert_eq!(nick_wanted("/NICK  bob "), Some("bob"));
+        assert_eq!(nick_wanted("/nickname bob"), None);
+        assert_eq!(nick_wanted("nick bob"), None);
+        assert_eq!(nick_wanted("/nick"), None);
+    }
+
+    #[test]
+    fn a_nick_held_elsewhere_is_refused_for_that_call_only() {
+        let t = crate::net::clock::now();
+        let mut h = Hub::new(Settings::default());
+        h.connect(t, ClientId(1));
+        h.set_taken_elsewhere(Some("Ann"));
+        assert!(h.nick_taken("ANN", Some(ClientId(1))));
+        let out = h.line(t, 0, ClientId(1), "ann");
+        assert!(!out.shared);
+        assert!(out.deliveries[0].1.text.contains("\"ann\" is taken"));
+        h.set_taken_elsewhere(None);
+        let out = h.line(t, 0, ClientId(1), "ann");
+        assert!(out.shared);
+        assert_eq!(out.line.as_deref(), Some("ann"));
+        assert_eq!(h.nick(ClientId(1)), Some("ann"));
+    }
+
+    #[test]
+    fn remote_clients_skip_flood_and_get_no_notices() {
+        let t = crate::net::clock::now();
+        let mut h = Hub::new(Settings::default());
+        h.connect_remote(t, ClientId(9));
+        h.line(t, 0, ClientId(9), "far");
+        assert!(h.is_remote(ClientId(9)));
+        // Far past the burst of 10: its own server did the counting.
+        for i in 0..50 {
+            let out = h.line(t, 0, ClientId(9), &format!("m{i}"));
+            assert!(out.shared, "message {i} refused");
+        }
+        assert!(h.local_clients().is_empty());
+        assert!(h.notice_all(0, "x").deliveries.is_empty());
+    }
+}
