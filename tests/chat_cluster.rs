@@ -353,3 +353,83 @@ impl Client {
         );
     }
 }
+
+/// Two users take the same nickname on two servers while Redis is down (each server can only
+/// check its own): when Redis is back, one keeps it and the other is closed with the reason.
+#[test]
+fn the_same_nick_taken_on_two_servers_during_a_split_collides_once_redis_is_back() {
+    let mut redis = Redis::start();
+    let a = cluster_server(&redis, &[]);
+    let b = cluster_server(&redis, &[]);
+    let watcher = Client::join(&a.addr, "watcher");
+    redis.kill();
+    watcher.wait_for("cluster link lost");
+    let za = Client::join(&a.addr, "zed");
+    let zb = Client::join(&b.addr, "ZED");
+    redis.restart();
+    watcher.wait_for("cluster link restored");
+    let deadline = Instant::now() + SETTLE;
+    let collided = |c: &Client| c.count(|l| l.contains("closing: nickname collision")) > 0;
+    while Instant::now() < deadline && !(collided(&za) || collided(&zb)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Exactly one of them, with the reason.
+    assert!(
+        collided(&za) ^ collided(&zb),
+        "zed on A:\n{}\nZED on B:\n{}",
+        za.all(),
+        zb.all()
+    );
+    let kept = if collided(&za) { "ZED" } else { "zed" };
+    let nicks = redis.command(&["HGETALL", "socklab:chat:nicks"]);
+    assert!(nicks.lines().any(|l| l == "zed"), "{nicks}");
+    let mut check = Client::join(&b.addr, "check");
+    check.who_until(&["check", kept, "watcher"]);
+}
+
+/// An IRC client on one server is refused (433) a nickname a line user holds on another, and
+/// talks with it across the servers.
+#[test]
+fn an_irc_client_on_one_server_meets_a_line_user_on_another() {
+    let redis = Redis::start();
+    let a = cluster_server(&redis, &[]);
+    let b = cluster_server(&redis, &[]);
+    let ann = Client::join(&a.addr, "ann");
+    let mut irc = TcpStream::connect(&b.addr).unwrap();
+    irc.write_all(b"NICK ann\r\nUSER x 0 * :X\r\n").unwrap();
+    let mut r = BufReader::new(irc.try_clone().unwrap());
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut until = |needle: &str| {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("never got {needle:?}; got:\n{all}");
+            }
+            all.push_str(&line);
+            if line.contains(needle) {
+                return all;
+            }
+        }
+    };
+    let got = until(" 433 ");
+    assert!(
+        got.contains(" 433 * ann :Nickname is already in use"),
+        "{got}"
+    );
+    irc.write_all(b"NICK ircbo\r\n").unwrap();
+    until(" 001 ircbo ");
+    until(" 366 ");
+    irc.write_all(b"PRIVMSG #general :hello across\r\n")
+        .unwrap();
+    ann.wait_for("#general <ircbo> hello across");
+    let mut ann = ann;
+    ann.send("hi irc");
+    let got = until("PRIVMSG #general :hi irc");
+    assert!(
+        got.contains(":ann!ann@socklab PRIVMSG #general :hi irc"),
+        "{got}"
+    );
+}

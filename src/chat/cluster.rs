@@ -416,6 +416,16 @@ impl Cluster {
             .arg(PRESENCE.as_millis() as u64)
             .ignore();
         beat.query_async::<()>(&mut w).await?;
+        // Its old claims go (a Redis that did not restart still has them, under client ids
+        // that may have left meanwhile); from now on claims are asked of this Redis.
+        redis::cmd("EVAL")
+            .arg(RESET)
+            .arg(1)
+            .arg(NICKS)
+            .arg(&self.me)
+            .query_async::<i64>(&mut w)
+            .await?;
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(w.clone());
         // What this server holds, as of now: entries queued before this point are covered by
         // the snapshot and dropped.
         let (snap, nicks) = local.with_hub(|hub| {
@@ -428,13 +438,6 @@ impl Cluster {
         });
         // Its nicknames, reclaimed: one taken meanwhile by another server's client (possible
         // only if Redis lost its data) collides, and the local client is closed.
-        redis::cmd("EVAL")
-            .arg(RESET)
-            .arg(1)
-            .arg(NICKS)
-            .arg(&self.me)
-            .query_async::<i64>(&mut w)
-            .await?;
         let mut pipe = redis::pipe();
         for (id, nick, _) in &nicks {
             pipe.cmd("EVAL")
@@ -452,10 +455,12 @@ impl Cluster {
         };
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            held.clear();
             for ((id, nick, _), ok) in nicks.iter().zip(&granted) {
                 if *ok == 1 {
-                    held.insert(*id, vec![nick.to_lowercase()]);
+                    let mine = held.entry(*id).or_default();
+                    if !mine.contains(&nick.to_lowercase()) {
+                        mine.push(nick.to_lowercase());
+                    }
                 } else {
                     local.kick(
                         *id,
@@ -477,7 +482,6 @@ impl Cluster {
         xadd(&mut pipe, &hello);
         xadd(&mut pipe, &snap);
         pipe.query_async::<()>(&mut w).await?;
-        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(w.clone());
         state.linked_at = clock::now();
         if std::mem::take(&mut state.down_since_up) {
             tracing::warn!("cluster: Redis at {} is back; resynchronised", self.shown);
