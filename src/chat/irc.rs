@@ -130,6 +130,12 @@ pub const RPL_MYINFO: &str = "004";
 pub const RPL_ISUPPORT: &str = "005";
 /// `221`: a user's own modes, answering `MODE nick`.
 pub const RPL_UMODEIS: &str = "221";
+/// End of a channel's invite-exception list (`MODE #chan +I`).
+pub const RPL_ENDOFINVITELIST: &str = "347";
+/// End of a channel's ban-exception list (`MODE #chan +e`).
+pub const RPL_ENDOFEXCEPTLIST: &str = "349";
+/// End of a channel's ban list (`MODE #chan +b`).
+pub const RPL_ENDOFBANLIST: &str = "368";
 /// `311`: `WHOIS`: nick, user, host, `*`, real name.
 pub const RPL_WHOISUSER: &str = "311";
 /// `312`: `WHOIS`: the server the nick is on.
@@ -1655,6 +1661,9 @@ mod tests {
             RPL_MYINFO,
             RPL_ISUPPORT,
             RPL_UMODEIS,
+            RPL_ENDOFINVITELIST,
+            RPL_ENDOFEXCEPTLIST,
+            RPL_ENDOFBANLIST,
             RPL_WHOISUSER,
             RPL_WHOISSERVER,
             RPL_ENDOFWHO,

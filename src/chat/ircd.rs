@@ -64,6 +64,8 @@ pub struct Session {
     message_tags: bool,
     /// 001 was sent: the hub knows the client.
     registered: bool,
+    /// User mode `+i` was asked for (nothing here depends on it; `MODE nick` shows it).
+    invisible: bool,
 }
 
 /// What one command from the client produced.
@@ -142,6 +144,9 @@ impl Session {
                 let why = p.first().copied().unwrap_or("quit");
                 if self.registered {
                     outcome = hub.line(now, wall_us, me, &format!("/quit {why}"));
+                    // ERROR is the last thing an IRC client reads: the hub's "bye" notice is for
+                    // the other dialects.
+                    outcome.deliveries.retain(|(to, _)| *to != me);
                 }
                 let bye = format!("Closing link: {nick} ({why})");
                 line(out, &[], None, "ERROR", &[&bye]);
@@ -409,6 +414,26 @@ impl Session {
                         &[&nick, t, "+"],
                     );
                 }
+                // A query of the lists (bans, exceptions, invites; irssi asks for bans after
+                // each JOIN): they are empty here. RFC 2812 §3.2.3 wants the end reply even so.
+                (Some(t), Some(modes))
+                    if irc::is_channel(t)
+                        && p.len() == 2
+                        && !modes.trim_start_matches('+').is_empty()
+                        && modes
+                            .trim_start_matches('+')
+                            .chars()
+                            .all(|c| "beI".contains(c)) =>
+                {
+                    for c in modes.trim_start_matches('+').chars() {
+                        let (code, text) = match c {
+                            'b' => (irc::RPL_ENDOFBANLIST, "End of channel ban list"),
+                            'e' => (irc::RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+                            _ => (irc::RPL_ENDOFINVITELIST, "End of channel invite list"),
+                        };
+                        numeric(out, code, &nick, &[t], text);
+                    }
+                }
                 (Some(t), Some(_)) if irc::is_channel(t) => {
                     numeric(
                         out,
@@ -419,7 +444,29 @@ impl Session {
                     );
                 }
                 (Some(t), _) if t.eq_ignore_ascii_case(&nick) => match p.get(1) {
-                    None => line(out, &[], Some(SERVER), irc::RPL_UMODEIS, &[&nick, "+"]),
+                    None => {
+                        let modes = if self.invisible { "+i" } else { "+" };
+                        line(out, &[], Some(SERVER), irc::RPL_UMODEIS, &[&nick, modes]);
+                    }
+                    // `i` (invisible), the one user mode 004 lists: `+i`, `-i`, `+i-i`…
+                    Some(m) if m.chars().all(|c| "+-i".contains(c)) && m.contains('i') => {
+                        let mut on = true;
+                        for c in m.chars() {
+                            match c {
+                                '+' => on = true,
+                                '-' => on = false,
+                                _ => self.invisible = on,
+                            }
+                        }
+                        let change = if self.invisible { "+i" } else { "-i" };
+                        line(
+                            out,
+                            &[],
+                            Some(&user_prefix(&nick)),
+                            "MODE",
+                            &[&nick, change],
+                        );
+                    }
                     Some(_) => numeric(
                         out,
                         irc::ERR_UMODEUNKNOWNFLAG,
