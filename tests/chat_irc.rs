@@ -910,7 +910,7 @@ fn compare(steps: &[Step]) {
 /// - `MODE #general`: ngircd adds 329 (creation time, not in RFC 2812).
 /// - `PART #general`: socklab keeps each client in exactly one room (see src/chat/ircd.rs),
 ///   so it answers with a NOTICE; ngircd parts.
-/// - `QUIT`: both send ERROR; ngircd's NOTICE comes before it, socklab's after it.
+/// - `QUIT`: both end with ERROR; ngircd sends a NOTICE before it.
 const SESSION: &[Step] = &[
     step("NICK ana / USER", &["NICK ana", "USER ana 0 * :Ana"])
         .both(&[&["001"], &["002"], &["003"], &["004"], &["376", "422"]])
@@ -949,7 +949,7 @@ const SESSION: &[Step] = &[
     step("QUIT :bye", &["QUIT :bye"])
         .via(Via::Quit)
         .both(&[&["ERROR"]])
-        .note("ngircd's NOTICE comes before ERROR, socklab's after"),
+        .note("ngircd sends a NOTICE before ERROR"),
 ];
 
 /// The same scripted raw session against socklab and ngircd: every reply RFC 2812 calls for
