@@ -602,7 +602,7 @@ impl Cluster {
                         continue;
                     }
                 };
-                let mut alloc = || local.alloc();
+                let mut alloc = || ClientId::remote(local.alloc().0);
                 let done = state.replica.apply(hub, now, &e, &mut alloc);
                 answer |= done.answer;
                 out.merge(done.outcome);

@@ -37,6 +37,22 @@ pub const MAX_HISTORY: usize = 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(pub u64);
 
+impl ClientId {
+    /// The bit that marks the id of another server's client (see [`ClientId::remote`]).
+    pub const REMOTE: u64 = 1 << 63;
+
+    /// The id for another server's client numbered `n` here: deliveries to it are for its own
+    /// server, and the hub skips it when it fans a room's message out (one bit test per member).
+    pub fn remote(n: u64) -> ClientId {
+        ClientId(n | Self::REMOTE)
+    }
+
+    /// True for an id made by [`ClientId::remote`].
+    pub fn is_remote(self) -> bool {
+        self.0 & Self::REMOTE != 0
+    }
+}
+
 /// Per-client flood control: a token bucket (IRC servers' "penalty" model: each message costs
 /// one token; tokens come back at `rate` per second up to `burst`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -424,7 +440,7 @@ impl Hub {
 
     /// True for a client of another server of the cluster.
     pub fn is_remote(&self, client: ClientId) -> bool {
-        self.clients.get(&client).is_some_and(|c| c.remote)
+        client.is_remote() || self.clients.get(&client).is_some_and(|c| c.remote)
     }
 
     /// This server's own clients that have a nickname: id, nickname, room (for a cluster's
@@ -810,7 +826,11 @@ impl Hub {
             None => return,
         };
         let msg = Arc::new(self.message(wall_us, Kind::Event(event), text));
-        for m in members.into_iter().filter(|&m| Some(m) != except) {
+        // Another server's clients hear it from their own server.
+        for m in members
+            .into_iter()
+            .filter(|&m| Some(m) != except && !m.is_remote())
+        {
             out.to(m, msg.clone());
         }
     }
@@ -846,7 +866,10 @@ impl Hub {
             room.history.push_back(msg.clone());
         }
         let members: Vec<ClientId> = room.members.iter().copied().collect();
-        for m in members.into_iter().filter(|&m| m != client) {
+        for m in members
+            .into_iter()
+            .filter(|&m| m != client && !m.is_remote())
+        {
             out.to(m, msg.clone());
         }
     }

@@ -527,7 +527,7 @@ mod tests {
             let next = &mut self.next;
             let mut alloc = || {
                 *next += 1;
-                ClientId(*next - 1)
+                ClientId::remote(*next - 1)
             };
             self.replica.apply(&mut self.hub, self.now, e, &mut alloc)
         }
