@@ -8,11 +8,11 @@
 //!                      └─────────────────────────────────────────┘
 //! ```
 //!
-//! Why a stream and not pub/sub: a stream keeps what was written, in one order, with ids. A
-//! server whose link blinked reads on from the last id it applied and misses nothing; a server
-//! that joins reads the recent past into its rooms' history; every server applies the same
-//! entries in the same order. Pub/sub forgets whatever was published while a subscriber was
-//! reconnecting.
+//! Why a stream and not pub/sub: a stream keeps what was written, in one order, with ids. Every
+//! server applies the same entries in the same order; a server that joins reads the recent
+//! past into its rooms' history; a reconnecting server reads from just after its own `hello`,
+//! a precise point in that order, and the others' snapshots (their answers) bring it up to
+//! date. Pub/sub has no order across publishers, no past and no position.
 //!
 //! What the entries mean and how a server applies them is sans-IO, in [`super::replica`]. This
 //! module is the link: it connects, reads, writes in order, claims nicknames, renews its
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{ClientId, Hub, Outcome};
@@ -55,8 +55,14 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one XREAD waits for news.
 const BLOCK: Duration = Duration::from_secs(2);
-/// Entries waiting to be written past this are dropped (Redis is far too slow), and said so.
-const MAX_PENDING: usize = 200_000;
+/// Bytes of entries waiting to be written past which the link gives up and resynchronises
+/// (Redis is far too slow): the snapshot then carries what was dropped.
+const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
+/// Most claims for one connection: a burst, then one a second (each is a Redis round trip).
+const CLAIM_PACE: super::proto::Flood = super::proto::Flood {
+    rate: 1.0,
+    burst: 5.0,
+};
 /// Entries of the log read for history when a server first connects.
 const HISTORY_SCAN: usize = 10_000;
 
@@ -64,7 +70,7 @@ const HISTORY_SCAN: usize = 10_000;
 const CLAIM: &str = r"
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and cur ~= ARGV[2] then
-  local sid = string.match(cur, '^(.*):')
+  local sid = string.match(cur, '^([^:]*):')
   if sid and redis.call('EXISTS', ARGV[3] .. sid) == 1 then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -116,7 +122,27 @@ pub trait Local: Send + Sync + 'static {
 #[derive(Debug)]
 enum Op {
     Publish(Entry),
-    Release { nick: String, owner: String },
+    /// A claim, written in order with the releases (an earlier release of the same nickname
+    /// by the same client must not undo it); the answer: granted or not.
+    Claim {
+        nick: String,
+        owner: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Release {
+        nick: String,
+        owner: String,
+    },
+}
+
+impl Op {
+    /// What it counts against [`MAX_PENDING_BYTES`].
+    fn cost(&self) -> usize {
+        64 + match self {
+            Op::Publish(e) => e.text.len(),
+            Op::Claim { nick, .. } | Op::Release { nick, .. } => nick.len(),
+        }
+    }
 }
 
 /// The link of one chat server to the cluster.
@@ -128,10 +154,13 @@ pub struct Cluster {
     me: String,
     tx: mpsc::UnboundedSender<Op>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Op>>>,
+    /// Bytes queued for the writer, as [`Op::cost`] counts them.
     pending: AtomicUsize,
+    /// The queue overflowed: the link must resynchronise.
+    behind: AtomicBool,
     /// True while the link is up: entries are queued for Redis only then.
     linked: AtomicBool,
-    /// The connection for claims, while the link is up.
+    /// The writer's connection while the link is up (for the goodbye).
     conn: Mutex<Option<MultiplexedConnection>>,
     /// The nicknames each local client holds in Redis.
     held: Mutex<HashMap<ClientId, Vec<String>>>,
@@ -166,6 +195,7 @@ impl Cluster {
             tx,
             rx: Mutex::new(Some(rx)),
             pending: AtomicUsize::new(0),
+            behind: AtomicBool::new(false),
             linked: AtomicBool::new(false),
             conn: Mutex::new(None),
             held: Mutex::new(HashMap::new()),
@@ -188,12 +218,19 @@ impl Cluster {
 
     fn send(&self, op: Op) {
         if !self.linked.load(Ordering::Acquire) {
-            // The snapshot sent on reconnection carries what this would have said.
+            // The snapshot sent on reconnection carries what this would have said; a claim's
+            // asker sees its answer dropped (unchecked).
             return;
         }
-        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            tracing::warn!("cluster: Redis is too slow; an entry was dropped");
+        let cost = op.cost();
+        if self.pending.fetch_add(cost, Ordering::Relaxed) + cost > MAX_PENDING_BYTES {
+            self.pending.fetch_sub(cost, Ordering::Relaxed);
+            if !self.behind.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    "cluster: more than {} MiB wait for Redis; resynchronising",
+                    MAX_PENDING_BYTES >> 20
+                );
+            }
             return;
         }
         let _ = self.tx.send(op);
@@ -207,20 +244,29 @@ impl Cluster {
 
     /// Asks the cluster for `nick` for `client` (whose nickname now is `current`).
     pub async fn claim(&self, client: ClientId, nick: &str, current: Option<&str>) -> Claim {
-        let Some(mut conn) = self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+        if !self.linked.load(Ordering::Acquire) {
             return Claim::Unchecked;
-        };
+        }
         let key = nick.to_lowercase();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(CLAIM)
-            .arg(1)
-            .arg(NICKS)
-            .arg(&key)
-            .arg(self.owner(client))
-            .arg(SERVER_PREFIX);
-        let call = cmd.query_async::<i64>(&mut conn);
-        match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
-            Ok(Ok(1)) => {
+        // Recorded before it is asked: whatever becomes of the answer (a timeout, the client
+        // gone meanwhile), the client's releases cover it, and they are written after it.
+        let added = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = held.entry(client).or_default();
+            let added = !mine.contains(&key);
+            if added {
+                mine.push(key.clone());
+            }
+            added
+        };
+        let (reply, answer) = oneshot::channel();
+        self.send(Op::Claim {
+            nick: key.clone(),
+            owner: self.owner(client),
+            reply,
+        });
+        match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
+            Ok(Ok(true)) => {
                 let stale = {
                     let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
                     let mine = held.entry(client).or_default();
@@ -229,9 +275,6 @@ impl Cluster {
                     };
                     let stale: Vec<String> = mine.iter().filter(|n| !keep(n)).cloned().collect();
                     mine.retain(keep);
-                    if !mine.contains(&key) {
-                        mine.push(key);
-                    }
                     stale
                 };
                 for nick in stale {
@@ -242,13 +285,24 @@ impl Cluster {
                 }
                 Claim::Granted
             }
-            Ok(Ok(_)) => Claim::Taken,
-            Ok(Err(e)) => {
-                tracing::debug!("cluster: claiming {nick:?}: {e}");
-                Claim::Unchecked
+            Ok(Ok(false)) => {
+                if added {
+                    let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(mine) = held.get_mut(&client) {
+                        mine.retain(|n| *n != key);
+                    }
+                }
+                Claim::Taken
             }
-            Err(_) => Claim::Unchecked,
+            // The link went down (its reconnection reclaims what the hub holds) or Redis is
+            // slow (the claim stays recorded, and is released with the client).
+            Ok(Err(_)) | Err(_) => Claim::Unchecked,
         }
+    }
+
+    /// A pacer for one connection's claims.
+    pub fn claim_pacer(now: std::time::Instant) -> super::proto::Pacer {
+        super::proto::Pacer::new(now, CLAIM_PACE)
     }
 
     /// `client`'s nickname is now `nick` (`None`: it has none yet): the others it held are
@@ -298,7 +352,6 @@ impl Cluster {
         let mut state = LinkState {
             replica: Replica::new(&self.me),
             last_id: None,
-            run_id: None,
             down_since_up: false,
             linked_at: clock::now(),
         };
@@ -316,7 +369,11 @@ impl Cluster {
                 Err(e) => e,
             };
             if was_linked {
-                backoff = MIN_BACKOFF;
+                // A link that held a while starts over quickly; one that fails as soon as it is
+                // up (a Redis that refuses us) keeps backing off.
+                if clock::now().saturating_duration_since(state.linked_at) >= BEAT {
+                    backoff = MIN_BACKOFF;
+                }
                 tracing::warn!(
                     "cluster: lost Redis at {}: {e}; serving this server's clients only, \
                      reconnecting",
@@ -394,20 +451,10 @@ impl Cluster {
             .client
             .get_multiplexed_async_connection_with_config(&rcfg)
             .await?;
-        // Which Redis is this? A new run id means it restarted: its log is new, and all of it
-        // came after what this server read.
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut w).await?;
-        let run_id = info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|s| s.trim().to_string());
-        let start = match (&state.last_id, state.run_id == run_id) {
-            (Some(last), true) => last.clone(),
-            (Some(_), false) => "0-0".to_string(),
-            (None, _) => self.load_history(local, &mut w).await?,
+        let history_end = match state.last_id {
+            None => Some(self.load_history(local, &mut w).await?),
+            Some(_) => None,
         };
-        state.run_id = run_id;
-        state.last_id = Some(start.clone());
         let mut beat = redis::pipe();
         beat.cmd("SET")
             .arg(format!("{SERVER_PREFIX}{}", self.me))
@@ -417,7 +464,7 @@ impl Cluster {
             .ignore();
         beat.query_async::<()>(&mut w).await?;
         // Its old claims go (a Redis that did not restart still has them, under client ids
-        // that may have left meanwhile); from now on claims are asked of this Redis.
+        // that may have left meanwhile), and what its clients hold now is claimed again.
         redis::cmd("EVAL")
             .arg(RESET)
             .arg(1)
@@ -425,52 +472,55 @@ impl Cluster {
             .arg(&self.me)
             .query_async::<i64>(&mut w)
             .await?;
-        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(w.clone());
-        // What this server holds, as of now: entries queued before this point are covered by
-        // the snapshot and dropped.
-        let (snap, nicks) = local.with_hub(|hub| {
-            while rx.try_recv().is_ok() {
-                self.pending.fetch_sub(1, Ordering::Relaxed);
+        let nicks = local.with_hub(|hub| hub.local_clients());
+        let granted = self.claim_all(&mut w, &nicks).await?;
+        // Then, under the hub's lock: the clients whose nickname another server's client took
+        // meanwhile (two users picked the same one during a split) leave; entries queued while
+        // the link was down are dropped (the snapshot carries them); the link is up; and the
+        // snapshot is taken. Clients that took a nickname since the list above are claimed
+        // after.
+        let mut losers = Vec::new();
+        let (snap, late, out) = local.with_hub(|hub| {
+            let mut out = Outcome::default();
+            let wall = clock::unix_micros();
+            for ((id, nick, _), ok) in nicks.iter().zip(&granted) {
+                if !ok && hub.nick(*id) == Some(nick.as_str()) {
+                    out.merge(hub.disconnect(wall, *id, "nickname collision"));
+                    losers.push((*id, nick.clone()));
+                }
             }
+            while let Ok(op) = rx.try_recv() {
+                self.pending.fetch_sub(op.cost(), Ordering::Relaxed);
+            }
+            self.behind.store(false, Ordering::Release);
             self.linked.store(true, Ordering::Release);
-            let snap = Snapshot::entry(&self.me, hub, clock::unix_micros());
-            (snap, hub.local_clients())
+            let snap = Snapshot::entry(&self.me, hub, wall);
+            let late: Vec<_> = hub
+                .local_clients()
+                .into_iter()
+                .filter(|c| !nicks.contains(c))
+                .collect();
+            (snap, late, out)
         });
-        // Its nicknames, reclaimed: one taken meanwhile by another server's client (possible
-        // only if Redis lost its data) collides, and the local client is closed.
-        let mut pipe = redis::pipe();
-        for (id, nick, _) in &nicks {
-            pipe.cmd("EVAL")
-                .arg(CLAIM)
-                .arg(1)
-                .arg(NICKS)
-                .arg(nick.to_lowercase())
-                .arg(self.owner(*id))
-                .arg(SERVER_PREFIX);
-        }
-        let granted: Vec<i64> = if nicks.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut w).await?
-        };
+        local.deliver(out);
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             for ((id, nick, _), ok) in nicks.iter().zip(&granted) {
-                if *ok == 1 {
-                    let mine = held.entry(*id).or_default();
-                    if !mine.contains(&nick.to_lowercase()) {
-                        mine.push(nick.to_lowercase());
-                    }
-                } else {
-                    local.kick(
-                        *id,
-                        &format!(
-                            "nickname collision: {nick} was taken on another server while the \
-                             cluster was split; reconnect with another nickname"
-                        ),
-                    );
+                let mine = held.entry(*id).or_default();
+                let key = nick.to_lowercase();
+                if *ok && !mine.contains(&key) {
+                    mine.push(key);
                 }
             }
+        }
+        for (id, nick) in &losers {
+            local.kick(
+                *id,
+                &format!(
+                    "nickname collision: {nick} was taken on another server while the cluster \
+                     was split; reconnect with another nickname"
+                ),
+            );
         }
         let hello = Entry::server(
             &self.me,
@@ -479,9 +529,30 @@ impl Cluster {
             String::new(),
         );
         let mut pipe = redis::pipe();
-        xadd(&mut pipe, &hello);
+        xadd_id(&mut pipe, &hello);
         xadd(&mut pipe, &snap);
-        pipe.query_async::<()>(&mut w).await?;
+        let (hello_id,): (String,) = pipe.query_async(&mut w).await?;
+        // The rare client that took a nickname while the above ran: claimed now, closed if
+        // another server's client holds it (its `bye` follows the snapshot that listed it).
+        let late_granted = self.claim_all(&mut w, &late).await?;
+        for ((id, nick, _), ok) in late.iter().zip(&late_granted) {
+            if *ok {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                held.entry(*id).or_default().push(nick.to_lowercase());
+            } else {
+                local.kick(
+                    *id,
+                    &format!("nickname collision: {nick} is held on another server"),
+                );
+            }
+        }
+        // Where to read from: on the first connection, after the history just read; after an
+        // outage, after this server's hello. What the others wrote during the outage is not
+        // delivered late as if it were new: their snapshots (answers to the hello) carry
+        // where things stand.
+        let start = history_end.unwrap_or(hello_id);
+        state.last_id = Some(start.clone());
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(w.clone());
         state.linked_at = clock::now();
         if std::mem::take(&mut state.down_since_up) {
             tracing::warn!("cluster: Redis at {} is back; resynchronised", self.shown);
@@ -524,21 +595,58 @@ impl Cluster {
                             Err(_) => break,
                         }
                     }
-                    self.pending.fetch_sub(ops.len(), Ordering::Relaxed);
+                    if self.behind.load(Ordering::Acquire) {
+                        return Err(RedisError::from(std::io::Error::other(
+                            "the link fell too far behind",
+                        )));
+                    }
+                    self.pending
+                        .fetch_sub(ops.iter().map(Op::cost).sum(), Ordering::Relaxed);
                     let mut pipe = redis::pipe();
-                    for op in &ops {
+                    let mut replies = Vec::new();
+                    for op in ops {
                         match op {
-                            Op::Publish(e) => xadd(&mut pipe, e),
+                            Op::Publish(e) => xadd(&mut pipe, &e),
+                            Op::Claim { nick, owner, reply } => {
+                                claim_cmd(&mut pipe, &nick, &owner);
+                                replies.push(reply);
+                            }
                             Op::Release { nick, owner } => {
-                                pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(NICKS).arg(nick).arg(owner).ignore();
+                                pipe.cmd("EVAL")
+                                    .arg(RELEASE)
+                                    .arg(1)
+                                    .arg(NICKS)
+                                    .arg(nick)
+                                    .arg(owner)
+                                    .ignore();
                             }
                         }
                     }
-                    pipe.query_async::<()>(&mut w).await?;
+                    let answers: Vec<i64> = pipe.query_async(&mut w).await?;
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let _ = reply.send(answer == 1);
+                    }
                 }
                 _ = beat_timer.tick() => self.beat(local, state, &mut w).await?,
             }
         }
+    }
+
+    /// Claims each client's nickname (one pipeline): granted or not, in order.
+    async fn claim_all(
+        &self,
+        w: &mut MultiplexedConnection,
+        clients: &[(ClientId, String, String)],
+    ) -> Result<Vec<bool>, RedisError> {
+        if clients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (id, nick, _) in clients {
+            claim_cmd(&mut pipe, &nick.to_lowercase(), &self.owner(*id));
+        }
+        let got: Vec<i64> = pipe.query_async(w).await?;
+        Ok(got.into_iter().map(|g| g == 1).collect())
     }
 
     /// Renews this server's presence; the clients of servers whose presence lapsed leave.
@@ -556,16 +664,28 @@ impl Cluster {
             state.replica.servers()
         };
         let mut pipe = redis::pipe();
+        // GET: the old value, nil if this server's own presence lapsed (it stalled past
+        // PRESENCE, or Redis lost its keys without closing the connection): the others have
+        // dropped its clients, so it resynchronises.
         pipe.cmd("SET")
             .arg(format!("{SERVER_PREFIX}{}", self.me))
             .arg(1)
             .arg("PX")
             .arg(PRESENCE.as_millis() as u64)
-            .ignore();
+            .arg("GET");
         for s in &servers {
             pipe.cmd("EXISTS").arg(format!("{SERVER_PREFIX}{s}"));
         }
-        let alive: Vec<i64> = pipe.query_async(w).await?;
+        let mut got: Vec<Value> = pipe.query_async(w).await?;
+        if got.first().is_none_or(|v| matches!(v, Value::Nil)) {
+            return Err(RedisError::from(std::io::Error::other(
+                "this server's presence lapsed",
+            )));
+        }
+        let alive: Vec<i64> = got
+            .drain(1..)
+            .map(|v| i64::from(matches!(v, Value::Int(1))))
+            .collect();
         for (s, alive) in servers.iter().zip(alive) {
             if alive == 0 {
                 tracing::warn!(
@@ -654,8 +774,6 @@ struct LinkState {
     replica: Replica,
     /// The id of the last entry applied (`None`: never connected).
     last_id: Option<String>,
-    /// The Redis it was connected to (its `run_id`).
-    run_id: Option<String>,
     /// The users were told the link is down.
     down_since_up: bool,
     /// When the link last came up.
@@ -750,6 +868,31 @@ fn bytes(v: &Value) -> Option<Vec<u8>> {
 
 fn text(v: &Value) -> Option<String> {
     bytes(v).and_then(|b| String::from_utf8(b).ok())
+}
+
+/// `EVAL CLAIM 1 NICKS nick owner SERVER_PREFIX`, its reply kept (1: granted).
+fn claim_cmd(pipe: &mut redis::Pipeline, nick: &str, owner: &str) {
+    pipe.cmd("EVAL")
+        .arg(CLAIM)
+        .arg(1)
+        .arg(NICKS)
+        .arg(nick)
+        .arg(owner)
+        .arg(SERVER_PREFIX);
+}
+
+/// [`xadd`] with its reply (the new entry's id) kept.
+fn xadd_id(pipe: &mut redis::Pipeline, e: &Entry) {
+    let cmd = pipe
+        .cmd("XADD")
+        .arg(LOG)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(LOG_LEN)
+        .arg("*");
+    for (k, v) in e.fields() {
+        cmd.arg(k).arg(v);
+    }
 }
 
 /// `XADD LOG MAXLEN ~ LOG_LEN * field value …`, its reply ignored.

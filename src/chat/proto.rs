@@ -308,6 +308,9 @@ pub struct Hub {
     /// A nickname (lower case) the cluster says another server holds, for the one call it is
     /// set around (see [`Hub::set_taken_elsewhere`]).
     elsewhere: Option<String>,
+    /// Joins and leaves are not announced (a cluster applying a netsplit's worth at once says
+    /// it in one notice instead).
+    quiet: bool,
 }
 
 /// Why a nickname or room name is refused.
@@ -331,6 +334,39 @@ pub enum NameError {
     /// A bad room name.
     #[error("room {0:?} must start with # and have 1 to 31 letters, digits or - _ . after it")]
     BadRoom(String),
+}
+
+/// A token bucket that paces something per connection (the cluster's nickname claims): each
+/// [`Pacer::delay`] takes a token, and says how long to wait first when none is left.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    pace: Flood,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Pacer {
+    /// A full bucket at `now`.
+    pub fn new(now: Instant, pace: Flood) -> Self {
+        Pacer {
+            pace,
+            tokens: pace.burst,
+            last: now,
+        }
+    }
+
+    /// Takes a token at `now`: zero when one was there, else the wait until it is (the token
+    /// is owed meanwhile).
+    pub fn delay(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.pace.rate).min(self.pace.burst) - 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.pace.rate)
+        }
+    }
 }
 
 /// The nickname a registered client's line asks for (`/nick NAME`), if it is one.
@@ -403,6 +439,7 @@ impl Hub {
             rooms: BTreeMap::new(),
             next_id: 1,
             elsewhere: None,
+            quiet: false,
         }
     }
 
@@ -436,6 +473,11 @@ impl Hub {
     /// nickname and clears it after, under the same lock.
     pub fn set_taken_elsewhere(&mut self, nick: Option<&str>) {
         self.elsewhere = nick.map(str::to_lowercase);
+    }
+
+    /// While `quiet`, joins, moves, leaves and renames are not announced.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
     }
 
     /// True for a client of another server of the cluster.
@@ -704,9 +746,14 @@ impl Hub {
             out.to(client, self.error(wall_us, text));
             return;
         }
+        out.shared = true;
+        if self.is_remote(client) {
+            // Its own server welcomed it.
+            self.enter_room(wall_us, client, DEFAULT_ROOM, out);
+            return;
+        }
         let welcome =
             format!("welcome, {nick}: you are in {DEFAULT_ROOM}; /help lists the commands");
-        out.shared = true;
         out.to(client, self.notice(wall_us, welcome));
         if let Some(motd) = self.settings.motd.clone() {
             for line in motd.lines() {
@@ -761,11 +808,16 @@ impl Hub {
     fn enter_room(&mut self, wall_us: u64, client: ClientId, name: &str, out: &mut Outcome) {
         let nick = self.nick(client).unwrap_or_default().to_string();
         let budget = self.settings.replay_budget;
+        let remote = self.is_remote(client);
         let room = self.room_mut(name);
         room.members.insert(client);
         let shown = room.name.clone();
         let topic = room.topic.clone();
-        let (replay, older) = recent(&room.history, usize::MAX, budget);
+        let (replay, older) = if remote {
+            (Vec::new(), 0)
+        } else {
+            recent(&room.history, usize::MAX, budget)
+        };
         if let Some(c) = self.clients.get_mut(&client) {
             c.room = shown.clone();
         }
@@ -775,6 +827,10 @@ impl Hub {
             nick,
         };
         self.announce(out, wall_us, &shown, event, joined, Some(client));
+        if remote {
+            // What it sees on entering (members, topic, history) its own server sends it.
+            return;
+        }
         let here = format!("you are in {shown}");
         let entered = Event::Entered {
             room: shown.clone(),
@@ -821,6 +877,9 @@ impl Hub {
         text: String,
         except: Option<ClientId>,
     ) {
+        if self.quiet && !matches!(event, Event::Topic { .. }) {
+            return;
+        }
         let members: Vec<ClientId> = match self.rooms.get(&room.to_lowercase()) {
             Some(r) => r.members.iter().copied().collect(),
             None => return,
@@ -1584,6 +1643,25 @@ mod tests {
 #[cfg(test)]
 mod cluster_tests {
     use super::*;
+
+    #[test]
+    fn a_pacer_lets_a_burst_through_then_spaces_the_rest() {
+        let t = crate::net::clock::now();
+        let mut p = Pacer::new(
+            t,
+            Flood {
+                rate: 2.0,
+                burst: 3.0,
+            },
+        );
+        for _ in 0..3 {
+            assert_eq!(p.delay(t), Duration::ZERO);
+        }
+        assert_eq!(p.delay(t), Duration::from_millis(500));
+        assert_eq!(p.delay(t), Duration::from_millis(1000));
+        // Time pays the debt back.
+        assert_eq!(p.delay(t + Duration::from_secs(2)), Duration::ZERO);
+    }
 
     #[test]
     fn the_nickname_a_line_asks_for() {

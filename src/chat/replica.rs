@@ -30,6 +30,10 @@ pub const MAX_TEXT_FIELD: usize = 64 * 1024;
 pub const MAX_SNAPSHOT: usize = 8 * 1024 * 1024;
 /// Longest server id.
 pub const MAX_SERVER_ID: usize = 64;
+/// More joins or leaves than this from one snapshot or one lost server are told in one notice
+/// rather than one announcement each (a netsplit of thousands would fill every local client's
+/// send queue).
+pub const NETSPLIT_QUIET: usize = 10;
 
 /// What an entry says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,8 +372,16 @@ impl Replica {
     /// Every client of `server` leaves (it went away, or stopped renewing its presence).
     pub fn drop_server(&mut self, hub: &mut Hub, wall_us: u64, server: &str, why: &str) -> Outcome {
         let mut out = Outcome::default();
-        for (_, id) in self.remote.remove(server).unwrap_or_default() {
-            out.merge(hub.disconnect(wall_us, id, why));
+        let gone = self.remote.remove(server).unwrap_or_default();
+        let quiet = gone.len() > NETSPLIT_QUIET;
+        hub.set_quiet(quiet);
+        for id in gone.values() {
+            out.merge(hub.disconnect(wall_us, *id, why));
+        }
+        hub.set_quiet(false);
+        if quiet {
+            let text = format!("{} users of another server left ({why})", gone.len());
+            out.merge(hub.notice_all(wall_us, &text));
         }
         out.deliveries.retain(|(to, _)| !hub.is_remote(*to));
         out
@@ -394,6 +406,10 @@ impl Replica {
             .map(|(c, n, r)| (*c, (n.as_str(), r.as_str())))
             .collect();
         let known = self.remote.get(server).cloned().unwrap_or_default();
+        let left = known.keys().filter(|c| !listed.contains_key(c)).count();
+        let joined = listed.keys().filter(|c| !known.contains_key(c)).count();
+        let quiet = left + joined > NETSPLIT_QUIET;
+        hub.set_quiet(quiet);
         for (client, id) in &known {
             if !listed.contains_key(client) {
                 if let Some(m) = self.remote.get_mut(server) {
@@ -426,6 +442,14 @@ impl Replica {
                 };
                 out.merge(hub.line(now, wall_us, id, &line));
             }
+        }
+        hub.set_quiet(false);
+        if quiet {
+            let text = format!(
+                "the cluster was split: {joined} users of another server joined, {left} left \
+                 (/who lists who is here)"
+            );
+            out.merge(hub.notice_all(wall_us, &text));
         }
         for (room, topic) in &snap.topics {
             if hub.topic(room).is_none() {
@@ -696,6 +720,37 @@ mod tests {
         assert!(b.hub.nick_owner("ann").is_none());
         // Its own entries are skipped.
         assert!(a.apply(&gone).outcome.deliveries.is_empty());
+    }
+
+    #[test]
+    fn a_netsplit_of_many_is_told_in_one_notice() {
+        let mut a = Server::new("a", 1);
+        let mut b = Server::new("b", 1000);
+        let bob = b.connect();
+        b.line(bob, "bob");
+        for i in 0..(NETSPLIT_QUIET + 5) {
+            let c = a.connect();
+            a.line(c, &format!("u{i}"));
+        }
+        let got = b.apply(&Snapshot::entry("a", &a.hub, 1));
+        let to_bob = texts(&got.outcome, bob);
+        assert_eq!(to_bob.len(), 1, "{to_bob:?}");
+        assert!(to_bob[0].contains("15 users of another server joined, 0 left"));
+        assert_eq!(b.hub.members("#general").len(), NETSPLIT_QUIET + 6);
+        // A few are still announced one by one.
+        let c = a.connect();
+        a.line(c, "solo");
+        let got = b.apply(&Snapshot::entry("a", &a.hub, 2));
+        assert_eq!(texts(&got.outcome, bob).len(), 1);
+        assert!(texts(&got.outcome, bob)[0].ends_with("solo joined #general"));
+        let gone = b
+            .replica
+            .drop_server(&mut b.hub, 3, "a", "their server left the cluster");
+        assert_eq!(
+            texts(&gone, bob),
+            vec!["[00:00:00] -!- 16 users of another server left (their server left the cluster)"]
+        );
+        assert_eq!(b.hub.members("#general"), vec!["bob"]);
     }
 
     #[test]

@@ -594,6 +594,8 @@ struct Dialect {
     /// The first message came: the dialect is settled. (Not the greeting: an IRC client slower
     /// than the greeting's delay, over a long path, still gets IRC, one stray line first.)
     settled: bool,
+    /// Paces this connection's nickname claims in a cluster (each is a Redis round trip).
+    claims: proto::Pacer,
 }
 
 impl Chat {
@@ -675,6 +677,7 @@ impl Chat {
             irc: None,
             greeted: false,
             settled: false,
+            claims: Cluster::claim_pacer(clock::now()),
         };
         let greet_after = if self.cfg.framing == ChatFraming::Lines {
             GREETING_DELAY
@@ -902,7 +905,7 @@ impl Chat {
                     ("NICK", Some(n)) => Some((*n).to_string()),
                     _ => None,
                 };
-                let taken = self.claim_for(id, wanted).await;
+                let taken = self.claim_for(id, wanted, &mut d.claims).await;
                 let step = {
                     let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
                     hub.set_taken_elsewhere(taken.as_deref());
@@ -937,7 +940,7 @@ impl Chat {
                 Some(_) => proto::nick_wanted(&text).map(str::to_string),
                 None => None,
             };
-            let taken = self.claim_for(id, wanted).await;
+            let taken = self.claim_for(id, wanted, &mut d.claims).await;
             let out = {
                 let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
                 hub.set_taken_elsewhere(taken.as_deref());
@@ -971,11 +974,22 @@ impl Chat {
 
     /// In a cluster, asks Redis for the nickname `wanted` (if the line claims one): `Some(nick)`
     /// when another client holds it, for [`Hub::set_taken_elsewhere`].
-    async fn claim_for(&self, id: ClientId, wanted: Option<String>) -> Option<String> {
+    /// A connection that keeps asking for nicknames is slowed to `pacer`'s rate (its reading
+    /// waits), so it cannot turn its lines into Redis round trips faster than that.
+    async fn claim_for(
+        &self,
+        id: ClientId,
+        wanted: Option<String>,
+        pacer: &mut proto::Pacer,
+    ) -> Option<String> {
         let cluster = self.cluster.as_ref()?;
         let nick = wanted?;
         if proto::check_nick(&nick).is_err() {
             return None;
+        }
+        let wait = pacer.delay(clock::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
         let current = self
             .hub

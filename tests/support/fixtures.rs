@@ -462,25 +462,42 @@ impl Drop for Tinyproxy {
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,
+    /// With persistence: the directory of its dump (written by `SAVE`, read at each start).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Self::start_in(None)
+    }
+
+    /// A Redis that keeps its data across [`Redis::restart`] when told to `SAVE`, as Debian's
+    /// (which saves on shutdown) does.
+    pub fn start_persistent() -> Redis {
+        Self::start_in(Some(tempfile::tempdir().unwrap()))
+    }
+
+    fn start_in(dir: Option<tempfile::TempDir>) -> Redis {
         require("redis-server");
         for _attempt in 0..8 {
             let port = free_port();
-            if let Some(child) = Self::spawn(port) {
+            if let Some(child) = Self::spawn(port, dir.as_ref().map(|d| d.path())) {
                 return Redis {
                     child: Some(child),
                     port,
+                    dir,
                 };
             }
         }
         panic!("redis-server could not bind a free loopback port in 8 attempts");
     }
 
-    fn spawn(port: u16) -> Option<Child> {
-        let mut child = Command::new("redis-server")
+    fn spawn(port: u16, dir: Option<&Path>) -> Option<Child> {
+        let mut cmd = Command::new("redis-server");
+        if let Some(dir) = dir {
+            cmd.arg("--dir").arg(dir).args(["--dbfilename", "dump.rdb"]);
+        }
+        let mut child = cmd
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdin(Stdio::null())
@@ -526,7 +543,7 @@ impl Redis {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(c) = Self::spawn(self.port) {
+            if let Some(c) = Self::spawn(self.port, self.dir.as_ref().map(|d| d.path())) {
                 self.child = Some(c);
                 return;
             }
