@@ -509,7 +509,11 @@ impl Hub {
     /// Sets `room`'s topic without telling anyone (what another server of the cluster already
     /// announced).
     pub fn adopt_topic(&mut self, room: &str, topic: &str) {
-        if check_room(room).is_ok() && topic.len() <= MAX_TOPIC {
+        let known = self.rooms.contains_key(&room.to_lowercase());
+        if check_room(room).is_ok()
+            && topic.len() <= MAX_TOPIC
+            && (known || self.rooms.len() < MAX_ROOMS)
+        {
             self.room_mut(room).topic = Some(topic.into());
         }
     }

@@ -602,13 +602,18 @@ impl Chat {
     /// What the connection's dialect makes of `items`, in one buffer.
     fn render(&self, id: ClientId, d: &Dialect, items: &[Out], buf: &mut BytesMut) {
         let nick = match &d.irc {
-            Some(_) if items.iter().any(|o| matches!(o, Out::Msg(_))) => self
-                .hub
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .nick(id)
-                .unwrap_or("*")
-                .to_string(),
+            Some(_)
+                if items
+                    .iter()
+                    .any(|o| matches!(o, Out::Msg(_) | Out::Close(_))) =>
+            {
+                self.hub
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .nick(id)
+                    .unwrap_or("*")
+                    .to_string()
+            }
             _ => String::new(),
         };
         for item in items {
@@ -616,7 +621,12 @@ impl Chat {
                 (Out::Framed(b), _) => buf.extend_from_slice(b),
                 (Out::Msg(m), Some(session)) => session.render(&nick, m, buf),
                 (Out::Msg(m), None) => buf.extend_from_slice(&self.framed(m)),
-                (Out::Close(why), _) => {
+                // IRC's way to say the server closes the link.
+                (Out::Close(why), Some(_)) => {
+                    let bye = format!("Closing link: {nick} ({why})");
+                    let _ = irc::write_message(buf, &[], None, "ERROR", &[&bye]);
+                }
+                (Out::Close(why), None) => {
                     let m = Arc::new(plain(Kind::Error, format!("closing: {why}")));
                     self.render(id, d, &[Out::Msg(m)], buf);
                 }
