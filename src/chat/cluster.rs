@@ -881,7 +881,7 @@ fn claim_cmd(pipe: &mut redis::Pipeline, nick: &str, owner: &str) {
         .arg(SERVER_PREFIX);
 }
 
-/// [`xadd`] with its reply (the new entry's id) kept.
+/// `XADD LOG MAXLEN ~ LOG_LEN * field value …`, its reply (the new entry's id) kept.
 fn xadd_id(pipe: &mut redis::Pipeline, e: &Entry) {
     let cmd = pipe
         .cmd("XADD")
@@ -897,17 +897,8 @@ fn xadd_id(pipe: &mut redis::Pipeline, e: &Entry) {
 
 /// `XADD LOG MAXLEN ~ LOG_LEN * field value …`, its reply ignored.
 fn xadd(pipe: &mut redis::Pipeline, e: &Entry) {
-    let cmd = pipe
-        .cmd("XADD")
-        .arg(LOG)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(LOG_LEN)
-        .arg("*");
-    for (k, v) in e.fields() {
-        cmd.arg(k).arg(v);
-    }
-    cmd.ignore();
+    xadd_id(pipe, e);
+    pipe.ignore();
 }
 
 #[cfg(test)]

@@ -607,12 +607,7 @@ impl Chat {
                     .iter()
                     .any(|o| matches!(o, Out::Msg(_) | Out::Close(_))) =>
             {
-                self.hub
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .nick(id)
-                    .unwrap_or("*")
-                    .to_string()
+                self.nick_of(id)
             }
             _ => String::new(),
         };
@@ -916,16 +911,12 @@ impl Chat {
                     _ => None,
                 };
                 let taken = self.claim_for(id, wanted, &mut d.claims).await;
-                let step = {
-                    let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
-                    hub.set_taken_elsewhere(taken.as_deref());
-                    let had_nick = hub.nick(id).is_some();
-                    let wall = clock::unix_micros();
-                    let step = session.handle(&mut hub, clock::now(), wall, id, &line);
-                    hub.set_taken_elsewhere(None);
-                    self.pass_on(&hub, id, had_nick, wall, &step.outcome);
-                    step
-                };
+                let step = self.on_hub(
+                    id,
+                    taken,
+                    |hub, wall| session.handle(hub, clock::now(), wall, id, &line),
+                    |step| &step.outcome,
+                );
                 if session.server_time() != time_before {
                     self.set_irc(id, session.server_time());
                 }
@@ -951,16 +942,12 @@ impl Chat {
                 None => None,
             };
             let taken = self.claim_for(id, wanted, &mut d.claims).await;
-            let out = {
-                let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
-                hub.set_taken_elsewhere(taken.as_deref());
-                let had_nick = hub.nick(id).is_some();
-                let wall = clock::unix_micros();
-                let out = hub.line(clock::now(), wall, id, &text);
-                hub.set_taken_elsewhere(None);
-                self.pass_on(&hub, id, had_nick, wall, &out);
-                out
-            };
+            let out = self.on_hub(
+                id,
+                taken,
+                |hub, wall| hub.line(clock::now(), wall, id, &text),
+                |out| out,
+            );
             let quit = out.close.contains(&id);
             self.record(&out.said);
             self.deliver(out, Some(id));
@@ -1011,6 +998,26 @@ impl Chat {
             Claim::Taken => Some(nick),
             Claim::Granted | Claim::Unchecked => None,
         }
+    }
+
+    /// One line's work on the hub (`f`, at wall time `wall`), under the hub's lock, with the
+    /// cluster's answer about the nickname it claims (`taken`: held elsewhere); what it changed
+    /// (`outcome` of its result) is passed on to the cluster.
+    fn on_hub<T>(
+        &self,
+        id: ClientId,
+        taken: Option<String>,
+        f: impl FnOnce(&mut Hub, u64) -> T,
+        outcome: impl Fn(&T) -> &Outcome,
+    ) -> T {
+        let mut hub = self.hub.lock().unwrap_or_else(|e| e.into_inner());
+        hub.set_taken_elsewhere(taken.as_deref());
+        let had_nick = hub.nick(id).is_some();
+        let wall = clock::unix_micros();
+        let result = f(&mut hub, wall);
+        hub.set_taken_elsewhere(None);
+        self.pass_on(&hub, id, had_nick, wall, outcome(&result));
+        result
     }
 
     /// In a cluster, passes on what a line of `id` changed (under the hub's lock, so entries go
