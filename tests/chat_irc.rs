@@ -438,7 +438,23 @@ fn irssi_in_tmux_and_nc_meet_in_general() {
     assert!(!between.contains(" is now "), "{between}");
 
     irssi.type_line("/quit bye");
-    until(&mut nc, "irssinick left (bye)");
+    // (A loaded machine may take a while; on failure, show what irssi did.)
+    nc.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("irssinick left (bye)") {
+        let mut line = String::new();
+        if nc.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!(
+                "nc never got \"irssinick left (bye)\"; got:\n{seen}\nirssi's screen:\n{}\n\
+                 irssi's log:\n{}",
+                irssi.screen(),
+                std::fs::read_to_string(irssi.all_log()).unwrap_or_default()
+            );
+        }
+        seen.push_str(&line);
+    }
     assert!(
         irssi.wait_exit(),
         "irssi did not exit after /quit:\n{}",
