@@ -24,6 +24,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod lab;
 pub mod net;
+pub mod p2p;
 pub mod report;
 pub mod simple;
 pub mod stats;

@@ -1,0 +1,15 @@
+//! A point-to-point chat over UDP with error control and zlib compression: `socklab p2p`.
+//!
+//! The course's last UDP exercise: two programs that are client and server at once talk over
+//! UDP, "with compression and error control by means of zlib". UDP loses, duplicates, reorders
+//! and (rarely) corrupts datagrams; this chat notices and recovers, and never loses,
+//! duplicates or reorders a message.
+//!
+//! - [`wire`]: the datagrams byte by byte (CRC-32 first), and zlib packing with a capped
+//!   inflate.
+//! - [`arq`]: the error control, a sans-IO core in quinn's shape: sequence numbers, cumulative
+//!   and selective acknowledgements, RFC 6298's retransmission timer, fragmentation, sessions,
+//!   keepalives.
+
+pub mod arq;
+pub mod wire;

@@ -1,0 +1,350 @@
+//! The p2p chat's datagrams, byte by byte, sans-IO (docs/PROTOCOLS.md §9).
+//!
+//! ```text
+//!  0        1        2        4                 8                 12
+//!  +--------+--------+--------+-----------------+-----------------+-------- … --------+-----------+
+//!  | ver=1  | kind   | flags  | sender session  | receiver session | body (by kind)   | CRC-32    |
+//!  +--------+--------+--------+-----------------+-----------------+-------- … --------+-----------+
+//!     u8       u8       u16          u32               u32                                u32
+//! ```
+//!
+//! All numbers are big-endian. The CRC-32 (zlib's `crc32`, the one the header framing uses)
+//! covers every byte before it and is checked before anything else is read. Bodies:
+//!
+//! - `DATA` (kind 1): `seq u32`, `base u32` (the sender's oldest unacknowledged sequence
+//!   number, so a receiver that starts afresh knows where the stream stands), `index u16`,
+//!   `count u16` (this fragment's place in its message), then the fragment's bytes. Flag bit
+//!   0: the message is zlib-compressed.
+//! - `ACK` (kind 2): `next u32` (every sequence number below it arrived), `blocks u8`, then
+//!   that many `start u32, end u32` ranges (end exclusive) of what arrived above `next`.
+//! - `PING` (kind 3): no body; answered with an `ACK` (the keepalive).
+
+use std::io::Read;
+
+/// The protocol version this code speaks.
+pub const VERSION: u8 = 1;
+/// Bytes before the body.
+pub const HEADER: usize = 12;
+/// The CRC-32 after the body.
+pub const TRAILER: usize = 4;
+/// Bytes of a DATA body before the fragment.
+pub const DATA_FIELDS: usize = 12;
+/// Most SACK blocks in one ACK.
+pub const MAX_BLOCKS: usize = 16;
+/// The largest message, before and after compression: inflating stops here, so a
+/// decompression bomb is refused before it allocates more.
+pub const MAX_MESSAGE: usize = 2 * 1024 * 1024;
+/// Flag bit 0 of a DATA: the message is zlib-compressed.
+pub const FLAG_ZLIB: u16 = 1;
+
+/// What a datagram is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// A fragment of a message.
+    Data {
+        /// Its sequence number.
+        seq: u32,
+        /// The sender's oldest unacknowledged sequence number.
+        base: u32,
+        /// Which fragment of its message (0-based).
+        index: u16,
+        /// How many fragments the message has.
+        count: u16,
+        /// The message is compressed.
+        zlib: bool,
+        /// The fragment.
+        bytes: &'a [u8],
+    },
+    /// What arrived.
+    Ack {
+        /// Every sequence number below it arrived.
+        next: u32,
+        /// Ranges above `next` that arrived, `[start, end)`.
+        blocks: Vec<(u32, u32)>,
+    },
+    /// A keepalive.
+    Ping,
+}
+
+/// One datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// The sender's session id (random per start, never 0).
+    pub from_session: u32,
+    /// The receiver's session id as the sender knows it (0: not yet).
+    pub to_session: u32,
+    /// What it carries.
+    pub body: Body<'a>,
+}
+
+/// Why a datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Shorter than a header and a CRC.
+    #[error("datagram of {0} bytes is too short")]
+    Short(usize),
+    /// The CRC-32 does not match: corrupted on the way.
+    #[error("bad CRC-32")]
+    Crc,
+    /// Another version.
+    #[error("protocol version {0} (this is 1)")]
+    Version(u8),
+    /// An unknown kind.
+    #[error("unknown datagram kind {0}")]
+    Kind(u8),
+    /// The body does not match its kind.
+    #[error("malformed {0} body")]
+    Body(&'static str),
+}
+
+impl Datagram<'_> {
+    /// The datagram's bytes, CRC included.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        let (kind, flags) = match &self.body {
+            Body::Data { zlib, .. } => (1u8, if *zlib { FLAG_ZLIB } else { 0 }),
+            Body::Ack { .. } => (2, 0),
+            Body::Ping => (3, 0),
+        };
+        out.push(VERSION);
+        out.push(kind);
+        out.extend_from_slice(&flags.to_be_bytes());
+        out.extend_from_slice(&self.from_session.to_be_bytes());
+        out.extend_from_slice(&self.to_session.to_be_bytes());
+        match &self.body {
+            Body::Data {
+                seq,
+                base,
+                index,
+                count,
+                bytes,
+                ..
+            } => {
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(&base.to_be_bytes());
+                out.extend_from_slice(&index.to_be_bytes());
+                out.extend_from_slice(&count.to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
+            Body::Ack { next, blocks } => {
+                out.extend_from_slice(&next.to_be_bytes());
+                let n = blocks.len().min(MAX_BLOCKS);
+                out.push(n as u8);
+                for (s, e) in &blocks[..n] {
+                    out.extend_from_slice(&s.to_be_bytes());
+                    out.extend_from_slice(&e.to_be_bytes());
+                }
+            }
+            Body::Ping => {}
+        }
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Reads a datagram: the CRC first, then the header, then the body. Never panics.
+pub fn parse(d: &[u8]) -> Result<Datagram<'_>, WireError> {
+    if d.len() < HEADER + TRAILER {
+        return Err(WireError::Short(d.len()));
+    }
+    let (signed, crc) = d.split_at(d.len() - TRAILER);
+    if crc32fast::hash(signed) != u32_at(crc, 0) {
+        return Err(WireError::Crc);
+    }
+    if signed[0] != VERSION {
+        return Err(WireError::Version(signed[0]));
+    }
+    let flags = u16_at(signed, 2);
+    // Flags this version does not define must be 0 (a later version may give them meaning).
+    let known = if signed[1] == 1 { FLAG_ZLIB } else { 0 };
+    if flags & !known != 0 {
+        return Err(WireError::Body("flags"));
+    }
+    let from_session = u32_at(signed, 4);
+    let to_session = u32_at(signed, 8);
+    let b = &signed[HEADER..];
+    let body = match signed[1] {
+        1 => {
+            if b.len() < DATA_FIELDS {
+                return Err(WireError::Body("DATA"));
+            }
+            let (index, count) = (u16_at(b, 8), u16_at(b, 10));
+            if count == 0 || index >= count {
+                return Err(WireError::Body("DATA"));
+            }
+            Body::Data {
+                seq: u32_at(b, 0),
+                base: u32_at(b, 4),
+                index,
+                count,
+                zlib: flags & FLAG_ZLIB != 0,
+                bytes: &b[DATA_FIELDS..],
+            }
+        }
+        2 => {
+            if b.len() < 5 {
+                return Err(WireError::Body("ACK"));
+            }
+            let n = usize::from(b[4]);
+            if n > MAX_BLOCKS || b.len() != 5 + 8 * n {
+                return Err(WireError::Body("ACK"));
+            }
+            let blocks = (0..n)
+                .map(|i| (u32_at(b, 5 + 8 * i), u32_at(b, 9 + 8 * i)))
+                .collect();
+            Body::Ack {
+                next: u32_at(b, 0),
+                blocks,
+            }
+        }
+        3 if b.is_empty() => Body::Ping,
+        3 => return Err(WireError::Body("PING")),
+        k => return Err(WireError::Kind(k)),
+    };
+    if from_session == 0 {
+        return Err(WireError::Body("session"));
+    }
+    Ok(Datagram {
+        from_session,
+        to_session,
+        body,
+    })
+}
+
+/// A message as it goes on the wire: compressed at `level` when that makes it smaller (the
+/// flag says which).
+pub fn pack(message: &[u8], level: u32) -> (Vec<u8>, bool) {
+    if level == 0 || message.len() < 32 {
+        return (message.to_vec(), false);
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level));
+    use std::io::Write;
+    if z.write_all(message).is_err() {
+        return (message.to_vec(), false);
+    }
+    match z.finish() {
+        Ok(c) if c.len() < message.len() => (c, true),
+        _ => (message.to_vec(), false),
+    }
+}
+
+/// Why a message could not be unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnpackError {
+    /// It inflates past [`MAX_MESSAGE`] (a decompression bomb, or simply too big).
+    #[error("message inflates past {MAX_MESSAGE} bytes")]
+    TooBig,
+    /// Not valid zlib.
+    #[error("message is not valid zlib")]
+    Zlib,
+}
+
+/// The message from its wire form. Inflating stops at [`MAX_MESSAGE`] bytes.
+pub fn unpack(wire: &[u8], zlib: bool) -> Result<Vec<u8>, UnpackError> {
+    if !zlib {
+        return Ok(wire.to_vec());
+    }
+    let mut out = Vec::new();
+    let z = flate2::read::ZlibDecoder::new(wire);
+    // One byte past the limit tells "exactly the limit" from "more".
+    z.take(MAX_MESSAGE as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| UnpackError::Zlib)?;
+    if out.len() > MAX_MESSAGE {
+        return Err(UnpackError::TooBig);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_datagram_byte_by_byte() {
+        let d = Datagram {
+            from_session: 0x0102_0304,
+            to_session: 0,
+            body: Body::Data {
+                seq: 7,
+                base: 5,
+                index: 0,
+                count: 1,
+                zlib: false,
+                bytes: b"hi",
+            },
+        };
+        let mut out = Vec::new();
+        d.encode(&mut out);
+        let head = [
+            1, 1, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, // version, kind, flags, sessions
+            0, 0, 0, 7, 0, 0, 0, 5, 0, 0, 0, 1, // seq, base, index, count
+            b'h', b'i',
+        ];
+        assert_eq!(&out[..head.len()], &head);
+        assert_eq!(out.len(), head.len() + 4);
+        assert_eq!(
+            u32::from_be_bytes(out[head.len()..].try_into().unwrap()),
+            crc32fast::hash(&head)
+        );
+        assert_eq!(parse(&out).unwrap(), d);
+    }
+
+    #[test]
+    fn an_ack_with_blocks_round_trips() {
+        let d = Datagram {
+            from_session: 9,
+            to_session: 3,
+            body: Body::Ack {
+                next: 10,
+                blocks: vec![(12, 14), (20, 21)],
+            },
+        };
+        let mut out = Vec::new();
+        d.encode(&mut out);
+        assert_eq!(out.len(), HEADER + 5 + 16 + TRAILER);
+        assert_eq!(parse(&out).unwrap(), d);
+    }
+
+    #[test]
+    fn any_flipped_bit_is_caught_by_the_crc() {
+        let mut out = Vec::new();
+        Datagram {
+            from_session: 5,
+            to_session: 6,
+            body: Body::Ping,
+        }
+        .encode(&mut out);
+        assert!(parse(&out).is_ok());
+        for bit in 0..out.len() * 8 {
+            let mut bad = out.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(parse(&bad), Err(WireError::Crc), "bit {bit}");
+        }
+        assert_eq!(parse(&out[..10]), Err(WireError::Short(10)));
+    }
+
+    #[test]
+    fn compression_only_when_it_helps_and_bombs_are_refused() {
+        let text = "hello hello hello hello hello hello hello hello".as_bytes();
+        let (z, zlib) = pack(text, 6);
+        assert!(zlib && z.len() < text.len());
+        assert_eq!(unpack(&z, true).unwrap(), text);
+        let (raw, zlib) = pack(b"short", 6);
+        assert!(!zlib);
+        assert_eq!(raw, b"short");
+        // 64 MiB of zeros deflate to about 64 KiB: refused after MAX_MESSAGE + 1 bytes.
+        let (bomb, _) = pack(&vec![0u8; 64 << 20], 9);
+        assert!(bomb.len() < 100_000);
+        assert_eq!(unpack(&bomb, true), Err(UnpackError::TooBig));
+        assert_eq!(unpack(b"not zlib", true), Err(UnpackError::Zlib));
+    }
+}
