@@ -13,7 +13,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::args::{OutputArgs, UsageError};
 use crate::simple::proto::Service;
-use crate::{calc, chat, echo, http, lab, simple};
+use crate::{calc, chat, echo, http, lab, p2p, simple};
 
 /// `0.1.0 (git 1a2b3c4)`: the package version and the revision it was built from.
 pub const VERSION: &str = concat!(
@@ -122,6 +122,15 @@ pub enum Command {
         #[command(subcommand)]
         role: http::cli::Role,
     },
+    /// A chat between two peers over UDP, with error control and zlib compression.
+    #[command(
+        after_help = "Examples:\n  socklab p2p chat --listen 7000 --peer 7001 --nick ann\n  socklab p2p chat --listen 7001 --peer 7000 --nick bob\nMore: socklab p2p chat --help"
+    )]
+    P2p {
+        /// What to do.
+        #[command(subcommand)]
+        role: p2p::cli::Role,
+    },
     /// A TCP chat: rooms and nicknames over lines (nc) or the course's framings.
     #[command(
         after_help = "Examples:\n  socklab chat serve\n  socklab chat join 6667 --nick alice\nMore: socklab chat serve --help, socklab chat join --help"
@@ -187,6 +196,7 @@ impl Command {
             Command::Inetd(args) => simple::cli::inetd(args).await,
             Command::Http { role } => role.run(out).await,
             Command::Chat { role } => role.run(out).await,
+            Command::P2p { role } => role.run().await,
             Command::Lab(args) => lab::run(args).await,
             Command::Completions { shell } => {
                 let mut out = std::io::stdout().lock();

@@ -33,6 +33,8 @@ mod http_client_interop;
 mod http_get;
 /// The static HTTP/1.1 file server against curl, wget, Python's http.client and raw sockets.
 mod http_server;
+/// The UDP p2p chat: two processes, pipes, exit codes.
+mod p2p;
 /// Bugs found after their feature landed, named after the issue that found them.
 mod regression;
 /// RFC 862-868 simple services, inetd, the reflection guard, xinetd and rdate interop.

@@ -44,6 +44,9 @@ pub const DEFAULT_WINDOW: u32 = 256;
 const QUEUE: usize = 64;
 /// Sessions of the peer remembered as retired (their late datagrams are dropped).
 const RETIRED: usize = 4;
+/// After this side is done, how long it stays for a peer that is still sending (unless the
+/// peer says it is done too): quiet this long, the peer is taken to be typing, not sending.
+pub const LINGER: Duration = Duration::from_secs(2);
 /// Most fragments sent again when the timer fires.
 const MAX_ON_TIMEOUT: usize = 64;
 
@@ -218,6 +221,15 @@ pub struct Arq {
     ping_at: Instant,
     last_heard: Option<Instant>,
     input_done: bool,
+    /// Input ended and all of it was acknowledged (the peer is told: FIN on every ACK).
+    finished: bool,
+    /// The peer said it is done.
+    peer_done: bool,
+    /// When the last DATA came (new or not).
+    data_at: Option<Instant>,
+    /// Done, and the peer is done or quiet: nothing left to do.
+    over: bool,
+    finish_at: Option<Instant>,
     stats: Stats,
 }
 
@@ -246,6 +258,11 @@ impl Arq {
             ping_at,
             last_heard: None,
             input_done: false,
+            finished: false,
+            peer_done: false,
+            data_at: None,
+            over: false,
+            finish_at: None,
             stats: Stats::default(),
             cfg,
         }
@@ -264,6 +281,11 @@ impl Arq {
     /// When the peer was last heard from.
     pub fn last_heard(&self) -> Option<Instant> {
         self.last_heard
+    }
+
+    /// The peer said it has nothing more to send.
+    pub fn peer_done(&self) -> bool {
+        self.peer_done
     }
 
     /// The peer's session, once known.
@@ -407,6 +429,7 @@ impl Arq {
                 self.events.push_back(Event::PeerRestarted);
             }
             self.peer_session = d.from_session;
+            self.peer_done = false;
             self.held.clear();
             self.assembling.clear();
             self.skipping = false;
@@ -419,8 +442,9 @@ impl Arq {
         true
     }
 
-    fn on_data(&mut self, seq: u32, base: u32, h: Held) {
+    fn on_data(&mut self, now: Instant, seq: u32, base: u32, h: Held) {
         self.ack_due = true;
+        self.data_at = Some(now);
         if self.expected == u32::MAX {
             self.expected = base;
         }
@@ -561,7 +585,46 @@ impl Arq {
         } else {
             self.expected
         };
-        self.datagram(Body::Ack { next, blocks })
+        self.datagram(Body::Ack {
+            next,
+            blocks,
+            fin: self.finished,
+        })
+    }
+}
+
+impl Arq {
+    /// Notes when this side is done, and when it may stop.
+    fn settle(&mut self, now: Instant) {
+        if !self.finished
+            && self.input_done
+            && self.queue.is_empty()
+            && self.ready.is_empty()
+            && self.unacked.is_empty()
+        {
+            self.finished = true;
+            self.finish_at = Some(now);
+            // Tell the peer at once.
+            self.ack_due = true;
+        }
+        if self.finished
+            && !self.over
+            && (self.peer_done || self.linger_end().is_some_and(|t| t <= now))
+        {
+            self.over = true;
+        }
+    }
+
+    /// When a done side stops waiting for a quiet peer.
+    fn linger_end(&self) -> Option<Instant> {
+        if !self.finished || self.peer_done {
+            return None;
+        }
+        let from = match (self.data_at, self.finish_at) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(from + LINGER + self.rto.rto * 2)
     }
 }
 
@@ -599,6 +662,7 @@ impl Core for Arq {
                 zlib,
                 bytes,
             } => self.on_data(
+                now,
                 seq,
                 base,
                 Held {
@@ -608,9 +672,13 @@ impl Core for Arq {
                     bytes: bytes.to_vec(),
                 },
             ),
-            Body::Ack { next, blocks } => self.on_ack(now, next, &blocks),
+            Body::Ack { next, blocks, fin } => {
+                self.peer_done |= fin;
+                self.on_ack(now, next, &blocks);
+            }
             Body::Ping => self.ack_due = true,
         }
+        self.settle(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -643,6 +711,7 @@ impl Core for Arq {
             }
             self.ping_at = now + self.cfg.keepalive;
         }
+        self.settle(now);
     }
 
     fn handle_input(&mut self, now: Instant, input: Vec<u8>) {
@@ -654,8 +723,9 @@ impl Core for Arq {
         self.fill(now);
     }
 
-    fn handle_input_end(&mut self, _now: Instant) {
+    fn handle_input_end(&mut self, now: Instant) {
         self.input_done = true;
+        self.settle(now);
     }
 
     fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
@@ -677,9 +747,13 @@ impl Core for Arq {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        Some(match self.rto_at {
+        let t = match self.rto_at {
             Some(t) => t.min(self.ping_at),
             None => self.ping_at,
+        };
+        Some(match self.linger_end() {
+            Some(l) if !self.over => t.min(l),
+            _ => t,
         })
     }
 
@@ -691,13 +765,10 @@ impl Core for Arq {
         self.queue.len() < QUEUE
     }
 
+    /// Done: input ended, everything sent was acknowledged, the peer was told, and the peer
+    /// is done too or has sent nothing for a while ([`LINGER`]).
     fn is_drained(&self) -> bool {
-        self.input_done
-            && self.queue.is_empty()
-            && self.ready.is_empty()
-            && self.unacked.is_empty()
-            && self.out.is_empty()
-            && !self.ack_due
+        self.over && self.out.is_empty() && !self.ack_due
     }
 }
 

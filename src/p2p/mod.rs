@@ -10,6 +10,10 @@
 //! - [`arq`]: the error control, a sans-IO core in quinn's shape: sequence numbers, cumulative
 //!   and selective acknowledgements, RFC 6298's retransmission timer, fragmentation, sessions,
 //!   keepalives.
+//! - [`peer`]: one peer on a UDP socket (stdin lines in, `<nick> text` lines out).
+//! - [`cli`]: `socklab p2p chat`.
 
 pub mod arq;
+pub mod cli;
+pub mod peer;
 pub mod wire;

@@ -16,7 +16,8 @@
 //!   `count u16` (this fragment's place in its message), then the fragment's bytes. Flag bit
 //!   0: the message is zlib-compressed.
 //! - `ACK` (kind 2): `next u32` (every sequence number below it arrived), `blocks u8`, then
-//!   that many `start u32, end u32` ranges (end exclusive) of what arrived above `next`.
+//!   that many `start u32, end u32` ranges (end exclusive) of what arrived above `next`. Flag
+//!   bit 0 (FIN): the sender's input ended and everything it sent was acknowledged.
 //! - `PING` (kind 3): no body; answered with an `ACK` (the keepalive).
 
 use std::io::Read;
@@ -36,6 +37,8 @@ pub const MAX_BLOCKS: usize = 16;
 pub const MAX_MESSAGE: usize = 2 * 1024 * 1024;
 /// Flag bit 0 of a DATA: the message is zlib-compressed.
 pub const FLAG_ZLIB: u16 = 1;
+/// Flag bit 0 of an ACK: the sender is done sending.
+pub const FLAG_FIN: u16 = 1;
 
 /// What a datagram is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub enum Body<'a> {
         next: u32,
         /// Ranges above `next` that arrived, `[start, end)`.
         blocks: Vec<(u32, u32)>,
+        /// The sender is done: its input ended and all it sent was acknowledged (flag bit 0).
+        fin: bool,
     },
     /// A keepalive.
     Ping,
@@ -103,7 +108,7 @@ impl Datagram<'_> {
         let start = out.len();
         let (kind, flags) = match &self.body {
             Body::Data { zlib, .. } => (1u8, if *zlib { FLAG_ZLIB } else { 0 }),
-            Body::Ack { .. } => (2, 0),
+            Body::Ack { fin, .. } => (2, if *fin { FLAG_FIN } else { 0 }),
             Body::Ping => (3, 0),
         };
         out.push(VERSION);
@@ -126,7 +131,7 @@ impl Datagram<'_> {
                 out.extend_from_slice(&count.to_be_bytes());
                 out.extend_from_slice(bytes);
             }
-            Body::Ack { next, blocks } => {
+            Body::Ack { next, blocks, .. } => {
                 out.extend_from_slice(&next.to_be_bytes());
                 let n = blocks.len().min(MAX_BLOCKS);
                 out.push(n as u8);
@@ -164,7 +169,11 @@ pub fn parse(d: &[u8]) -> Result<Datagram<'_>, WireError> {
     }
     let flags = u16_at(signed, 2);
     // Flags this version does not define must be 0 (a later version may give them meaning).
-    let known = if signed[1] == 1 { FLAG_ZLIB } else { 0 };
+    let known = match signed[1] {
+        1 => FLAG_ZLIB,
+        2 => FLAG_FIN,
+        _ => 0,
+    };
     if flags & !known != 0 {
         return Err(WireError::Body("flags"));
     }
@@ -203,6 +212,7 @@ pub fn parse(d: &[u8]) -> Result<Datagram<'_>, WireError> {
             Body::Ack {
                 next: u32_at(b, 0),
                 blocks,
+                fin: flags & FLAG_FIN != 0,
             }
         }
         3 if b.is_empty() => Body::Ping,
@@ -264,9 +274,42 @@ pub fn unpack(wire: &[u8], zlib: bool) -> Result<Vec<u8>, UnpackError> {
     Ok(out)
 }
 
+/// A chat message: the sender's nickname (its length in one byte, then its bytes) and the text.
+pub fn chat_message(nick: &str, text: &str) -> Vec<u8> {
+    let nick = &nick.as_bytes()[..nick.len().min(255)];
+    let mut m = Vec::with_capacity(1 + nick.len() + text.len());
+    m.push(nick.len() as u8);
+    m.extend_from_slice(nick);
+    m.extend_from_slice(text.as_bytes());
+    m
+}
+
+/// The nickname and the text of a chat message (invalid UTF-8 shown as U+FFFD).
+pub fn parse_chat(m: &[u8]) -> Option<(String, String)> {
+    let (&n, rest) = m.split_first()?;
+    let n = usize::from(n);
+    if rest.len() < n {
+        return None;
+    }
+    let (nick, text) = rest.split_at(n);
+    Some((
+        String::from_utf8_lossy(nick).into_owned(),
+        String::from_utf8_lossy(text).into_owned(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chat_message_is_its_nick_then_its_text() {
+        let m = chat_message("ann", "hi there");
+        assert_eq!(m, b"\x03annhi there");
+        assert_eq!(parse_chat(&m), Some(("ann".into(), "hi there".into())));
+        assert_eq!(parse_chat(b"\x09ab"), None);
+        assert_eq!(parse_chat(b""), None);
+    }
 
     #[test]
     fn a_data_datagram_byte_by_byte() {
@@ -306,6 +349,7 @@ mod tests {
             body: Body::Ack {
                 next: 10,
                 blocks: vec![(12, 14), (20, 21)],
+                fin: true,
             },
         };
         let mut out = Vec::new();

@@ -1,0 +1,132 @@
+//! `socklab p2p chat`: arguments and their conversion to a [`peer::Config`].
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{arq, peer};
+use crate::args::{UsageError, parse_duration};
+use crate::exit::CodedResult;
+use crate::net;
+
+/// p2p roles.
+#[derive(Debug, Subcommand)]
+pub enum Role {
+    /// Chat with one peer over UDP, with error control (acknowledgements, retransmission,
+    /// in-order delivery, CRC-32) and zlib compression. Both peers run the same command with
+    /// the addresses swapped, in either order.
+    #[command(after_help = CHAT_EXAMPLES)]
+    Chat(ChatArgs),
+}
+
+const CHAT_EXAMPLES: &str = "\
+Examples:
+  socklab p2p chat --listen 127.0.0.1:7000 --peer 127.0.0.1:7001 --nick ann
+  socklab p2p chat --listen 127.0.0.1:7001 --peer 127.0.0.1:7000 --nick bob
+  seq 1000 | socklab p2p chat --listen 7000 --peer 7001 --nick ann    send 1,000 lines, wait for
+                                                                     every acknowledgement, exit
+Each stdin line is one message; each message received is printed as `<nick> text`. At the end
+of stdin the peer waits until everything it sent is acknowledged (exit 0), or until the other
+side has acknowledged nothing for -t (exit 4, saying how many messages went unacknowledged).";
+
+/// `socklab p2p chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Where to receive: ADDR:PORT, [IPV6]:PORT, or PORT (127.0.0.1). Port 0 lets the kernel
+    /// choose (the first stdout line says which).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: String,
+    /// The other peer: ADDR:PORT, [IPV6]:PORT, or PORT (127.0.0.1).
+    #[arg(long, value_name = "ADDR:PORT")]
+    peer: String,
+    /// Your nickname (at most 255 bytes), shown with each of your messages.
+    #[arg(long)]
+    nick: String,
+    /// After the end of stdin: give up when the peer has acknowledged nothing for this long.
+    #[arg(short = 't', long = "timeout", default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Duration,
+    /// The largest datagram to send, in bytes (longer messages are cut into fragments).
+    #[arg(long, default_value_t = 1200, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(64..=65507))]
+    mtu: u16,
+    /// zlib level: 0 never compresses, 1 fastest, 9 smallest (a message is sent compressed
+    /// only when that makes it smaller).
+    #[arg(long, default_value_t = 6, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
+    level: u32,
+}
+
+/// An address as the flags take it.
+fn address(flag: &str, s: &str) -> Result<SocketAddr, UsageError> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| {
+        UsageError(format!(
+            "--{flag} {s:?} is not ADDR:PORT, [IPV6]:PORT or PORT"
+        ))
+    })
+}
+
+impl TryFrom<&ChatArgs> for peer::Config {
+    type Error = UsageError;
+
+    fn try_from(a: &ChatArgs) -> Result<Self, UsageError> {
+        let listen = address("listen", &a.listen)?;
+        let peer = address("peer", &a.peer)?;
+        if peer.port() == 0 {
+            return Err(UsageError("--peer needs a port other than 0".into()));
+        }
+        if a.nick.is_empty() || a.nick.len() > 255 || a.nick.contains(['\n', '\r']) {
+            return Err(UsageError(
+                "--nick must be 1 to 255 bytes, on one line".into(),
+            ));
+        }
+        let session = loop {
+            let s: u32 = rand::random();
+            if s != 0 {
+                break s;
+            }
+        };
+        Ok(peer::Config {
+            listen,
+            peer,
+            nick: a.nick.clone(),
+            timeout: a.timeout,
+            arq: arq::Config {
+                level: a.level,
+                mtu: usize::from(a.mtu),
+                session,
+                ..arq::Config::default()
+            },
+        })
+    }
+}
+
+impl Role {
+    /// Runs the role.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Role::Chat(args) => {
+                let cfg = peer::Config::try_from(&args).coded()?;
+                let shutdown = net::shutdown::on_signals();
+                let stats = peer::run(cfg, shutdown).await.coded()?;
+                eprintln!(
+                    "socklab: {} messages sent, {} received; {} datagrams sent, {} \
+                     retransmitted; {} duplicates, {} out of order, {} corrupt dropped; {} bytes \
+                     compressed to {}",
+                    stats.messages_sent,
+                    stats.messages_received,
+                    stats.datagrams_sent,
+                    stats.retransmissions,
+                    stats.duplicates,
+                    stats.out_of_order,
+                    stats.corrupt,
+                    stats.bytes_plain,
+                    stats.bytes_packed
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}

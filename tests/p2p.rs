@@ -1,0 +1,123 @@
+//! `socklab p2p chat`: two real processes over loopback UDP, fed by pipes as the contract
+//! says (each stdin line one message, each message received one stdout line with the nick and
+//! the text), in either start order; the exit codes (0 when everything was acknowledged, 4
+//! when the peer stopped acknowledging).
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn peer(listen: u16, to: u16, nick: &str, input: Vec<u8>, extra: &[&str]) -> Child {
+    let mut child = Command::new(bin())
+        .args(["p2p", "chat", "--listen", &format!("127.0.0.1:{listen}")])
+        .args(["--peer", &format!("127.0.0.1:{to}"), "--nick", nick])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn socklab p2p chat");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    child
+}
+
+/// Waits for `child` (60 s at most) and returns its exit code, stdout and stderr.
+fn finish(child: Child) -> (i32, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = child.id();
+    let watchdog = std::thread::spawn(move || {
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &id.to_string()])
+            .status();
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(watchdog);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn lines(n: usize, tag: &str) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("{tag} line {i}: héllo  wörld\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[test]
+fn two_peers_exchange_every_line_once_in_order_whichever_starts_first() {
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let a = peer(pa, pb, "ann", lines(3000, "a"), &[]);
+    // b starts later; a waits for it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = peer(pb, pa, "bob", lines(40, "b"), &[]);
+    // Both outputs are read at once: a peer whose stdout nobody reads stops (its writes
+    // block), and so, rightly, does the transfer.
+    let b = std::thread::spawn(move || finish(b));
+    let (ca, out_a, err_a) = finish(a);
+    let (cb, out_b, err_b) = b.join().unwrap();
+    assert_eq!((ca, cb), (0, 0), "ann:\n{err_a}\nbob:\n{err_b}");
+    assert_eq!(
+        out_a.lines().next(),
+        Some(format!("listening on 127.0.0.1:{pa}").as_str())
+    );
+    let got_b: Vec<&str> = out_b.lines().skip(1).collect();
+    let want_b: Vec<String> = (0..3000)
+        .map(|i| format!("<ann> a line {i}: héllo  wörld"))
+        .collect();
+    assert_eq!(got_b, want_b);
+    let got_a: Vec<&str> = out_a.lines().skip(1).collect();
+    let want_a: Vec<String> = (0..40)
+        .map(|i| format!("<bob> b line {i}: héllo  wörld"))
+        .collect();
+    assert_eq!(got_a, want_a);
+    assert!(err_a.contains("3000 messages sent, 40 received"), "{err_a}");
+}
+
+#[test]
+fn a_peer_that_stops_acknowledging_makes_the_other_exit_4_with_the_count() {
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let b = peer(pb, pa, "bob", Vec::new(), &["-t", "2s"]);
+    let mut b = b;
+    // Keep b's stdin open: it just listens. a sends far more than fits in flight.
+    let a = peer(pa, pb, "ann", lines(200_000, "a"), &["-t", "2s"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = b.kill();
+    let _ = b.wait();
+    let started = Instant::now();
+    let (code, _, err) = finish(a);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("the peer acknowledged nothing for 2s:")
+            && err.contains("messages went unacknowledged"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let out = socklab(
+        &[
+            "p2p", "chat", "--listen", "nowhere", "--peer", "1", "--nick", "a",
+        ],
+        b"",
+    );
+    exits(&out, 2);
+    stderr_has(&out, "--listen \"nowhere\" is not ADDR:PORT");
+    let out = socklab(
+        &["p2p", "chat", "--listen", "0", "--peer", "0", "--nick", "a"],
+        b"",
+    );
+    exits(&out, 2);
+}
