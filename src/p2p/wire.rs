@@ -341,6 +341,34 @@ mod tests {
         assert_eq!(parse(&out).unwrap(), d);
     }
 
+    /// The golden bytes of docs/PROTOCOLS.md §9.1, as Python's `struct` and `zlib.crc32`
+    /// computed them.
+    #[test]
+    fn the_documented_example_is_what_is_sent() {
+        let mut out = Vec::new();
+        Datagram {
+            from_session: 0x1a2b_3c4d,
+            to_session: 0,
+            body: Body::Data {
+                seq: 0,
+                base: 0,
+                index: 0,
+                count: 1,
+                zlib: false,
+                bytes: &chat_message("ann", "hi bob"),
+            },
+        }
+        .encode(&mut out);
+        let doc = "01 01 00 00 1a 2b 3c 4d 00 00 00 00 00 00 00 00 \
+                   00 00 00 00 00 00 00 01 03 61 6e 6e 68 69 20 62 \
+                   6f 62 52 6e b3 7c";
+        let want: Vec<u8> = doc
+            .split_whitespace()
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect();
+        assert_eq!(out, want);
+    }
+
     #[test]
     fn an_ack_with_blocks_round_trips() {
         let d = Datagram {
