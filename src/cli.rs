@@ -122,6 +122,8 @@ pub enum Command {
         #[command(subcommand)]
         role: http::cli::Role,
     },
+    /// A UDP relay that loses, duplicates, reorders, delays and corrupts datagrams on purpose.
+    Impair(p2p::cli::ImpairArgs),
     /// A chat between two peers over UDP, with error control and zlib compression.
     #[command(
         after_help = "Examples:\n  socklab p2p chat --listen 7000 --peer 7001 --nick ann\n  socklab p2p chat --listen 7001 --peer 7000 --nick bob\nMore: socklab p2p chat --help"
@@ -197,6 +199,7 @@ impl Command {
             Command::Http { role } => role.run(out).await,
             Command::Chat { role } => role.run(out).await,
             Command::P2p { role } => role.run().await,
+            Command::Impair(args) => args.run(out.json).await,
             Command::Lab(args) => lab::run(args).await,
             Command::Completions { shell } => {
                 let mut out = std::io::stdout().lock();
@@ -227,6 +230,7 @@ impl Command {
                 role: chat::cli::Role::Join(_)
             } | Command::Daytime { role: Role::Get(_) }
                 | Command::Time { role: Role::Get(_) }
+                | Command::Impair(_)
         )
     }
 }

@@ -120,4 +120,69 @@ fn bad_arguments_are_usage_errors() {
         b"",
     );
     exits(&out, 2);
+    let out = socklab(
+        &["impair", "--listen", "0", "--to", "9", "--loss", "150%"],
+        b"",
+    );
+    exits(&out, 2);
+    stderr_has(&out, "loss=150%");
+}
+
+/// The two peers through `socklab impair` with 30 % loss, 10 % duplication, 20 % reordering
+/// and 5 % corruption each way: every line still arrives once, in order; the relay's JSON says
+/// what it did.
+#[test]
+fn through_a_terrible_link_every_line_arrives_once_in_order() {
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let mut relay = Server::start(&[
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &format!("127.0.0.1:{pb}"),
+        "--loss",
+        "30%",
+        "--dup",
+        "10%",
+        "--reorder",
+        "20%",
+        "--corrupt",
+        "5%",
+        "--delay",
+        "1ms",
+        "--seed",
+        "7",
+        "--json",
+    ]);
+    let pr = relay.port();
+    let a = peer(pa, pr, "ann", lines(500, "a"), &[]);
+    let b = peer(pb, pr, "bob", lines(200, "b"), &[]);
+    let b = std::thread::spawn(move || finish(b));
+    let (ca, out_a, err_a) = finish(a);
+    let (cb, out_b, err_b) = b.join().unwrap();
+    assert_eq!((ca, cb), (0, 0), "ann:\n{err_a}\nbob:\n{err_b}");
+    let got_b: Vec<&str> = out_b.lines().skip(1).collect();
+    let want_b: Vec<String> = (0..500)
+        .map(|i| format!("<ann> a line {i}: héllo  wörld"))
+        .collect();
+    assert_eq!(got_b, want_b);
+    let got_a: Vec<&str> = out_a.lines().skip(1).collect();
+    let want_a: Vec<String> = (0..200)
+        .map(|i| format!("<bob> b line {i}: héllo  wörld"))
+        .collect();
+    assert_eq!(got_a, want_a);
+    // The link did its worst, and the peers noticed.
+    relay.signal("INT");
+    assert!(relay.wait_exit(Duration::from_secs(10)).is_some());
+    let stats: serde_json::Value = serde_json::from_str(relay.stdout_rest().trim()).unwrap();
+    for dir in ["up", "down"] {
+        for what in ["dropped", "duplicated", "reordered", "corrupted"] {
+            assert!(
+                stats[dir][what].as_u64().unwrap() > 0,
+                "{dir} {what}: {stats}"
+            );
+        }
+    }
+    assert!(!err_a.contains(" 0 retransmitted"), "{err_a}");
+    assert!(!err_b.contains(" 0 corrupt dropped"), "{err_b}");
 }

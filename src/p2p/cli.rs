@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{arq, peer};
+use super::{arq, peer, relay};
 use crate::args::{UsageError, parse_duration};
 use crate::exit::CodedResult;
 use crate::net;
+use crate::net::impair::ImpairConfig;
 
 /// p2p roles.
 #[derive(Debug, Subcommand)]
@@ -128,5 +129,108 @@ impl Role {
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+}
+
+const IMPAIR_EXAMPLES: &str = "\
+Examples:
+  socklab impair --listen 127.0.0.1:7100 --to 127.0.0.1:7001 --loss 10% --dup 2% --reorder 5%
+  socklab p2p chat --listen 7001 --peer 7100 --nick bob      (--to is this one)
+  socklab p2p chat --listen 7000 --peer 7100 --nick ann      (the relay sends back to it)
+What comes from --to goes back to the last other address that sent to the relay. At exit (Ctrl-C)
+it prints what it did to each direction (--json: as one JSON object).";
+
+/// `socklab impair`.
+#[derive(Debug, Args)]
+#[command(after_help = IMPAIR_EXAMPLES)]
+pub struct ImpairArgs {
+    /// Where the relay receives: ADDR:PORT or PORT (127.0.0.1).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: String,
+    /// Where it sends what it receives: ADDR:PORT or PORT (127.0.0.1).
+    #[arg(long, value_name = "ADDR:PORT")]
+    to: String,
+    /// Chance that a datagram is dropped: 10% or 0.1.
+    #[arg(long, value_name = "P")]
+    loss: Option<String>,
+    /// Chance that a datagram is sent twice.
+    #[arg(long, value_name = "P")]
+    dup: Option<String>,
+    /// Chance that a datagram is held back (--reorder-delay) so later ones overtake it.
+    #[arg(long, value_name = "P")]
+    reorder: Option<String>,
+    /// How long a reordered datagram is held back.
+    #[arg(long, value_name = "DURATION")]
+    reorder_delay: Option<String>,
+    /// Delay added to every datagram.
+    #[arg(long, value_name = "DURATION")]
+    delay: Option<String>,
+    /// Each delay varies within delay ± jitter.
+    #[arg(long, value_name = "DURATION")]
+    jitter: Option<String>,
+    /// Chance that one bit of a datagram is flipped.
+    #[arg(long, value_name = "P")]
+    corrupt: Option<String>,
+    /// Seed of the fault schedule (the way back uses seed + 1): the same seed, the same faults.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seed: u64,
+    /// What it did, at exit, as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ImpairArgs {
+    /// The two directions' faults.
+    fn configs(&self) -> Result<(ImpairConfig, ImpairConfig), UsageError> {
+        let mut items = vec![format!("seed={}", self.seed)];
+        for (key, value) in [
+            ("loss", &self.loss),
+            ("dup", &self.dup),
+            ("reorder", &self.reorder),
+            ("reorder-delay", &self.reorder_delay),
+            ("delay", &self.delay),
+            ("jitter", &self.jitter),
+            ("corrupt", &self.corrupt),
+        ] {
+            if let Some(v) = value {
+                items.push(format!("{key}={v}"));
+            }
+        }
+        let up: ImpairConfig = items
+            .join(",")
+            .parse()
+            .map_err(|e| UsageError(format!("{e}")))?;
+        let down = ImpairConfig {
+            seed: self.seed.wrapping_add(1),
+            ..up.clone()
+        };
+        Ok((up, down))
+    }
+
+    /// Runs the relay until a signal.
+    pub async fn run(self, json: bool) -> anyhow::Result<ExitCode> {
+        let listen = address("listen", &self.listen).coded()?;
+        let to = address("to", &self.to).coded()?;
+        let (up, down) = self.configs().coded()?;
+        let shutdown = net::shutdown::on_signals();
+        let stats = relay::run(listen, to, up, down, shutdown).await.coded()?;
+        if json || self.json {
+            println!("{}", serde_json::to_string(&stats)?);
+        } else {
+            for (name, c) in [("up (to --to)", stats.up), ("down (back)", stats.down)] {
+                eprintln!(
+                    "socklab impair: {name}: {} in, {} out; {} dropped, {} duplicated, {} \
+                     reordered, {} corrupted, {} overflowed",
+                    c.received,
+                    c.sent,
+                    c.dropped,
+                    c.duplicated,
+                    c.reordered,
+                    c.corrupted,
+                    c.overflowed
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }

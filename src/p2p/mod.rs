@@ -11,9 +11,12 @@
 //!   and selective acknowledgements, RFC 6298's retransmission timer, fragmentation, sessions,
 //!   keepalives.
 //! - [`peer`]: one peer on a UDP socket (stdin lines in, `<nick> text` lines out).
-//! - [`cli`]: `socklab p2p chat`.
+//! - [`relay`]: `socklab impair`, a UDP relay with loss, duplication, reordering, delay and
+//!   corruption, for trying the chat (or anything on UDP) over a bad link.
+//! - [`cli`]: `socklab p2p chat` and `socklab impair`.
 
 pub mod arq;
 pub mod cli;
 pub mod peer;
+pub mod relay;
 pub mod wire;
