@@ -186,3 +186,94 @@ fn through_a_terrible_link_every_line_arrives_once_in_order() {
     assert!(!err_a.contains(" 0 retransmitted"), "{err_a}");
     assert!(!err_b.contains(" 0 corrupt dropped"), "{err_b}");
 }
+
+/// `--no-arq` and `nc -u` (netcat-openbsd) talk both ways: each line one bare datagram.
+#[test]
+fn no_arq_talks_with_nc_u() {
+    require("nc");
+    let (pa, pn) = (free_udp_port(), free_udp_port());
+    let mut nc = Command::new("nc")
+        .args(["-u", "-l", "127.0.0.1", &pn.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nc");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ours = Command::new(bin())
+        .args([
+            "p2p",
+            "chat",
+            "--no-arq",
+            "--listen",
+            &format!("127.0.0.1:{pa}"),
+        ])
+        .args(["--peer", &format!("127.0.0.1:{pn}"), "--nick", "ann"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut our_in = ours.stdin.take().unwrap();
+    our_in.write_all(b"hi nc, no acks here\n").unwrap();
+    // nc prints what it got; once it has, it knows where to answer.
+    let mut nc_out = std::io::BufReader::new(nc.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut nc_out, &mut line).unwrap();
+    assert_eq!(line, "hi nc, no acks here\n");
+    nc.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"hello from nc\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(our_in);
+    let (code, out, err) = finish(ours);
+    let _ = nc.kill();
+    let _ = nc.wait();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("<127.0.0.1:{pn}> hello from nc\n")),
+        "{out}"
+    );
+    assert!(err.contains("1 datagrams sent, 1 received"), "{err}");
+}
+
+/// `--no-arq` against the course's kind of Python UDP peer (bind, recvfrom, sendto).
+#[test]
+fn no_arq_talks_with_a_student_python_udp_script() {
+    require("python3");
+    let (pa, pp) = (free_udp_port(), free_udp_port());
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('127.0.0.1', {pp}))\n\
+         s.settimeout(20)\n\
+         for _ in range(2):\n\
+         \x20   data, addr = s.recvfrom(1024)\n\
+         \x20   s.sendto(data.upper(), addr)\n"
+    );
+    let mut py = Command::new("python3")
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ours = peer(
+        pa,
+        pp,
+        "ann",
+        b"ping one\nping two\n".to_vec(),
+        &["--no-arq"],
+    );
+    let (code, out, err) = finish(ours);
+    let _ = py.wait();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("<127.0.0.1:{pp}> PING ONE\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("<127.0.0.1:{pp}> PING TWO\n")),
+        "{out}"
+    );
+}

@@ -55,6 +55,11 @@ pub struct ChatArgs {
     /// only when that makes it smaller).
     #[arg(long, default_value_t = 6, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
     level: u32,
+    /// The course's first step: each line as one bare datagram (no header, no
+    /// acknowledgement, no compression), so `nc -u` or a few lines of Python can be the other
+    /// end; what arrives, from anyone, prints as `<ADDR:PORT> text`. Under loss, lines are lost.
+    #[arg(long)]
+    no_arq: bool,
 }
 
 /// An address as the flags take it.
@@ -111,6 +116,14 @@ impl Role {
             Role::Chat(args) => {
                 let cfg = peer::Config::try_from(&args).coded()?;
                 let shutdown = net::shutdown::on_signals();
+                if args.no_arq {
+                    let s = peer::run_plain(cfg, shutdown).await.coded()?;
+                    eprintln!(
+                        "socklab: {} datagrams sent, {} received (no error control)",
+                        s.sent, s.received
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
                 let stats = peer::run(cfg, shutdown).await.coded()?;
                 eprintln!(
                     "socklab: {} messages sent, {} received; {} datagrams sent, {} \

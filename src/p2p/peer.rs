@@ -252,3 +252,81 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<arq::Stats,
         Ended::Drained | Ended::Cancelled => Ok(watch.arq.stats()),
     }
 }
+
+/// `--no-arq`: the course's first step. Each stdin line goes out as one bare datagram (the
+/// line and its `\n`, nothing else: no header, no CRC, no compression, as `nc -u` sends it), and each datagram received, from
+/// anyone, is printed as `<ADDR:PORT> text`. Nothing is acknowledged or sent again: under loss,
+/// lines are simply gone. Ends at the end of stdin (after a moment for late replies) or on a
+/// signal.
+pub async fn run_plain(cfg: Config, shutdown: CancellationToken) -> Result<PlainStats, PeerError> {
+    let sock = UdpSocket::bind(cfg.listen)
+        .await
+        .map_err(|e| NetError::from_io(e, cfg.listen, format!("binding {}", cfg.listen)))?;
+    let local = sock.local_addr().map_err(|e| NetError::Io {
+        what: "reading the bound address".into(),
+        source: e,
+    })?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {local}");
+        let _ = out.flush();
+    }
+    let mut lines = FramedRead::new(
+        tokio::io::stdin(),
+        LinesCodec::new_with_max_length(MAX_LINE),
+    );
+    let mut stats = PlainStats::default();
+    let mut buf = vec![0u8; 65_536];
+    let mut input_open = true;
+    // After the end of stdin, replies still in flight are printed for a moment.
+    let linger = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(linger);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = &mut linger, if !input_open => break,
+            line = lines.next(), if input_open => match line {
+                Some(Ok(line)) => {
+                    // The line with its newline, as `nc -u` sends it.
+                    let text = format!("{}\n", line.strip_suffix('\r').unwrap_or(&line));
+                    match sock.send_to(text.as_bytes(), cfg.peer).await {
+                        Ok(_) => stats.sent += 1,
+                        Err(e) => eprintln!("socklab: sending to {}: {e}", cfg.peer),
+                    }
+                }
+                Some(Err(e)) => eprintln!("socklab: a stdin line was not sent: {e}"),
+                None => {
+                    input_open = false;
+                    linger
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + PLAIN_LINGER);
+                }
+            },
+            got = sock.recv_from(&mut buf) => match got {
+                Ok((n, from)) => {
+                    stats.received += 1;
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    let text = text.strip_suffix('\n').unwrap_or(&text);
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "<{from}> {text}");
+                    let _ = out.flush();
+                }
+                // An ICMP error about an earlier datagram (nobody listens at --peer yet).
+                Err(e) => tracing::debug!("p2p: {e}"),
+            },
+        }
+    }
+    Ok(stats)
+}
+
+/// How long `--no-arq` waits for late datagrams after the end of stdin.
+pub const PLAIN_LINGER: Duration = Duration::from_millis(500);
+
+/// What `--no-arq` counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlainStats {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams received.
+    pub received: u64,
+}
