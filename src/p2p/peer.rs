@@ -299,7 +299,7 @@ pub async fn run_plain(cfg: Config, shutdown: CancellationToken) -> Result<Plain
                     input_open = false;
                     linger
                         .as_mut()
-                        .reset(tokio::time::Instant::now() + PLAIN_LINGER);
+                        .reset(clock::tokio_now() + PLAIN_LINGER);
                 }
             },
             got = sock.recv_from(&mut buf) => match got {
