@@ -58,7 +58,10 @@ for loss in $LOSSES; do
     wait "$a_pid" || log "peer a failed at $loss % loss: $(tail -n 2 "$LOGS/p2p_a.$loss.err")"
     end="$(date +%s.%N)"
     wait "$b_pid" || true
-    [[ -n "$relay_pid" ]] && kill -INT "$relay_pid" && wait "$relay_pid" 2>/dev/null || true
+    if [[ -n "$relay_pid" ]]; then
+        kill -INT "$relay_pid" 2>/dev/null || true
+        wait "$relay_pid" 2>/dev/null || true
+    fi
     got="$(($(wc -l <"$LOGS/p2p_b.$loss.out") - 1))"
     [[ "$got" == "$N" ]] || log "at $loss % loss b printed $got of $N messages"
     hz="$(getconf CLK_TCK)"
