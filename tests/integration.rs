@@ -35,6 +35,7 @@ mod http_get;
 mod http_server;
 /// The UDP p2p chat: two processes, pipes, exit codes.
 mod p2p;
+/// The p2p chat against a Python stdlib peer written from docs/PROTOCOLS.md §9 alone.
 mod p2p_python;
 /// Bugs found after their feature landed, named after the issue that found them.
 mod regression;

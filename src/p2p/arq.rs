@@ -12,10 +12,11 @@
 //! - The receiver acknowledges cumulatively (`next`) and selectively (up to 16 ranges above
 //!   it), holds out-of-order fragments (at most `window` ahead), drops duplicates, and delivers
 //!   whole messages in order, exactly once.
-//! - Retransmission: a fragment with three or more later fragments acknowledged is sent again
-//!   at once (once per send); when the retransmission timer fires, every unacknowledged
-//!   fragment not selectively acknowledged is sent again and the timer backs off. The timer
-//!   follows RFC 6298 (SRTT, RTTVAR, Karn's rule: no sample from a retransmitted fragment).
+//! - Retransmission: a fragment still missing when one sent after it (by more than a quarter of
+//!   SRTT) has been acknowledged is sent again at once (RACK, RFC 8985, simplified); when the
+//!   retransmission timer fires, every unacknowledged fragment not selectively acknowledged is
+//!   sent again and the timer backs off. The timer follows RFC 6298 (SRTT, RTTVAR, Karn's rule:
+//!   no sample from a retransmitted fragment).
 //! - Each side has a random session id; a datagram from a new session of the peer (it
 //!   restarted) resets what this side receives, and a datagram addressed to an old session of
 //!   this side is dropped and answered, so the peer learns the new one.
@@ -46,7 +47,7 @@ const QUEUE: usize = 64;
 const RETIRED: usize = 4;
 /// After this side is done, how long it stays for a peer that is still sending (unless the
 /// peer says it is done too): quiet this long, the peer is taken to be typing, not sending.
-pub const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER: Duration = Duration::from_secs(5);
 /// Most fragments sent again when the timer fires.
 const MAX_ON_TIMEOUT: usize = 64;
 
