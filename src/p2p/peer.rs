@@ -189,20 +189,25 @@ impl Core for Watch {
     }
 }
 
-/// Runs one peer until stdin has ended and everything sent is acknowledged, or `shutdown`.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<arq::Stats, PeerError> {
-    let sock = UdpSocket::bind(cfg.listen)
+/// Binds a UDP socket at `listen` and prints `listening on ADDR` (the address bound) as the
+/// first stdout line.
+pub async fn bind(listen: SocketAddr) -> Result<UdpSocket, NetError> {
+    let sock = UdpSocket::bind(listen)
         .await
-        .map_err(|e| NetError::from_io(e, cfg.listen, format!("binding {}", cfg.listen)))?;
+        .map_err(|e| NetError::from_io(e, listen, format!("binding {listen}")))?;
     let local = sock.local_addr().map_err(|e| NetError::Io {
         what: "reading the bound address".into(),
         source: e,
     })?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {local}");
-        let _ = out.flush();
-    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {local}");
+    let _ = out.flush();
+    Ok(sock)
+}
+
+/// Runs one peer until stdin has ended and everything sent is acknowledged, or `shutdown`.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<arq::Stats, PeerError> {
+    let sock = bind(cfg.listen).await?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
     let nick = cfg.nick.clone();
     let reader = tokio::spawn(async move {
@@ -259,18 +264,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<arq::Stats,
 /// lines are simply gone. Ends at the end of stdin (after a moment for late replies) or on a
 /// signal.
 pub async fn run_plain(cfg: Config, shutdown: CancellationToken) -> Result<PlainStats, PeerError> {
-    let sock = UdpSocket::bind(cfg.listen)
-        .await
-        .map_err(|e| NetError::from_io(e, cfg.listen, format!("binding {}", cfg.listen)))?;
-    let local = sock.local_addr().map_err(|e| NetError::Io {
-        what: "reading the bound address".into(),
-        source: e,
-    })?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {local}");
-        let _ = out.flush();
-    }
+    let sock = bind(cfg.listen).await?;
     let mut lines = FramedRead::new(
         tokio::io::stdin(),
         LinesCodec::new_with_max_length(MAX_LINE),

@@ -11,10 +11,8 @@
 //! two p2p peers each name the relay as `--peer` and the relay's `--to` is one of them. The
 //! faults are [`net::impair`](crate::net::impair)'s sans-IO [`Impairment`], one per direction.
 
-use std::io::Write;
 use std::net::SocketAddr;
 
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::impair::{ImpairConfig, ImpairStats, Impairment};
@@ -70,18 +68,7 @@ pub async fn run(
     down: ImpairConfig,
     shutdown: CancellationToken,
 ) -> Result<RelayStats, NetError> {
-    let sock = UdpSocket::bind(listen)
-        .await
-        .map_err(|e| NetError::from_io(e, listen, format!("binding {listen}")))?;
-    let local = sock.local_addr().map_err(|e| NetError::Io {
-        what: "reading the bound address".into(),
-        source: e,
-    })?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {local}");
-        let _ = out.flush();
-    }
+    let sock = super::peer::bind(listen).await?;
     let mut up = Impairment::new(up);
     let mut down = Impairment::new(down);
     let mut client: Option<SocketAddr> = None;
