@@ -231,6 +231,8 @@ pub struct Arq {
     /// Done, and the peer is done or quiet: nothing left to do.
     over: bool,
     finish_at: Option<Instant>,
+    /// The longest silence seen before a retransmitted DATA came.
+    retx_gap: Duration,
     stats: Stats,
 }
 
@@ -264,6 +266,7 @@ impl Arq {
             data_at: None,
             over: false,
             finish_at: None,
+            retx_gap: Duration::ZERO,
             stats: Stats::default(),
             cfg,
         }
@@ -445,6 +448,7 @@ impl Arq {
 
     fn on_data(&mut self, now: Instant, seq: u32, base: u32, h: Held) {
         self.ack_due = true;
+        let gap = self.data_at.map(|t| now.saturating_duration_since(t));
         self.data_at = Some(now);
         if self.expected == u32::MAX {
             self.expected = base;
@@ -463,6 +467,11 @@ impl Arq {
         }
         if seq < self.expected || self.held.contains_key(&seq) {
             self.stats.duplicates += 1;
+            // A copy sent again: the silence before it shows how long the peer's timer waits
+            // (a lost acknowledgement is answered that late), which the end rule allows for.
+            if let Some(gap) = gap {
+                self.retx_gap = self.retx_gap.max(gap.min(MAX_RTO));
+            }
             return;
         }
         if seq - self.expected >= self.cfg.window {
@@ -625,7 +634,9 @@ impl Arq {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => a.or(b)?,
         };
-        Some(from + LINGER + self.rto.rto * 2)
+        // The peer's timer may be slower than ours (its first flight lost, no RTT sample, backed
+        // off): twice the longest silence it kept before sending again is allowed too.
+        Some(from + LINGER + self.rto.rto * 2 + self.retx_gap * 2)
     }
 }
 
