@@ -277,3 +277,29 @@ fn no_arq_talks_with_a_student_python_udp_script() {
         "{out}"
     );
 }
+
+/// The Contract's exit 4 with a peer that never answers at all: after the end of stdin it has
+/// `-t` to acknowledge, then the count is said.
+#[test]
+fn a_peer_that_never_answers_makes_the_other_exit_4_after_t() {
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let started = Instant::now();
+    let a = peer(
+        pa,
+        pb,
+        "ann",
+        b"anyone there?\nhello?\n".to_vec(),
+        &["-t", "1s"],
+    );
+    let (code, out, err) = finish(a);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("listening on 127.0.0.1:{pa}").as_str())
+    );
+    assert!(
+        err.contains("the peer acknowledged nothing for 1s: 2 messages went unacknowledged"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}

@@ -1007,7 +1007,7 @@ mod tests {
     }
 
     #[test]
-    fn a_datagram_from_a_stranger_or_a_retired_session_changes_nothing() {
+    fn a_datagram_from_a_stranger_is_dropped_and_a_repeat_is_a_duplicate() {
         let t0 = clock::now();
         let mut a = Arq::new(t0, addr(2), Config::default());
         let mut d = Vec::new();

@@ -7,9 +7,10 @@
 //! ```
 //!
 //! [`Watch`] wraps the error-control core with the one rule of the command line: once stdin
-//! has ended (or waits behind unacknowledged messages), a peer that was heard from must keep
-//! acknowledging; if it acknowledges nothing for `-t` while messages are outstanding, the run
-//! ends (exit 4) saying how many. A peer never heard from is waited for.
+//! has ended, the peer must acknowledge; if it acknowledges nothing for `-t` while messages are
+//! outstanding, the run ends (exit 4) saying how many. While stdin still waits behind
+//! unacknowledged messages, the same holds for a peer once heard from; one never heard from is
+//! waited for.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -122,12 +123,12 @@ impl Watch {
         self.outstanding = n;
     }
 
-    /// When to give up: messages are outstanding, input has ended (or waits behind them), and
-    /// the peer, once heard from, has acknowledged nothing for the limit. A peer not started
-    /// yet is waited for (it may start long after this one).
+    /// When to give up: messages are outstanding and nothing was acknowledged for the limit,
+    /// counted from the end of input (or the peer's first word, or its last acknowledgement).
+    /// While input still waits behind unacknowledged messages, a peer never heard from is
+    /// waited for (it may start long after this one); once input has ended, it has `-t`.
     fn deadline(&self) -> Option<Instant> {
-        let waiting = self.ended || !self.arq.wants_input();
-        self.arq.last_heard()?;
+        let waiting = self.ended || (!self.arq.wants_input() && self.heard);
         (waiting && self.outstanding > 0 && self.gave_up.is_none())
             .then(|| self.progress_at + self.limit)
     }
