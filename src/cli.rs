@@ -198,7 +198,7 @@ impl Command {
             Command::Inetd(args) => simple::cli::inetd(args).await,
             Command::Http { role } => role.run(out).await,
             Command::Chat { role } => role.run(out).await,
-            Command::P2p { role } => role.run().await,
+            Command::P2p { role } => role.run(out).await,
             Command::Impair(args) => args.run(out.json).await,
             Command::Lab(args) => lab::run(args).await,
             Command::Completions { shell } => {
@@ -231,6 +231,7 @@ impl Command {
             } | Command::Daytime { role: Role::Get(_) }
                 | Command::Time { role: Role::Get(_) }
                 | Command::Impair(_)
+                | Command::P2p { .. }
         )
     }
 }

@@ -28,3 +28,4 @@ pub mod p2p;
 pub mod report;
 pub mod simple;
 pub mod stats;
+pub mod term;

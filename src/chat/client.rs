@@ -12,6 +12,7 @@ use super::server::ChatFraming;
 use crate::frame::Frame;
 use crate::net::{self, Endpoint, Metered, NetError, Tracer, clock};
 use crate::report::{Event, Line, Reporter};
+use crate::term::{self, Transcript};
 
 /// Everything `chat join` needs, already checked.
 #[derive(Debug, Clone)]
@@ -82,100 +83,40 @@ impl Event for Received<'_> {
     }
 }
 
-/// `--log FILE`: every message received as it was shown, and every line sent as
-/// `[HH:MM:SS] > line`, appended and flushed line by line (a transcript survives a crash).
-struct Transcript(std::fs::File);
-
-impl Transcript {
-    fn open(path: &std::path::Path) -> io::Result<Transcript> {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map(Transcript)
-    }
-
-    fn received(&mut self, text: &str) -> io::Result<()> {
-        io::Write::write_all(&mut self.0, format!("{text}\n").as_bytes())
-    }
-
-    fn sent(&mut self, text: &str) -> io::Result<()> {
-        let at = proto::clock_text(clock::unix_micros());
-        io::Write::write_all(&mut self.0, format!("[{at}] > {text}\n").as_bytes())
-    }
-}
-
-/// Where typed lines come from: stdin, or on a terminal a line editor (rustyline, on its own
-/// thread) whose prompt stays at the bottom while messages print above it.
+/// Where typed lines come from: stdin, or on a terminal a line editor whose prompt stays at
+/// the bottom while messages print above it ([`term::Prompt`]).
 enum Input {
     Pipe(tokio::io::Lines<tokio::io::BufReader<tokio::io::Stdin>>),
-    Editor {
-        lines: tokio::sync::mpsc::Receiver<Option<String>>,
-        printer: Box<dyn rustyline::ExternalPrinter + Send>,
-    },
+    Editor(term::Prompt),
 }
 
 impl Input {
     fn open(out: &Reporter) -> Input {
         let pipe = || Input::Pipe(tokio::io::BufReader::new(tokio::io::stdin()).lines());
-        if out.is_json() || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        if out.is_json() {
             return pipe();
         }
-        let (tx, lines) = tokio::sync::mpsc::channel(16);
-        let (ptx, prx) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("chat-editor".into())
-            .spawn(move || {
-                let Ok(mut editor) = rustyline::DefaultEditor::new() else {
-                    let _ = ptx.send(None);
-                    return;
-                };
-                let printer = editor
-                    .create_external_printer()
-                    .ok()
-                    .map(|p| Box::new(p) as Box<dyn rustyline::ExternalPrinter + Send>);
-                let _ = ptx.send(printer);
-                loop {
-                    let line = match editor.readline("> ") {
-                        Ok(l) => {
-                            let _ = editor.add_history_entry(l.as_str());
-                            Some(l)
-                        }
-                        Err(rustyline::error::ReadlineError::Interrupted) => continue,
-                        Err(_) => None,
-                    };
-                    let end = line.is_none();
-                    if tx.blocking_send(line).is_err() || end {
-                        return;
-                    }
-                }
-            });
-        match spawned.ok().and_then(|_| prx.recv().ok().flatten()) {
-            Some(printer) => Input::Editor { lines, printer },
-            None => pipe(),
-        }
+        term::Prompt::open("> ").map_or_else(pipe, Input::Editor)
     }
 
     /// The next line; `None` at the end of input. Cancel-safe.
     async fn next(&mut self) -> io::Result<Option<String>> {
         match self {
             Input::Pipe(l) => l.next_line().await,
-            Input::Editor { lines, .. } => Ok(lines.recv().await.flatten()),
+            Input::Editor(p) => Ok(p.lines.recv().await.flatten()),
         }
     }
 
     /// Prints a received message: above the prompt on a terminal, in the nick's colour.
     fn show(&mut self, out: &Reporter, msg: &Received<'_>) -> io::Result<()> {
         match self {
-            Input::Editor { printer, .. } => printer
-                .print(format!("{}\n", colour_nick(msg.text)))
-                .map_err(io::Error::other),
+            Input::Editor(p) => p.print(&colour_nick(msg.text)),
             Input::Pipe(_) => out.emit(msg),
         }
     }
 }
 
-/// `<nick>` in one of six colours picked from the nick, so a conversation is easy to follow.
+/// The `<nick>` of a shown line (`[time] <nick> text`) in its colour.
 fn colour_nick(text: &str) -> String {
     let (Some(a), Some(b)) = (text.find(" <"), text.find("> ")) else {
         return text.to_string();
@@ -184,14 +125,10 @@ fn colour_nick(text: &str) -> String {
         return text.to_string();
     }
     let nick = &text[a + 2..b];
-    let hue = 31
-        + nick
-            .bytes()
-            .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32))
-            % 6;
     format!(
-        "{}<\x1b[{hue}m{nick}\x1b[0m>{}",
+        "{}<{}>{}",
         &text[..a + 1],
+        term::coloured(nick),
         &text[b + 1..]
     )
 }

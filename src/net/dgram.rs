@@ -40,11 +40,27 @@ fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
 /// Receives one UDP datagram, reporting its real size.
 pub async fn recv_udp(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received<SocketAddr>> {
     let cap = buf.len();
-    let (size, from) = sock
+    let got = sock
         .async_io(Interest::READABLE, || {
             SockRef::from(sock).recv_from_with_flags(as_uninit(buf), libc::MSG_TRUNC)
         })
         .await?;
+    udp_received(got, cap)
+}
+
+/// Receives one UDP datagram if one is waiting, without waiting (`WouldBlock` if none).
+pub fn try_recv_udp(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received<SocketAddr>> {
+    let cap = buf.len();
+    let got = sock.try_io(Interest::READABLE, || {
+        SockRef::from(sock).recv_from_with_flags(as_uninit(buf), libc::MSG_TRUNC)
+    })?;
+    udp_received(got, cap)
+}
+
+fn udp_received(
+    (size, from): (usize, socket2::SockAddr),
+    cap: usize,
+) -> io::Result<Received<SocketAddr>> {
     let from = from
         .as_socket()
         .ok_or_else(|| io::Error::other("datagram from a non-IP address"))?;
@@ -111,6 +127,13 @@ pub trait DatagramSocket: Send + Sync + 'static {
         &self,
         buf: &mut [u8],
     ) -> impl std::future::Future<Output = io::Result<Received<Self::Addr>>> + Send;
+    /// Receives one datagram only if one is already waiting: `WouldBlock` otherwise, and
+    /// always by default. A driver that has just been woken by a datagram drains the others
+    /// with it, so a burst costs one wake-up and one reply (an acknowledgement of the lot).
+    fn try_recv_dgram(&self, buf: &mut [u8]) -> io::Result<Received<Self::Addr>> {
+        let _ = buf;
+        Err(io::ErrorKind::WouldBlock.into())
+    }
     /// Sends one datagram to `to`.
     fn send_dgram(
         &self,
@@ -130,6 +153,10 @@ impl DatagramSocket for UdpSocket {
 
     async fn recv_dgram(&self, buf: &mut [u8]) -> io::Result<Received<SocketAddr>> {
         recv_udp(self, buf).await
+    }
+
+    fn try_recv_dgram(&self, buf: &mut [u8]) -> io::Result<Received<SocketAddr>> {
+        try_recv_udp(self, buf)
     }
 
     async fn send_dgram(&self, data: &[u8], to: &SocketAddr) -> io::Result<usize> {

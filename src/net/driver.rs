@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::NetError;
 use crate::net::clock;
-use crate::net::dgram::DatagramSocket;
+use crate::net::dgram::{DatagramSocket, Received};
 use crate::net::impair::{ImpairConfig, ImpairStats, Impairment, is_icmp_error, sleep_until};
 
 /// A datagram the core wants sent.
@@ -186,9 +186,40 @@ pub struct Outcome<B> {
 pub async fn run<C, S, B>(
     core: &mut C,
     sock: &S,
+    inputs: mpsc::Receiver<C::Input>,
+    shutdown: &CancellationToken,
+    on_event: impl FnMut(C::Event) -> ControlFlow<B>,
+) -> Result<Outcome<B>, NetError>
+where
+    C: Core,
+    S: DatagramSocket<Addr = SocketAddr>,
+{
+    run_with_idle(core, sock, inputs, shutdown, on_event, || {}).await
+}
+
+/// Most datagrams, and most inputs, taken in one turn of the loop after the one that woke it.
+pub const BATCH: usize = 64;
+
+/// [`run`], with `on_idle` called each time the driver has handed over every event and is
+/// about to wait: the moment to flush output the callback buffered (one `write` for a burst
+/// of messages instead of one each).
+///
+/// A datagram that wakes the driver is handled with up to [`BATCH`] more already waiting
+/// ([`DatagramSocket::try_recv_dgram`]), and an input with up to [`BATCH`] more, before the
+/// core is asked what to send: so a burst of DATA costs one wake-up and is answered by one
+/// acknowledgement, as a core that sets an "ACK due" flag (rather than queuing one ACK per
+/// datagram) makes it.
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_with_idle<C, S, B>(
+    core: &mut C,
+    sock: &S,
     mut inputs: mpsc::Receiver<C::Input>,
     shutdown: &CancellationToken,
     mut on_event: impl FnMut(C::Event) -> ControlFlow<B>,
+    mut on_idle: impl FnMut(),
 ) -> Result<Outcome<B>, NetError>
 where
     C: Core,
@@ -222,13 +253,16 @@ where
         // 2. Tell the application what happened.
         while let Some(ev) = core.poll_event() {
             if let ControlFlow::Break(b) = on_event(ev) {
+                on_idle();
                 return outcome(Ended::Stopped(b), stats);
             }
         }
         // 3. Done?
         if core.is_drained() {
+            on_idle();
             return outcome(Ended::Drained, stats);
         }
+        on_idle();
         // 4. Wait for the next thing to happen. Each branch reads the clock when it fires,
         //    not before the wait. `select!` polls the branches in random order, so a flood
         //    of datagrams cannot starve the timer or the application's inputs.
@@ -237,38 +271,34 @@ where
         tokio::select! {
             () = shutdown.cancelled() => return outcome(Ended::Cancelled, stats),
             () = sleep_until(deadline) => core.handle_timeout(clock::now()),
-            got = sock.recv_dgram(&mut buf) => match got {
-                Ok(got) if got.truncated() => {
-                    // The protocol has a size limit; a datagram above it is not one of
-                    // ours (or is an attack), and its cut-off head must not be parsed.
-                    stats.truncated += 1;
-                    tracing::warn!(
-                        "dropped a {}-byte datagram from {}: the limit is {} bytes",
-                        got.size,
-                        got.from,
-                        C::MAX_DATAGRAM
-                    );
-                }
-                Ok(got) => {
-                    stats.received += 1;
-                    core.handle_datagram(clock::now(), got.from, &buf[..got.copied]);
-                }
-                // An ICMP error about an earlier send (the peer's port was closed for a
-                // moment) surfaces here on some systems; it concerns that old datagram, not
-                // this socket, and the protocol's timers already cover the loss.
-                Err(e) if is_icmp_error(&e) => {
-                    stats.icmp_errors += 1;
-                    tracing::debug!("ignored an ICMP error about an earlier datagram: {e}");
-                }
-                Err(e) => {
-                    return Err(NetError::Io {
-                        what: "receiving a datagram".into(),
-                        source: e,
-                    });
+            got = sock.recv_dgram(&mut buf) => {
+                received(core, &mut stats, got, &buf)?;
+                // The others already waiting, with the same wake-up.
+                for _ in 0..BATCH {
+                    match sock.try_recv_dgram(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        got => received(core, &mut stats, got, &buf)?,
+                    }
                 }
             },
             input = inputs.recv(), if want_input => match input {
-                Some(input) => core.handle_input(clock::now(), input),
+                Some(input) => {
+                    core.handle_input(clock::now(), input);
+                    for _ in 0..BATCH {
+                        if !core.wants_input() {
+                            break;
+                        }
+                        match inputs.try_recv() {
+                            Ok(input) => core.handle_input(clock::now(), input),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                inputs_open = false;
+                                core.handle_input_end(clock::now());
+                                break;
+                            }
+                        }
+                    }
+                }
                 None => {
                     inputs_open = false;
                     core.handle_input_end(clock::now());
@@ -276,6 +306,46 @@ where
             },
         }
     }
+}
+
+/// Hands a received datagram to the core, or counts why not.
+fn received<C: Core>(
+    core: &mut C,
+    stats: &mut DriverStats,
+    got: io::Result<Received<SocketAddr>>,
+    buf: &[u8],
+) -> Result<(), NetError> {
+    match got {
+        Ok(got) if got.truncated() => {
+            // The protocol has a size limit; a datagram above it is not one of ours (or is
+            // an attack), and its cut-off head must not be parsed.
+            stats.truncated += 1;
+            tracing::warn!(
+                "dropped a {}-byte datagram from {}: the limit is {} bytes",
+                got.size,
+                got.from,
+                C::MAX_DATAGRAM
+            );
+        }
+        Ok(got) => {
+            stats.received += 1;
+            core.handle_datagram(clock::now(), got.from, &buf[..got.copied]);
+        }
+        // An ICMP error about an earlier send (the peer's port was closed for a moment)
+        // surfaces here on some systems; it concerns that old datagram, not this socket, and
+        // the protocol's timers already cover the loss.
+        Err(e) if is_icmp_error(&e) => {
+            stats.icmp_errors += 1;
+            tracing::debug!("ignored an ICMP error about an earlier datagram: {e}");
+        }
+        Err(e) => {
+            return Err(NetError::Io {
+                what: "receiving a datagram".into(),
+                source: e,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Send errors that mean "this datagram is lost", not "this socket is broken".

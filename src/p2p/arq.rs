@@ -233,6 +233,9 @@ pub struct Arq {
     finish_at: Option<Instant>,
     /// The longest silence seen before a retransmitted DATA came.
     retx_gap: Duration,
+    zlib: wire::Zlib,
+    /// Fragments acknowledged so far (cumulatively or selectively).
+    acked: u64,
     stats: Stats,
 }
 
@@ -267,6 +270,8 @@ impl Arq {
             over: false,
             finish_at: None,
             retx_gap: Duration::ZERO,
+            zlib: wire::Zlib::new(cfg.level),
+            acked: 0,
             stats: Stats::default(),
             cfg,
         }
@@ -295,6 +300,18 @@ impl Arq {
     /// The peer's session, once known.
     pub fn peer_session(&self) -> Option<u32> {
         (self.peer_session != 0).then_some(self.peer_session)
+    }
+
+    /// Whether anything the application handed over is not yet acknowledged. Cheap, unlike
+    /// [`unacknowledged`](Self::unacknowledged).
+    pub fn has_outstanding(&self) -> bool {
+        !(self.unacked.is_empty() && self.ready.is_empty() && self.queue.is_empty())
+    }
+
+    /// How many fragments the peer has acknowledged so far: it grows whenever the peer
+    /// makes progress.
+    pub fn acknowledged(&self) -> u64 {
+        self.acked
     }
 
     /// Messages handed over and not yet wholly acknowledged.
@@ -358,7 +375,7 @@ impl Arq {
                 let Some(m) = self.queue.pop_front() else {
                     break;
                 };
-                let (packed, zlib) = wire::pack(&m, self.cfg.level);
+                let (packed, zlib) = self.zlib.pack(&m);
                 self.stats.bytes_plain += m.len() as u64;
                 self.stats.bytes_packed += packed.len() as u64;
                 let chunk = self.chunk();
@@ -504,7 +521,7 @@ impl Arq {
         }
         self.assembling.extend_from_slice(&f.bytes);
         if f.index + 1 == f.count {
-            match wire::unpack(&self.assembling, f.zlib) {
+            match self.zlib.unpack(&self.assembling, f.zlib) {
                 Ok(m) => {
                     self.stats.messages_received += 1;
                     self.events.push_back(Event::Message(m));
@@ -525,6 +542,7 @@ impl Arq {
         for seq in acked {
             if let Some(s) = self.unacked.remove(&seq) {
                 if !s.sacked {
+                    self.acked += 1;
                     newest = newest.max(Some(s.sent_at));
                 }
                 if !s.retransmitted && !s.sacked {
@@ -547,6 +565,7 @@ impl Arq {
                 newest = newest.max(Some(s.sent_at));
                 s.sacked = true;
                 sacked_new = true;
+                self.acked += 1;
             }
         }
         if let Some(r) = sample {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{arq, peer, relay};
-use crate::args::{UsageError, parse_duration};
+use crate::args::{JsonArg, OutputArgs, UsageError, parse_duration};
 use crate::exit::CodedResult;
 use crate::net;
 use crate::net::impair::ImpairConfig;
@@ -60,6 +60,12 @@ pub struct ChatArgs {
     /// end; what arrives, from anyone, prints as `<ADDR:PORT> text`. Under loss, lines are lost.
     #[arg(long)]
     no_arq: bool,
+    /// A transcript: each message received as `<nick> text`, each line sent as
+    /// `[HH:MM:SS] > text`, appended to FILE line by line.
+    #[arg(long, value_name = "FILE")]
+    log: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// An address as the flags take it.
@@ -99,6 +105,8 @@ impl TryFrom<&ChatArgs> for peer::Config {
             peer,
             nick: a.nick.clone(),
             timeout: a.timeout,
+            json: false,
+            log: a.log.clone(),
             arq: arq::Config {
                 level: a.level,
                 mtu: usize::from(a.mtu),
@@ -111,10 +119,19 @@ impl TryFrom<&ChatArgs> for peer::Config {
 
 impl Role {
     /// Runs the role.
-    pub async fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, out: OutputArgs) -> anyhow::Result<ExitCode> {
         match self {
             Role::Chat(args) => {
-                let cfg = peer::Config::try_from(&args).coded()?;
+                let mut cfg = peer::Config::try_from(&args).coded()?;
+                cfg.json = out.reporter(args.json).is_json();
+                if args.no_arq && (cfg.json || cfg.log.is_some()) {
+                    return Err(UsageError(
+                        "--no-arq prints each datagram as it comes; --json and --log are for \
+                         the chat with error control"
+                            .into(),
+                    )
+                    .into());
+                }
                 let shutdown = net::shutdown::on_signals();
                 if args.no_arq {
                     let s = peer::run_plain(cfg, shutdown).await.coded()?;
@@ -124,21 +141,7 @@ impl Role {
                     );
                     return Ok(ExitCode::SUCCESS);
                 }
-                let stats = peer::run(cfg, shutdown).await.coded()?;
-                eprintln!(
-                    "socklab: {} messages sent, {} received; {} datagrams sent, {} \
-                     retransmitted; {} duplicates, {} out of order, {} corrupt dropped; {} bytes \
-                     compressed to {}",
-                    stats.messages_sent,
-                    stats.messages_received,
-                    stats.datagrams_sent,
-                    stats.retransmissions,
-                    stats.duplicates,
-                    stats.out_of_order,
-                    stats.corrupt,
-                    stats.bytes_plain,
-                    stats.bytes_packed
-                );
+                peer::run(cfg, shutdown).await.coded()?;
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -1,20 +1,24 @@
 //! `socklab p2p chat`: one peer, on a UDP socket, driven by [`net::driver`](crate::net::driver).
 //!
 //! ```text
-//!  stdin lines ──(bounded channel)──▶ ┌───────────────┐ ──datagrams──▶ peer
-//!                                     │ Watch<Arq>    │ ◀─datagrams───
+//!  stdin lines ──(thread, batches)──▶ ┌───────────────┐ ──datagrams──▶ peer
+//!  or the prompt (/stats, /help)      │ Watch<Arq>    │ ◀─datagrams───
 //!  stdout "<nick> text" ◀──events──── └───────────────┘   (driver::run: socket, clock)
+//!  (or above the prompt, or JSON)
 //! ```
 //!
 //! [`Watch`] wraps the error-control core with the one rule of the command line: once stdin
 //! has ended, the peer must acknowledge; if it acknowledges nothing for `-t` while messages are
 //! outstanding, the run ends (exit 4) saying how many. While stdin still waits behind
 //! unacknowledged messages, the same holds for a peer once heard from; one never heard from is
-//! waited for.
+//! waited for. It also answers `/stats` with a [`Report`] taken at that instant.
 
-use std::io::Write;
+use std::cell::RefCell;
+use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -25,12 +29,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::arq::{self, Arq, Event};
 use super::wire;
-use crate::exit::{ExitCoded, TIMEOUT};
+use crate::exit::{ExitCoded, LOCAL_IO, TIMEOUT};
 use crate::net::driver::{self, Core, Ended, Transmit};
 use crate::net::{NetError, clock, fmt_duration};
+use crate::term::{self, Prompt, Transcript};
 
 /// Longest stdin line taken as one message (longer ones are refused, with a word on stderr).
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// Most stdin lines handed to the core at once.
+const LINE_BATCH: usize = 64;
 
 /// Everything a peer needs, already checked.
 #[derive(Debug, Clone)]
@@ -45,6 +53,10 @@ pub struct Config {
     pub timeout: Duration,
     /// The error-control settings.
     pub arq: arq::Config,
+    /// `--json`: messages and the closing counters as JSON lines on stdout.
+    pub json: bool,
+    /// `--log FILE`: a transcript of what was received and sent.
+    pub log: Option<PathBuf>,
 }
 
 /// How a run failed.
@@ -64,6 +76,15 @@ pub enum PeerError {
         /// How long the peer was silent.
         after: Duration,
     },
+    /// stdout or the transcript could not be written: messages would be lost, so the run
+    /// stops.
+    #[error("{what}: {source}")]
+    Local {
+        /// Which.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
 }
 
 impl ExitCoded for PeerError {
@@ -71,18 +92,109 @@ impl ExitCoded for PeerError {
         match self {
             PeerError::Net(e) => e.exit_code(),
             PeerError::Unacknowledged { .. } => TIMEOUT,
+            PeerError::Local { .. } => LOCAL_IO,
         }
     }
 }
 
-/// What [`Watch`] tells the application.
+/// What the application hands [`Watch`]: lines typed or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A message to send (already a [`wire::chat_message`]).
+    Say(Vec<u8>),
+    /// `/stats`: report the counters now.
+    Stats,
+    /// A word for the user that goes back out in order (`/help`, an unknown command).
+    Note(String),
+}
+
+/// What [`Watch`] tells the application.
+#[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
     /// The core's event.
     Arq(Event),
     /// Nothing acknowledged for the limit after stdin ended: this many messages are
     /// outstanding.
     GaveUp(usize),
+    /// The answer to [`Line::Stats`].
+    Stats(Report),
+    /// A [`Line::Note`] coming back.
+    Note(String),
+}
+
+/// The counters and the timer at one instant: for `/stats`, the end of a run and `--json`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// The core's counters.
+    #[serde(flatten)]
+    pub stats: arq::Stats,
+    /// Smoothed round-trip time (µs), once measured.
+    pub srtt_us: Option<u64>,
+    /// Its variation (µs).
+    pub rttvar_us: u64,
+    /// The retransmission timeout now (µs).
+    pub rto_us: u64,
+    /// Seconds since the peer was last heard from (`None`: never).
+    pub last_heard_s: Option<f64>,
+    /// Messages not yet wholly acknowledged.
+    pub unacknowledged: usize,
+}
+
+impl Report {
+    /// The report of `arq` at `now`.
+    pub fn of(arq: &Arq, now: Instant) -> Report {
+        let rto = arq.rto();
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Report {
+            stats: arq.stats(),
+            srtt_us: rto.srtt.map(us),
+            rttvar_us: us(rto.rttvar),
+            rto_us: us(rto.rto),
+            last_heard_s: arq
+                .last_heard()
+                .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+            unacknowledged: arq.unacknowledged(),
+        }
+    }
+
+    /// The report for people, a few lines.
+    pub fn text(&self) -> String {
+        let s = &self.stats;
+        let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
+        let heard = match self.last_heard_s {
+            Some(t) => format!("last heard from the peer {t:.1} s ago"),
+            None => "the peer has not been heard from yet".into(),
+        };
+        let ratio = if s.bytes_plain > 0 {
+            format!(
+                " ({:.0} %)",
+                s.bytes_packed as f64 * 100.0 / s.bytes_plain as f64
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} messages sent, {} received ({} not yet acknowledged); {heard}\n\
+             {} datagrams sent, {} received, {} retransmitted; {} duplicates, {} corrupt, {} \
+             other dropped; {} held out of order\n\
+             SRTT {}, RTTVAR {}, RTO {}; {} message bytes sent as {}{ratio}",
+            s.messages_sent,
+            s.messages_received,
+            self.unacknowledged,
+            s.datagrams_sent,
+            s.datagrams_received,
+            s.retransmissions,
+            s.duplicates,
+            s.corrupt,
+            s.dropped,
+            s.out_of_order,
+            self.srtt_us.map_or_else(|| "none yet".into(), ms),
+            ms(self.rttvar_us),
+            ms(self.rto_us),
+            s.bytes_plain,
+            s.bytes_packed,
+        )
+    }
 }
 
 /// The ARQ core, with the give-up rule after the end of input. Sans-IO like the core.
@@ -92,10 +204,12 @@ pub struct Watch {
     pub arq: Arq,
     limit: Duration,
     ended: bool,
-    outstanding: usize,
+    outstanding: bool,
+    acknowledged: u64,
     progress_at: Instant,
     heard: bool,
     gave_up: Option<usize>,
+    answers: std::collections::VecDeque<WatchEvent>,
 }
 
 impl Watch {
@@ -105,22 +219,25 @@ impl Watch {
             arq,
             limit,
             ended: false,
-            outstanding: 0,
+            outstanding: false,
+            acknowledged: 0,
             progress_at: now,
             heard: false,
             gave_up: None,
+            answers: std::collections::VecDeque::new(),
         }
     }
 
     fn check(&mut self, now: Instant) {
-        let n = self.arq.unacknowledged();
         // The clock starts when the peer is first heard, and again at each acknowledgement.
         let heard = self.arq.last_heard().is_some();
-        if n < self.outstanding || (heard && !self.heard) {
+        let acknowledged = self.arq.acknowledged();
+        if acknowledged != self.acknowledged || (heard && !self.heard) {
             self.progress_at = now;
         }
         self.heard = heard;
-        self.outstanding = n;
+        self.acknowledged = acknowledged;
+        self.outstanding = self.arq.has_outstanding();
     }
 
     /// When to give up: messages are outstanding and nothing was acknowledged for the limit,
@@ -129,13 +246,13 @@ impl Watch {
     /// waited for (it may start long after this one); once input has ended, it has `-t`.
     fn deadline(&self) -> Option<Instant> {
         let waiting = self.ended || (!self.arq.wants_input() && self.heard);
-        (waiting && self.outstanding > 0 && self.gave_up.is_none())
+        (waiting && self.outstanding && self.gave_up.is_none())
             .then(|| self.progress_at + self.limit)
     }
 }
 
 impl Core for Watch {
-    type Input = Vec<u8>;
+    type Input = Vec<Line>;
     type Event = WatchEvent;
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
@@ -147,12 +264,20 @@ impl Core for Watch {
         self.arq.handle_timeout(now);
         self.check(now);
         if self.deadline().is_some_and(|d| d <= now) {
-            self.gave_up = Some(self.outstanding);
+            self.gave_up = Some(self.arq.unacknowledged());
         }
     }
 
-    fn handle_input(&mut self, now: Instant, input: Vec<u8>) {
-        self.arq.handle_input(now, input);
+    fn handle_input(&mut self, now: Instant, input: Vec<Line>) {
+        for line in input {
+            match line {
+                Line::Say(m) => self.arq.handle_input(now, m),
+                Line::Stats => self
+                    .answers
+                    .push_back(WatchEvent::Stats(Report::of(&self.arq, now))),
+                Line::Note(text) => self.answers.push_back(WatchEvent::Note(text)),
+            }
+        }
         self.check(now);
     }
 
@@ -178,7 +303,10 @@ impl Core for Watch {
         if let Some(n) = self.gave_up.take() {
             return Some(WatchEvent::GaveUp(n));
         }
-        self.arq.poll_event().map(WatchEvent::Arq)
+        if let Some(e) = self.arq.poll_event() {
+            return Some(WatchEvent::Arq(e));
+        }
+        self.answers.pop_front()
     }
 
     fn wants_input(&self) -> bool {
@@ -190,6 +318,9 @@ impl Core for Watch {
     }
 }
 
+/// The receive buffer asked for.
+pub const RECV_BUFFER: usize = 4 << 20;
+
 /// Binds a UDP socket at `listen` and prints `listening on ADDR` (the address bound) as the
 /// first stdout line.
 pub async fn bind(listen: SocketAddr) -> Result<UdpSocket, NetError> {
@@ -200,62 +331,339 @@ pub async fn bind(listen: SocketAddr) -> Result<UdpSocket, NetError> {
         what: "reading the bound address".into(),
         source: e,
     })?;
+    // A full window (256 datagrams of up to --mtu bytes, each costing the kernel about twice
+    // its size) overflows the default receive buffer (208 KiB) when the reader falls behind
+    // for a moment, and every datagram dropped there must be sent again. Ask for more; the
+    // kernel grants up to net.core.rmem_max.
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(RECV_BUFFER);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on {local}");
     let _ = out.flush();
     Ok(sock)
 }
 
+/// What the prompt understands; anything else starting with `/` is refused (`//` sends one
+/// `/`).
+pub const COMMANDS: &str = "\
+commands: /stats  the counters, the timer, when the peer was last heard from
+          /quit   stop typing: wait for every acknowledgement, then exit (or Ctrl-D)
+          /help   this
+a line starting with // is sent with one /";
+
+/// A typed line as the watch takes it: `None` for `/quit`.
+pub fn typed(nick: &str, line: &str) -> Option<Line> {
+    Some(match line.trim_end() {
+        "/stats" => Line::Stats,
+        "/quit" => return None,
+        "/help" => Line::Note(COMMANDS.into()),
+        _ if line.starts_with("//") => Line::Say(wire::chat_message(nick, &line[1..])),
+        cmd if cmd.starts_with('/') => Line::Note(format!(
+            "{} is not a command (/help lists them; // sends a line starting with /)",
+            cmd.split_whitespace().next().unwrap_or(cmd)
+        )),
+        _ => Line::Say(wire::chat_message(nick, line)),
+    })
+}
+
+/// What one read of a stdin line found.
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    Line,
+    TooLong,
+    End,
+}
+
+/// Reads one line into `line` (without its `\n`); a line longer than `max` is read to its end
+/// and thrown away, never held whole.
+fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<Got> {
+    line.clear();
+    let (mut any, mut too_long) = (false, false);
+    loop {
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(match (any, too_long) {
+                (false, _) => Got::End,
+                (true, true) => Got::TooLong,
+                (true, false) => Got::Line,
+            });
+        }
+        any = true;
+        let newline = buf.iter().position(|&b| b == b'\n');
+        let part = &buf[..newline.unwrap_or(buf.len())];
+        if !too_long {
+            if line.len() + part.len() > max {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(part);
+            }
+        }
+        let used = newline.map_or(buf.len(), |i| i + 1);
+        r.consume(used);
+        if newline.is_some() {
+            return Ok(if too_long { Got::TooLong } else { Got::Line });
+        }
+    }
+}
+
+/// Reads stdin (not a terminal) on its own thread, line by line, and hands the lines over in
+/// batches: as many as are already read, up to [`LINE_BATCH`]. One hand-over (and one wake-up
+/// of the driver) for a burst, instead of one per line.
+fn read_stdin(
+    r: std::io::BufReader<impl std::io::Read>,
+    nick: &str,
+    tx: &mpsc::Sender<Vec<Line>>,
+    log: Option<&Mutex<Transcript>>,
+) {
+    let mut r = r;
+    let mut line = Vec::new();
+    let mut batch = Vec::new();
+    loop {
+        let got = read_line(&mut r, &mut line, MAX_LINE);
+        match got {
+            Ok(Got::Line) => {
+                let text = line.strip_suffix(b"\r").unwrap_or(&line);
+                match std::str::from_utf8(text) {
+                    Ok(text) => {
+                        if let Some(log) = log {
+                            let _ = log.lock().map(|mut l| l.sent(text));
+                        }
+                        batch.push(Line::Say(wire::chat_message(nick, text)));
+                    }
+                    Err(_) => eprintln!("socklab: a stdin line that is not UTF-8 was not sent"),
+                }
+            }
+            Ok(Got::TooLong) => {
+                eprintln!("socklab: a stdin line longer than {MAX_LINE} bytes was not sent");
+            }
+            Ok(Got::End) => break,
+            Err(e) => {
+                eprintln!("socklab: reading stdin: {e}");
+                break;
+            }
+        }
+        if !batch.is_empty()
+            && (batch.len() >= LINE_BATCH || r.buffer().is_empty())
+            && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+        {
+            return;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+}
+
+/// Where messages are shown.
+enum Output {
+    /// `<nick> text` lines, buffered and written when the driver waits.
+    Lines(std::io::BufWriter<std::io::Stdout>),
+    /// JSON lines, likewise.
+    Json(std::io::BufWriter<std::io::Stdout>),
+    /// Above the prompt.
+    Prompt(Box<dyn rustyline::ExternalPrinter + Send>),
+}
+
+/// One message for `--json`.
+#[derive(serde::Serialize)]
+struct JsonMessage<'a> {
+    event: &'static str,
+    nick: &'a str,
+    text: &'a str,
+}
+
+impl Output {
+    fn message(&mut self, nick: &str, text: &str) -> std::io::Result<()> {
+        match self {
+            Output::Lines(w) => writeln!(w, "<{nick}> {text}"),
+            Output::Json(w) => {
+                let m = JsonMessage {
+                    event: "message",
+                    nick,
+                    text,
+                };
+                serde_json::to_writer(&mut *w, &m)?;
+                w.write_all(b"\n")
+            }
+            Output::Prompt(p) => p
+                .print(format!("<{}> {text}\n", term::coloured(nick)))
+                .map_err(std::io::Error::other),
+        }
+    }
+
+    /// A word for the user: above the prompt, or on stderr.
+    fn note(&mut self, text: &str) -> std::io::Result<()> {
+        match self {
+            Output::Prompt(p) => p.print(format!("{text}\n")).map_err(std::io::Error::other),
+            _ => {
+                eprintln!("socklab: {text}");
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Lines(w) | Output::Json(w) => w.flush(),
+            Output::Prompt(_) => Ok(()),
+        }
+    }
+}
+
+/// Why the driver was stopped from the callback.
+enum Stop {
+    GaveUp(usize),
+    Output(&'static str, std::io::Error),
+}
+
+/// The counters at the end of a run, as `--json` prints them.
+#[derive(serde::Serialize)]
+struct JsonStats<'a> {
+    event: &'static str,
+    #[serde(flatten)]
+    report: &'a Report,
+}
+
 /// Runs one peer until stdin has ended and everything sent is acknowledged, or `shutdown`.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<arq::Stats, PeerError> {
+/// The counters are printed at the end whatever happened (stderr, or a JSON line); the
+/// report is also returned.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<Report, PeerError> {
     let sock = bind(cfg.listen).await?;
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
-    let nick = cfg.nick.clone();
-    let reader = tokio::spawn(async move {
-        let mut lines = FramedRead::new(
-            tokio::io::stdin(),
-            LinesCodec::new_with_max_length(MAX_LINE),
-        );
-        while let Some(line) = lines.next().await {
-            match line {
-                Ok(line) => {
-                    let text = line.strip_suffix('\r').unwrap_or(&line);
-                    if tx.send(wire::chat_message(&nick, text)).await.is_err() {
+    let log = match &cfg.log {
+        Some(path) => Some(Arc::new(Mutex::new(Transcript::open(path).map_err(
+            |source| PeerError::Local {
+                what: "opening the transcript",
+                source,
+            },
+        )?))),
+        None => None,
+    };
+    let (tx, rx) = mpsc::channel::<Vec<Line>>(4);
+    let prompt = if cfg.json { None } else { Prompt::open("> ") };
+    let output = match prompt {
+        Some(p) => {
+            let Prompt { mut lines, printer } = p;
+            let (nick, log) = (cfg.nick.clone(), log.clone());
+            tokio::spawn(async move {
+                while let Some(Some(line)) = lines.recv().await {
+                    let Some(item) = typed(&nick, &line) else {
+                        break;
+                    };
+                    if let (Some(log), Line::Say(_)) = (&log, &item) {
+                        let _ = log.lock().map(|mut l| l.sent(&line));
+                    }
+                    if tx.send(vec![item]).await.is_err() {
                         break;
                     }
                 }
-                Err(e) => eprintln!("socklab: a stdin line was not sent: {e}"),
+            });
+            let mut out = Output::Prompt(printer);
+            let _ = out.note(&format!(
+                "talking to {} as {} (/help for commands, Ctrl-D to finish)",
+                cfg.peer, cfg.nick
+            ));
+            out
+        }
+        None => {
+            let (nick, log) = (cfg.nick.clone(), log.clone());
+            std::thread::Builder::new()
+                .name("stdin".into())
+                .spawn(move || {
+                    let stdin = std::io::stdin();
+                    let r = std::io::BufReader::with_capacity(256 * 1024, stdin.lock());
+                    read_stdin(r, &nick, &tx, log.as_deref());
+                })
+                .map_err(|source| PeerError::Local {
+                    what: "starting the stdin thread",
+                    source,
+                })?;
+            let w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+            if cfg.json {
+                Output::Json(w)
+            } else {
+                Output::Lines(w)
             }
         }
-    });
+    };
+    let output = RefCell::new(output);
+    let failed: RefCell<Option<(&'static str, std::io::Error)>> = RefCell::new(None);
     let now = clock::now();
     let mut watch = Watch::new(now, Arq::new(now, cfg.peer, cfg.arq.clone()), cfg.timeout);
-    let stdout = std::io::stdout();
-    let outcome = driver::run(&mut watch, &sock, rx, &shutdown, |ev| match ev {
-        WatchEvent::GaveUp(n) => ControlFlow::Break(n),
-        WatchEvent::Arq(Event::Message(m)) => {
-            let line = match wire::parse_chat(&m) {
-                Some((nick, text)) => format!("<{nick}> {text}\n"),
-                None => format!("<?> {}\n", String::from_utf8_lossy(&m)),
+    let ran = driver::run_with_idle(
+        &mut watch,
+        &sock,
+        rx,
+        &shutdown,
+        |ev| {
+            if let Some((what, e)) = failed.borrow_mut().take() {
+                return ControlFlow::Break(Stop::Output(what, e));
+            }
+            let mut out = output.borrow_mut();
+            let shown = match ev {
+                WatchEvent::GaveUp(n) => return ControlFlow::Break(Stop::GaveUp(n)),
+                WatchEvent::Arq(Event::Message(m)) => {
+                    let (nick, text) = wire::parse_chat(&m)
+                        .unwrap_or_else(|| ("?".into(), String::from_utf8_lossy(&m).into()));
+                    if let Some(log) = &log
+                        && let Err(e) = log
+                            .lock()
+                            .map_err(|_| std::io::Error::other("poisoned"))
+                            .and_then(|mut l| l.received(&format!("<{nick}> {text}")))
+                    {
+                        return ControlFlow::Break(Stop::Output("writing the transcript", e));
+                    }
+                    out.message(&nick, &text)
+                }
+                WatchEvent::Arq(Event::PeerRestarted) => {
+                    out.note("the peer restarted (a new session)")
+                }
+                WatchEvent::Stats(r) => out.note(&r.text()),
+                WatchEvent::Note(text) => out.note(&text),
             };
-            let mut out = stdout.lock();
-            let _ = out.write_all(line.as_bytes());
-            let _ = out.flush();
-            ControlFlow::Continue(())
+            match shown {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(Stop::Output("writing stdout", e)),
+            }
+        },
+        || {
+            if let Err(e) = output.borrow_mut().flush() {
+                *failed.borrow_mut() = Some(("writing stdout", e));
+            }
+        },
+    )
+    .await;
+    let report = Report::of(&watch.arq, clock::now());
+    let mut output = output.into_inner();
+    let failed = failed.into_inner();
+    let outcome = ran?;
+    match &mut output {
+        Output::Json(w) => {
+            let _ = serde_json::to_writer(
+                &mut *w,
+                &JsonStats {
+                    event: "stats",
+                    report: &report,
+                },
+            );
+            let _ = w.write_all(b"\n");
+            let _ = w.flush();
         }
-        WatchEvent::Arq(Event::PeerRestarted) => {
-            eprintln!("socklab: the peer restarted (a new session)");
-            ControlFlow::Continue(())
-        }
-    })
-    .await?;
-    reader.abort();
+        _ => eprintln!("socklab: {}", report.text().replace('\n', "\nsocklab: ")),
+    }
+    if let Some((what, source)) = failed {
+        return Err(PeerError::Local { what, source });
+    }
     match outcome.ended {
-        Ended::Stopped(count) => Err(PeerError::Unacknowledged {
+        Ended::Stopped(Stop::GaveUp(count)) => Err(PeerError::Unacknowledged {
             count,
             after: cfg.timeout,
         }),
-        Ended::Drained | Ended::Cancelled => Ok(watch.arq.stats()),
+        Ended::Stopped(Stop::Output(what, source)) => Err(PeerError::Local { what, source }),
+        Ended::Drained | Ended::Cancelled => Ok(report),
     }
 }
 
