@@ -37,6 +37,7 @@ mod http_server;
 mod p2p;
 /// The p2p chat against a Python stdlib peer written from docs/PROTOCOLS.md §9 alone.
 mod p2p_python;
+mod p2p_ui;
 /// Bugs found after their feature landed, named after the issue that found them.
 mod regression;
 /// RFC 862-868 simple services, inetd, the reflection guard, xinetd and rdate interop.

@@ -28,18 +28,21 @@ fn peer(listen: u16, to: u16, nick: &str, input: Vec<u8>, extra: &[&str]) -> Chi
 
 /// Waits for `child` (60 s at most) and returns its exit code, stdout and stderr.
 fn finish(child: Child) -> (i32, String, String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
     let id = child.id();
+    // Kills the child after 60 s, unless told it has been reaped (its pid might be reused).
+    let (done, wait) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            wait.recv_timeout(Duration::from_secs(60))
+        {
+            let _ = Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status();
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", &id.to_string()])
-            .status();
     });
     let out = child.wait_with_output().unwrap();
-    drop(watchdog);
+    drop(done);
+    let _ = watchdog.join();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

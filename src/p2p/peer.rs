@@ -733,3 +733,132 @@ pub struct PlainStats {
     /// Datagrams received.
     pub received: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn say(nick: &str, text: &str) -> Option<Line> {
+        Some(Line::Say(wire::chat_message(nick, text)))
+    }
+
+    #[test]
+    fn typed_lines_are_messages_commands_or_refusals() {
+        assert_eq!(typed("ann", "hello"), say("ann", "hello"));
+        assert_eq!(typed("ann", "/stats"), Some(Line::Stats));
+        assert_eq!(typed("ann", "/stats  "), Some(Line::Stats));
+        assert_eq!(typed("ann", "/quit"), None);
+        assert_eq!(typed("ann", "/help"), Some(Line::Note(COMMANDS.into())));
+        assert_eq!(typed("ann", "//etc/passwd"), say("ann", "/etc/passwd"));
+        assert_eq!(typed("ann", " /stats"), say("ann", " /stats"));
+        let Some(Line::Note(n)) = typed("ann", "/nick bob") else {
+            panic!("an unknown command was sent");
+        };
+        assert!(n.starts_with("/nick is not a command"), "{n}");
+    }
+
+    #[test]
+    fn stdin_lines_are_read_whole_and_long_ones_thrown_away() {
+        let long = "y".repeat(100);
+        let text = format!("one\ntwo\r\n{long}\n\nlast without newline");
+        let mut r = std::io::BufReader::with_capacity(7, text.as_bytes());
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match read_line(&mut r, &mut line, 50).unwrap() {
+                Got::End => break,
+                g => got.push((g, String::from_utf8(line.clone()).unwrap())),
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                (Got::Line, "one".into()),
+                (Got::Line, "two\r".into()),
+                (Got::TooLong, String::new()),
+                (Got::Line, String::new()),
+                (Got::Line, "last without newline".into()),
+            ]
+        );
+        // Exactly the limit is a line; one more is not.
+        for (n, want) in [(50, Got::Line), (51, Got::TooLong)] {
+            let text = "z".repeat(n);
+            let mut r = std::io::BufReader::new(text.as_bytes());
+            assert_eq!(read_line(&mut r, &mut line, 50).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn stdin_is_handed_over_in_batches_in_order() {
+        let text: String = (0..200).map(|i| format!("line {i}\n")).collect();
+        let r = std::io::BufReader::with_capacity(1 << 16, text.as_bytes());
+        let (tx, mut rx) = mpsc::channel(1000);
+        read_stdin(r, "ann", &tx, None);
+        drop(tx);
+        let mut batches = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            batches.push(b);
+        }
+        assert!(
+            batches
+                .iter()
+                .all(|b| !b.is_empty() && b.len() <= LINE_BATCH)
+        );
+        // All of it was buffered at once: full batches.
+        assert_eq!(batches.len(), 200usize.div_ceil(LINE_BATCH));
+        let all: Vec<Line> = batches.into_iter().flatten().collect();
+        let want: Vec<Line> = (0..200)
+            .map(|i| Line::Say(wire::chat_message("ann", &format!("line {i}"))))
+            .collect();
+        assert_eq!(all, want);
+    }
+
+    /// `/stats` is answered in order with what the core counted at that instant, and the
+    /// text names every counter.
+    #[test]
+    fn stats_are_answered_with_the_counters_then() {
+        let t0 = clock::now();
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut w = Watch::new(
+            t0,
+            Arq::new(t0, peer, arq::Config::default()),
+            Duration::from_secs(30),
+        );
+        w.handle_input(
+            t0,
+            vec![
+                Line::Say(wire::chat_message("ann", "one")),
+                Line::Stats,
+                Line::Note("hi".into()),
+            ],
+        );
+        let mut events = Vec::new();
+        while let Some(e) = w.poll_event() {
+            events.push(e);
+        }
+        let [WatchEvent::Stats(r), WatchEvent::Note(n)] = &events[..] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(n, "hi");
+        assert_eq!(r.stats.messages_sent, 1);
+        assert_eq!(r.unacknowledged, 1);
+        assert_eq!(r.last_heard_s, None);
+        let text = r.text();
+        for word in [
+            "1 messages sent, 0 received (1 not yet acknowledged)",
+            "not been heard from",
+            "retransmitted",
+            "corrupt",
+            "duplicates",
+            "out of order",
+            "SRTT none yet",
+            "RTO 1000.0 ms",
+        ] {
+            assert!(text.contains(word), "{word:?} missing in {text}");
+        }
+        let json = serde_json::to_value(r).unwrap();
+        assert_eq!(json["messages_sent"], 1);
+        assert_eq!(json["rto_us"], 1_000_000);
+        assert!(json["srtt_us"].is_null());
+    }
+}
