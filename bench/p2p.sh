@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
-# bench/p2p.sh: the UDP p2p chat's goodput (1 KiB messages, one way) on loopback with 0 %, 1 %
-# and 10 % loss (through `socklab impair`, each way), beside the same bytes over TCP with nc.
+# bench/p2p.sh: the UDP p2p chat on loopback, two tables.
 #
-# Peer A reads N lines of 1,023 bytes (plus the newline) from a file and exits once every one
-# is acknowledged; peer B prints them to a file; the time is A's, from start to exit. For each
-# loss rate: messages/s, MB/s of text, the ratio to 0 % loss, A's and B's CPU time per message
-# (user + system, from /proc), retransmissions. TCP: `nc -N` sends the same file to `nc -l`
-# over loopback (no loss: netem is not available here). Everything on loopback, bounded by N.
+# 1. Goodput (1 KiB messages, one way) with 0 %, 1 % and 10 % loss (through `socklab impair`,
+# each way), beside the same bytes over TCP with nc. Peer A reads N lines of 1,023 bytes (plus
+# the newline) from a file and exits once every one is acknowledged; peer B prints them to a
+# file; the time is A's, from start to exit. For each loss rate: messages/s, MB/s of text, the
+# ratio to 0 % loss, A's and B's CPU time per message (user + system, from /proc),
+# retransmissions. TCP: `nc -N` sends the same file to `nc -l` over loopback (no loss: netem is
+# not available here). Bounded by N.
 #
-# Environment: N=20000 LOSSES="0 1 10"
+# 2. Latency: 1 KiB lines written to peer A's stdin at LAT_RATE a second for LAT_SECONDS, each
+# carrying its send time (CLOCK_MONOTONIC); the time until peer B's stdout shows it, p50, p99
+# and max in microseconds, messages never shown, retransmissions. At 0 % loss, at LAT_LOSS %
+# through `socklab impair` (retransmissions show in p99), over TCP through `nc -N` | `nc -l`
+# (the same pipes and two processes as the chat; nc sets no TCP_NODELAY) and over a TCP
+# connection a Python process writes and reads itself (TCP_NODELAY: the kernel's share alone).
+# bench/p2p_latency.py does the pacing and the timing (one select() loop that never lets a
+# pipe fill; a deadline on every wait). Logs in $LOGS/p2p_lat_*.
+#
+# Environment: N=20000 LOSSES="0 1 10" LAT_RATE=2000 LAT_SECONDS=5 LAT_LOSS=1
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N="${N:-20000}"
 LOSSES="${LOSSES:-0 1 10}"
-need nc python3 -- "apt-get install netcat-openbsd python3"
+LAT_RATE="${LAT_RATE:-2000}"
+LAT_SECONDS="${LAT_SECONDS:-5}"
+LAT_LOSS="${LAT_LOSS:-1}"
+need nc python3 timeout -- "apt-get install netcat-openbsd python3 coreutils"
+LAT_COUNT="$(awk -v r="$LAT_RATE" -v s="$LAT_SECONDS" 'BEGIN { n = int(r * s); if (r > 0 && n >= 1) print n }')"
+[[ -n "$LAT_COUNT" ]] || die "LAT_RATE=$LAT_RATE and LAT_SECONDS=$LAT_SECONDS make no message"
+mkdir -p "$LOGS"
 build_socklab
 FILE="$LOGS/p2p_lines.txt"
 python3 -c "
@@ -82,6 +98,28 @@ wait "$nc_pid" || true
 end="$(date +%s.%N)"
 tcp="$(awk -v n="$N" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", n / (e - s) }')"
 
+# Latency: one run of bench/p2p_latency.py each, its key=value line kept in LAT.
+declare -A LAT
+latency() { # NAME MODE [ARG...]
+    local name="$1" limit
+    shift
+    # Its own waits are bounded (30 s each beyond the sending); this bounds it as a whole.
+    limit="$(awk -v s="$LAT_SECONDS" 'BEGIN { printf "%d", s + 180 }')"
+    if ! LAT[$name]="$(timeout --foreground -k 5 "$limit" python3 "$BENCH/p2p_latency.py" "$@" \
+        --rate "$LAT_RATE" --count "$LAT_COUNT" --size 1024 --logs "$LOGS" --tag "p2p_lat_$name")"; then
+        log "latency run $name failed (see $LOGS/p2p_lat_$name.*.err)"
+        LAT[$name]=""
+    fi
+    local a_rc
+    a_rc="$(kv "${LAT[$name]}" a_rc)"
+    [[ "$a_rc" == na || "$a_rc" == 0 ]] || log "latency run $name: peer a exited $a_rc"
+}
+latency p2p0 p2p --socklab "$SOCKLAB" --pa "$(free_port)" --pb "$(free_port)"
+latency p2ploss p2p --socklab "$SOCKLAB" --pa "$(free_port)" --pb "$(free_port)" \
+    --relay "$(free_port)" --loss "$LAT_LOSS"
+latency nc nc --port "$(free_port)"
+latency tcp tcp
+
 printf '\np2p chat, %s messages of 1 KiB one way on loopback (the time until the sender has every acknowledgement)\n' "$N"
 printf '  %-8s %12s %8s %9s %12s %12s %10s\n' loss "messages/s" "MB/s" "x 0%" "CPU a us" "CPU b us" retransmit
 for loss in $LOSSES; do
@@ -93,3 +131,18 @@ done
 printf '  %-8s %12s %8s   (nc over TCP, no loss)\n' tcp "$tcp" \
     "$(awk -v r="$tcp" 'BEGIN { printf "%.1f", r * 1024 / 1e6 }')"
 printf 'Targets: >= 50,000 messages/s at 0%% loss; at 10%% loss at least half of that.\n'
+
+printf '\nlatency, 1 KiB messages at %s/s for %s s, sender stdin to receiver stdout (µs)\n' \
+    "$LAT_RATE" "$LAT_SECONDS"
+printf '  %-18s %9s %9s %9s %7s %10s %6s\n' path p50 p99 max lost retransmit late
+lat_row() { # LABEL NAME
+    local r="${LAT[$2]}"
+    printf '  %-18s %9s %9s %9s %7s %10s %6s\n' "$1" "$(kv "$r" p50_us)" "$(kv "$r" p99_us)" \
+        "$(kv "$r" max_us)" "$(kv "$r" lost)" "$(kv "$r" retx)" "$(kv "$r" late_1ms)"
+}
+lat_row "p2p 0%" p2p0
+lat_row "p2p $LAT_LOSS% (impair)" p2ploss
+lat_row "tcp (nc)" nc
+lat_row "tcp (python)" tcp
+printf '  (late: lines written 1 ms or more behind the pace, when the machine was busy; each is\n'
+printf '  timed from its actual write. nc sets no TCP_NODELAY; the python pair sets it.)\n'

@@ -324,3 +324,77 @@ fn a_peer_that_never_answers_makes_the_other_exit_4_after_t() {
     );
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+/// `socklab impair --rate 1mbit`: a burst of 1000-byte datagrams leaves the relay no faster than
+/// 8 ms each (1 Mbit/s), those beyond `--limit` are dropped and counted as overflowed, and a
+/// rate of 0 is a usage error that says why.
+#[test]
+fn impair_rate_paces_a_burst_and_overflows_past_the_limit() {
+    let out = socklab(
+        &["impair", "--listen", "0", "--to", "9", "--rate", "0mbit"],
+        b"",
+    );
+    exits(&out, 2);
+    stderr_has(&out, "rate=0mbit: a rate must be above zero");
+
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let to = rx.local_addr().unwrap().to_string();
+    let mut relay = Server::start(&[
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &to,
+        "--rate",
+        "1mbit",
+        "--limit",
+        "25",
+        "--json",
+    ]);
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let relay_addr = format!("127.0.0.1:{}", relay.port());
+    const N: u32 = 50;
+    let started = Instant::now();
+    for i in 0..N {
+        let mut d = i.to_be_bytes().to_vec();
+        d.resize(1000, 0x5a);
+        tx.send_to(&d, &relay_addr).unwrap();
+    }
+    let mut got = Vec::new();
+    let mut last = started;
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = rx.recv(&mut buf) {
+        assert_eq!(n, 1000);
+        got.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+        last = Instant::now();
+    }
+    relay.signal("INT");
+    assert!(relay.wait_exit(Duration::from_secs(10)).is_some());
+    let mut stats = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let Ok(v) = serde_json::from_str(relay.stdout_rest().trim()) {
+            stats = v;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let up = &stats["up"];
+    assert_eq!(up["received"], N, "{stats}");
+    assert_eq!(up["sent"], got.len() as u64, "{stats}");
+    let overflowed = up["overflowed"].as_u64().unwrap();
+    assert_eq!(got.len() as u64 + overflowed, u64::from(N), "{stats}");
+    // The burst took well under 200 ms to send, so the 25-datagram queue overflowed.
+    assert!(overflowed > 0, "{stats}");
+    // In order, and never faster than the link: k datagrams of 8,000 bits take k * 8 ms.
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+    let elapsed = last - started;
+    let floor = Duration::from_millis(8) * got.len() as u32;
+    assert!(elapsed >= floor, "{} datagrams in {elapsed:?}", got.len());
+    // And not much slower either (generous, for a busy machine).
+    assert!(
+        elapsed < floor + Duration::from_millis(1500),
+        "{} datagrams in {elapsed:?}",
+        got.len()
+    );
+}

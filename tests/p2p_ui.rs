@@ -228,6 +228,10 @@ fn json_lines_and_a_transcript_from_a_pipe() {
     let log_arg = log.display().to_string();
     let mut bob = Piped::start(pb, pa, "bob", &["--json"]);
     let mut ann = Piped::start(pa, pb, "ann", &["--log", &log_arg]);
+    // Both sockets are bound before anything is said: a first DATA to a port not yet open
+    // would be sent again, and a resent DATA gives no RTT sample (Karn).
+    until("bob's stdout", "listening on", || bob.stdout());
+    until("ann's stdout", "listening on", || ann.stdout());
     ann.say("first \"quoted\" line");
     ann.say("second\tline é");
     bob.say("back to you");
@@ -254,6 +258,7 @@ fn json_lines_and_a_transcript_from_a_pipe() {
     assert_eq!(stats["messages_received"], 2);
     assert_eq!(stats["messages_sent"], 1);
     assert_eq!(stats["unacknowledged"], 0);
+    assert_eq!(stats["retransmissions"], 0, "{stats}");
     assert!(stats["srtt_us"].as_u64().is_some(), "{stats}");
     assert!(stats["datagrams_sent"].as_u64().unwrap() >= 1);
     // Nothing else on bob's stderr than its closing words would be for people: in JSON mode

@@ -1,4 +1,5 @@
-//! A lossy link in user space: loss, duplication, reordering, delay, jitter and corruption.
+//! A lossy link in user space: loss, duplication, reordering, delay, jitter, corruption and a
+//! bandwidth limit.
 //!
 //! Loopback never loses a datagram, so a protocol that is meant to survive a bad network (the
 //! P2P chat's ARQ, the RTT meter) is never tested by running it on one machine. Linux's
@@ -29,11 +30,20 @@
 //!        │
 //!        ├── queue full (limit)? ─────────────────────▶ overflowed     (counted, gone)
 //!        ├── corrupt? ── flip one random bit
-//!        ├── release at now + delay ± jitter, but never before an earlier datagram (FIFO)
+//!        ├── rate?  ── wait for the link, then take len*8/rate to cross it: it has crossed
+//!        │             at max(now, when the previous one had crossed) + len*8/rate
+//!        ├── release at that time + delay ± jitter, but never before an earlier datagram (FIFO)
 //!        ├── reorder? ── hold it back reorder-delay longer, so later ones overtake it
 //!        ▼
 //!   queue ordered by release time ──▶ poll_release(now) ──▶ out
 //! ```
+//!
+//! The rate makes each direction a link of that many bits per second, as netem's `rate` does:
+//! datagrams cross it one after another, so 1000-byte datagrams at `rate=1mbit` leave 8 ms
+//! apart however fast they come. Only the datagram's bytes count (no IP or UDP header), so
+//! what a receiver measures is the rate. The datagrams waiting for the link are held in the
+//! same queue as the delayed ones, so `limit` bounds both together (as netem's does): a
+//! sender faster than the rate fills it, and then its datagrams overflow (drop-tail).
 //!
 //! Jitter alone never reorders (netem with a FIFO child qdisc behaves the same way): a
 //! datagram's release time is at least its predecessor's. Reordering is a separate,
@@ -46,11 +56,13 @@
 //! use std::time::Duration;
 //! use socklab::net::impair::ImpairConfig;
 //!
-//! let cfg: ImpairConfig = "loss=10%,dup=1%,reorder=5%,delay=20ms,jitter=5ms,corrupt=0.1%,seed=42"
-//!     .parse()
-//!     .unwrap();
+//! let cfg: ImpairConfig =
+//!     "loss=10%,dup=1%,reorder=5%,delay=20ms,jitter=5ms,corrupt=0.1%,rate=1mbit,seed=42"
+//!         .parse()
+//!         .unwrap();
 //! assert_eq!(cfg.loss.value(), 0.1);
 //! assert_eq!(cfg.delay, Duration::from_millis(20));
+//! assert_eq!(cfg.rate.unwrap().bits_per_second(), 1_000_000);
 //! assert_eq!(cfg.seed, 42);
 //! assert_eq!(cfg.to_string().parse::<ImpairConfig>().unwrap(), cfg);
 //! ```
@@ -63,6 +75,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::io;
+use std::num::NonZeroU64;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +96,67 @@ pub const DEFAULT_LIMIT: usize = 1000;
 
 /// How long a datagram chosen for reordering is held back when the spec does not say.
 pub const DEFAULT_REORDER_DELAY: Duration = Duration::from_millis(10);
+
+/// A link's speed, in bits per second, between [`Rate::MIN`] and [`Rate::MAX`].
+///
+/// Spec strings write it as tc does: `bit`, `kbit`, `mbit`, `gbit` are bits per second and
+/// `bps`, `kbps`, `mbps`, `gbps` are *bytes* per second (`k` = 1000, `m` = 1000², `g` = 1000³),
+/// with a number that may have decimals: `1mbit`, `1.5mbit`, `64kbps` (= `512kbit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rate(NonZeroU64);
+
+impl Rate {
+    /// The slowest link: 1 kbit/s (a 1,000-byte datagram takes 8 s to cross it).
+    pub const MIN: Self = Self(NonZeroU64::new(1_000).unwrap());
+    /// The fastest link: 100 Gbit/s (faster than any relay here can move datagrams, so a limit
+    /// above it could never bite).
+    pub const MAX: Self = Self(NonZeroU64::new(100_000_000_000).unwrap());
+
+    /// A rate of `bits` per second; `None` unless it is between [`MIN`](Self::MIN) and
+    /// [`MAX`](Self::MAX).
+    pub fn from_bits_per_second(bits: u64) -> Option<Self> {
+        let rate = Self(NonZeroU64::new(bits)?);
+        (Self::MIN..=Self::MAX).contains(&rate).then_some(rate)
+    }
+
+    /// Bits per second.
+    pub fn bits_per_second(self) -> u64 {
+        self.0.get()
+    }
+
+    /// How long `bytes` take to cross a link of this rate, rounded up to the nanosecond.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use socklab::net::impair::Rate;
+    ///
+    /// let rate = Rate::from_bits_per_second(1_000_000).unwrap();
+    /// assert_eq!(rate.transmission_time(1000), Duration::from_millis(8));
+    /// ```
+    pub fn transmission_time(self, bytes: usize) -> Duration {
+        let bits = bytes as u128 * 8;
+        let ns = (bits * 1_000_000_000).div_ceil(u128::from(self.bits_per_second()));
+        Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+}
+
+impl fmt::Display for Rate {
+    /// In the largest unit of bits that shows it exactly: `1mbit`, `512kbit`, `1500bit`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bits = self.bits_per_second();
+        match [
+            (1_000_000_000, "gbit"),
+            (1_000_000, "mbit"),
+            (1_000, "kbit"),
+        ]
+        .into_iter()
+        .find(|(unit, _)| bits.is_multiple_of(*unit))
+        {
+            Some((unit, name)) => write!(f, "{}{name}", bits / unit),
+            None => write!(f, "{bits}bit"),
+        }
+    }
+}
 
 /// A probability between 0 and 1, written as a percentage (`10%`) or a fraction (`0.1`).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
@@ -152,9 +226,13 @@ pub struct ImpairConfig {
     pub jitter: Duration,
     /// Chance that one random bit of a datagram is flipped (empty datagrams are left alone).
     pub corrupt: Probability,
+    /// The link's bandwidth: each datagram takes `len * 8 / rate` to cross it, one after
+    /// another, before its delay starts. `None`: no limit, datagrams cross at once.
+    pub rate: Option<Rate>,
     /// Seed of the random generator.
     pub seed: u64,
-    /// Most datagrams held at once; more are dropped and counted as overflowed.
+    /// Most datagrams held at once (waiting for the link or delayed); more are dropped and
+    /// counted as overflowed.
     pub limit: usize,
 }
 
@@ -168,6 +246,7 @@ impl Default for ImpairConfig {
             delay: Duration::ZERO,
             jitter: Duration::ZERO,
             corrupt: Probability::ZERO,
+            rate: None,
             seed: 0,
             limit: DEFAULT_LIMIT,
         }
@@ -226,6 +305,9 @@ pub struct Impairment<T = Vec<u8>> {
     /// The latest release time given to an in-order datagram: the next one may not leave
     /// before it.
     floor: Option<Instant>,
+    /// When the last datagram to take the link (with a rate) has crossed it: the next one
+    /// starts then, or when it arrives if that is later.
+    link_free: Option<Instant>,
     stats: ImpairStats,
 }
 
@@ -238,6 +320,7 @@ impl<T: AsMut<[u8]> + Clone> Impairment<T> {
             queue: BinaryHeap::new(),
             seq: 0,
             floor: None,
+            link_free: None,
             stats: ImpairStats::default(),
         }
     }
@@ -258,7 +341,8 @@ impl<T: AsMut<[u8]> + Clone> Impairment<T> {
         self.schedule(now, datagram);
     }
 
-    /// One copy's trip through the link: the queue limit, corruption, delay, reordering.
+    /// One copy's trip through the link: the queue limit, corruption, the rate, delay,
+    /// reordering.
     fn schedule(&mut self, now: Instant, mut datagram: T) {
         if self.queue.len() >= self.cfg.limit {
             self.stats.overflowed += 1;
@@ -273,11 +357,22 @@ impl<T: AsMut<[u8]> + Clone> Impairment<T> {
                 self.stats.corrupted += 1;
             }
         }
+        // The rate: a datagram waits until the one before it has crossed the link, then takes
+        // its own transmission time. No randomness, so a rate changes no other fault.
+        let crossed = match self.cfg.rate {
+            Some(rate) => {
+                let start = self.link_free.map_or(now, |free| free.max(now));
+                let crossed = start + rate.transmission_time(datagram.as_mut().len());
+                self.link_free = Some(crossed);
+                crossed
+            }
+            None => now,
+        };
         let delay = self.delay();
         if delay > Duration::ZERO {
             self.stats.delayed += 1;
         }
-        let mut at = now + delay;
+        let mut at = crossed + delay;
         // Jitter must not reorder: never leave before the datagram submitted earlier.
         if let Some(floor) = self.floor {
             at = at.max(floor);
@@ -436,6 +531,16 @@ pub enum SpecError {
         /// What is wrong and what works.
         reason: &'static str,
     },
+    /// A value that is not a rate, or one out of bounds.
+    #[error("{key}={value}: {reason}")]
+    BadRate {
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong and what works.
+        reason: &'static str,
+    },
     /// A value that is not a whole number.
     #[error("{key}={value}: not a whole number")]
     BadNumber {
@@ -446,15 +551,17 @@ pub enum SpecError {
     },
 }
 
-const KNOWN_KEYS: &str = "loss, dup, reorder, reorder-delay, delay, jitter, corrupt, seed, limit";
+const KNOWN_KEYS: &str =
+    "loss, dup, reorder, reorder-delay, delay, jitter, corrupt, rate, seed, limit";
 
 impl FromStr for ImpairConfig {
     type Err = SpecError;
 
     /// Parses `loss=10%,dup=1%,reorder=5%,reorder-delay=10ms,delay=20ms,jitter=5ms,
-    /// corrupt=0.1%,seed=42,limit=1000`: comma-separated `key=value` items in any order, each
-    /// at most once; keys left out keep their defaults. Probabilities are percentages (`10%`)
-    /// or fractions (`0.1`); durations need a unit (`20ms`, `1.5s`, `500us`).
+    /// corrupt=0.1%,rate=1mbit,seed=42,limit=1000`: comma-separated `key=value` items in any
+    /// order, each at most once; keys left out keep their defaults. Probabilities are
+    /// percentages (`10%`) or fractions (`0.1`); durations need a unit (`20ms`, `1.5s`,
+    /// `500us`); rates too, in tc's units (see [`Rate`]).
     fn from_str(spec: &str) -> Result<Self, SpecError> {
         let spec = spec.trim();
         if spec.is_empty() {
@@ -483,6 +590,7 @@ impl FromStr for ImpairConfig {
                 "reorder-delay" => cfg.reorder_delay = parse_delay(key, value)?,
                 "delay" => cfg.delay = parse_delay(key, value)?,
                 "jitter" => cfg.jitter = parse_delay(key, value)?,
+                "rate" => cfg.rate = Some(parse_rate(key, value)?),
                 "seed" => cfg.seed = parse_number(key, value)?,
                 "limit" => cfg.limit = parse_number(key, value)?,
                 _ => return Err(SpecError::UnknownKey { key: key.into() }),
@@ -519,6 +627,9 @@ impl fmt::Display for ImpairConfig {
         }
         if self.corrupt != d.corrupt {
             items.push(format!("corrupt={}", self.corrupt));
+        }
+        if let Some(rate) = self.rate {
+            items.push(format!("rate={rate}"));
         }
         items.push(format!("seed={}", self.seed));
         if self.limit != d.limit {
@@ -583,6 +694,64 @@ fn parse_delay(key: &str, value: &str) -> Result<Duration, SpecError> {
         return Err(bad("at most 1h"));
     }
     Ok(d)
+}
+
+/// Rate units as tc writes them (case does not matter): `…bit` are bits per second, `…bps`
+/// bytes per second. Prefixed ones first, so that `kbit` is not read as `k` + `bit`.
+const RATE_UNITS: [(&str, f64); 8] = [
+    ("gbit", 1e9),
+    ("mbit", 1e6),
+    ("kbit", 1e3),
+    ("bit", 1.0),
+    ("gbps", 8e9),
+    ("mbps", 8e6),
+    ("kbps", 8e3),
+    ("bps", 8.0),
+];
+
+fn parse_rate(key: &str, value: &str) -> Result<Rate, SpecError> {
+    let bad = |reason| SpecError::BadRate {
+        key: key.into(),
+        value: value.into(),
+        reason,
+    };
+    let lower = value.to_ascii_lowercase();
+    let Some((number, bits_per_unit)) = RATE_UNITS
+        .iter()
+        .find_map(|&(unit, bits)| Some((lower.strip_suffix(unit)?, bits)))
+    else {
+        if value.parse::<f64>().is_ok() {
+            return Err(bad(
+                "give a unit: bit, kbit, mbit, gbit (bits per second) or bps, kbps, mbps, gbps \
+                 (bytes per second), e.g. 1mbit",
+            ));
+        }
+        return Err(bad(
+            "not a rate; write e.g. 1mbit, 500kbit or 64kbps (kbps is bytes per second, as in tc)",
+        ));
+    };
+    let n: f64 = number
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .ok_or(bad(
+            "not a rate; write e.g. 1mbit, 500kbit or 64kbps (kbps is bytes per second, as in tc)",
+        ))?;
+    if n <= 0.0 {
+        return Err(bad(
+            "a rate must be above zero (leave the rate out for no limit)",
+        ));
+    }
+    let bits = n * bits_per_unit;
+    if bits < Rate::MIN.bits_per_second() as f64 {
+        return Err(bad("at least 1kbit"));
+    }
+    if bits > Rate::MAX.bits_per_second() as f64 {
+        return Err(bad("at most 100gbit"));
+    }
+    // Within MIN..=MAX, so the rounded value fits a u64 and is in bounds.
+    Rate::from_bits_per_second(bits.round() as u64).ok_or(bad("at most 100gbit"))
 }
 
 fn parse_number<N: FromStr>(key: &str, value: &str) -> Result<N, SpecError> {
@@ -1154,7 +1323,7 @@ mod tests {
     #[test]
     fn spec_parses_every_key() {
         let cfg: ImpairConfig = "loss=10%, dup=1%,reorder=5%,reorder-delay=3ms,delay=20ms,\
-                                 jitter=5ms,corrupt=0.1%,seed=42,limit=50"
+                                 jitter=5ms,corrupt=0.1%,rate=2mbit,seed=42,limit=50"
             .parse()
             .unwrap();
         assert_eq!(
@@ -1167,6 +1336,7 @@ mod tests {
                 delay: ms(20),
                 jitter: ms(5),
                 corrupt: Probability::new(0.001).unwrap(),
+                rate: Rate::from_bits_per_second(2_000_000),
                 seed: 42,
                 limit: 50,
             }
@@ -1174,7 +1344,7 @@ mod tests {
         assert_eq!(
             cfg.to_string(),
             "loss=10%,dup=1%,reorder=5%,reorder-delay=3ms,delay=20ms,jitter=5ms,corrupt=0.1%,\
-             seed=42,limit=50"
+             rate=2mbit,seed=42,limit=50"
         );
         // Fractions, the long key name, sub-millisecond and second units.
         let cfg: ImpairConfig = "loss=0.25,duplicate=1,delay=1.5s,jitter=250us"
@@ -1217,7 +1387,7 @@ mod tests {
         assert_eq!(
             err("drop=5%"),
             "unknown impairment \"drop\"; known ones are loss, dup, reorder, reorder-delay, \
-             delay, jitter, corrupt, seed, limit"
+             delay, jitter, corrupt, rate, seed, limit"
         );
         assert_eq!(err("loss=1%,loss=2%"), "loss is given twice");
         assert_eq!(err("dup=1%,duplicate=2%"), "dup is given twice");
@@ -1251,6 +1421,298 @@ mod tests {
         );
         assert_eq!(err("delay=2h"), "delay=2h: at most 1h");
         assert_eq!(err("seed=-1"), "seed=-1: not a whole number");
+    }
+
+    fn rate(spec: &str) -> Rate {
+        let cfg: ImpairConfig = format!("rate={spec}").parse().unwrap();
+        cfg.rate.unwrap()
+    }
+
+    /// `len` bytes, numbered `i` in the first four.
+    fn sized(i: u32, len: usize) -> Vec<u8> {
+        let mut d = i.to_be_bytes().to_vec();
+        d.resize(len, 0x5a);
+        d
+    }
+
+    /// Drains `link` from one release time to the next; each datagram with when it came out.
+    fn drain(link: &mut Impairment) -> Vec<(Instant, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(t) = link.poll_timeout() {
+            while let Some(d) = link.poll_release(t) {
+                out.push((t, d));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn spec_parses_every_rate_unit_as_tc_does() {
+        // bit, kbit, mbit, gbit: bits per second, powers of 1000.
+        assert_eq!(rate("1000bit").bits_per_second(), 1_000);
+        assert_eq!(rate("1kbit").bits_per_second(), 1_000);
+        assert_eq!(rate("1mbit").bits_per_second(), 1_000_000);
+        assert_eq!(rate("1gbit").bits_per_second(), 1_000_000_000);
+        // bps, kbps, mbps, gbps: bytes per second, eight times as many bits.
+        assert_eq!(rate("1000bps").bits_per_second(), 8_000);
+        assert_eq!(rate("64kbps").bits_per_second(), 512_000);
+        assert_eq!(rate("1mbps").bits_per_second(), 8_000_000);
+        assert_eq!(rate("1gbps").bits_per_second(), 8_000_000_000);
+        // Decimals, any case, space before the unit.
+        assert_eq!(rate("1.5mbit").bits_per_second(), 1_500_000);
+        assert_eq!(rate("2.5Mbit").bits_per_second(), 2_500_000);
+        assert_eq!(rate("10 KBPS").bits_per_second(), 80_000);
+        // The bounds themselves.
+        assert_eq!(rate("1kbit"), Rate::MIN);
+        assert_eq!(rate("100gbit"), Rate::MAX);
+        // Printed in the largest unit of bits that is exact; parsing that gives it back.
+        for (spec, shown) in [
+            ("1mbit", "1mbit"),
+            ("64kbps", "512kbit"),
+            ("1.5mbit", "1500kbit"),
+            ("1234bit", "1234bit"),
+            ("1gbps", "8gbit"),
+        ] {
+            let r = rate(spec);
+            assert_eq!(r.to_string(), shown);
+            assert_eq!(rate(shown), r);
+        }
+        let cfg: ImpairConfig = "rate=64kbps,seed=3".parse().unwrap();
+        assert_eq!(cfg.to_string(), "rate=512kbit,seed=3");
+        assert_eq!(cfg.to_string().parse::<ImpairConfig>().unwrap(), cfg);
+    }
+
+    #[test]
+    fn spec_refuses_a_zero_negative_or_absurd_rate() {
+        let err = |s: &str| s.parse::<ImpairConfig>().unwrap_err().to_string();
+        let above_zero = "a rate must be above zero (leave the rate out for no limit)";
+        assert_eq!(err("rate=0mbit"), format!("rate=0mbit: {above_zero}"));
+        assert_eq!(err("rate=-1mbit"), format!("rate=-1mbit: {above_zero}"));
+        assert_eq!(
+            err("rate=0"),
+            "rate=0: give a unit: bit, kbit, mbit, gbit (bits per second) or bps, kbps, mbps, \
+             gbps (bytes per second), e.g. 1mbit"
+        );
+        assert_eq!(
+            err("rate=1000000"),
+            "rate=1000000: give a unit: bit, kbit, mbit, gbit (bits per second) or bps, kbps, \
+             mbps, gbps (bytes per second), e.g. 1mbit"
+        );
+        let not_a_rate =
+            "not a rate; write e.g. 1mbit, 500kbit or 64kbps (kbps is bytes per second, as in tc)";
+        for bad in [
+            "fast",
+            "1mb",
+            "mbit",
+            "1tbit",
+            "nanmbit",
+            "infkbit",
+            "1e999gbit",
+        ] {
+            assert_eq!(
+                err(&format!("rate={bad}")),
+                format!("rate={bad}: {not_a_rate}")
+            );
+        }
+        assert_eq!(err("rate=999bit"), "rate=999bit: at least 1kbit");
+        assert_eq!(err("rate=0.5kbit"), "rate=0.5kbit: at least 1kbit");
+        assert_eq!(err("rate=101gbit"), "rate=101gbit: at most 100gbit");
+        assert_eq!(err("rate=20gbps"), "rate=20gbps: at most 100gbit");
+        assert_eq!(err("rate=1mbit,rate=2mbit"), "rate is given twice");
+        assert_eq!(Rate::from_bits_per_second(0), None);
+        assert_eq!(Rate::from_bits_per_second(999), None);
+        assert_eq!(Rate::from_bits_per_second(100_000_000_001), None);
+    }
+
+    #[test]
+    fn transmission_time_is_bits_over_rate() {
+        let r = rate("1mbit");
+        assert_eq!(r.transmission_time(1000), ms(8));
+        assert_eq!(r.transmission_time(125), ms(1));
+        assert_eq!(r.transmission_time(0), Duration::ZERO);
+        // Rounded up: 1 byte at 3 kbit/s is 2.666… ms.
+        assert_eq!(
+            rate("3kbit").transmission_time(1),
+            Duration::from_nanos(2_666_667)
+        );
+        // The largest datagram on the slowest link, and a huge buffer on it: no overflow.
+        assert_eq!(
+            Rate::MIN.transmission_time(65_536),
+            Duration::from_secs(524) + ms(288)
+        );
+        assert_eq!(
+            Rate::MIN.transmission_time(usize::MAX),
+            Duration::from_nanos(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn rate_serialises_a_burst_8ms_apart_at_1mbit() {
+        let t0 = clock::now();
+        let mut link = Impairment::new(ImpairConfig {
+            rate: Some(rate("1mbit")),
+            ..ImpairConfig::default()
+        });
+        // 100 datagrams of 1000 bytes, all at once: 8,000 bits each, 8 ms each on the link.
+        for i in 0..100 {
+            link.submit(t0, sized(i, 1000));
+        }
+        assert_eq!(link.poll_release(t0), None);
+        assert_eq!(link.poll_timeout(), Some(t0 + ms(8)));
+        let out = drain(&mut link);
+        let times: Vec<Instant> = out.iter().map(|(t, _)| *t).collect();
+        let want: Vec<Instant> = (1..=100).map(|k| t0 + ms(8) * k).collect();
+        assert_eq!(times, want);
+        let order: Vec<u32> = out.iter().map(|(_, d)| number(d)).collect();
+        assert_eq!(order, (0..100).collect::<Vec<_>>());
+        // 800,000 bits in 800 ms: 1 Mbit/s exactly.
+        assert_eq!(times[99] - t0, ms(800));
+        let s = link.stats();
+        assert_eq!((s.released, s.overflowed, s.delayed), (100, 0, 0));
+    }
+
+    #[test]
+    fn rate_only_delays_datagrams_that_find_the_link_busy() {
+        let t0 = clock::now();
+        let mut link = Impairment::new(ImpairConfig {
+            rate: Some(rate("1mbit")),
+            ..ImpairConfig::default()
+        });
+        // Slower than the rate (20 ms apart): each crosses in its own 8 ms.
+        for i in 0..10u32 {
+            let now = t0 + ms(20) * i;
+            link.submit(now, sized(i, 1000));
+            assert_eq!(link.poll_timeout(), Some(now + ms(8)));
+            assert_eq!(link.poll_release(now + ms(8)), Some(sized(i, 1000)));
+        }
+        // Sizes count: 125 bytes take 1 ms, 2000 bytes 16 ms, behind each other.
+        let t1 = t0 + Duration::from_secs(1);
+        link.submit(t1, sized(10, 2000));
+        link.submit(t1 + ms(1), sized(11, 125));
+        link.submit(t1 + ms(30), sized(12, 125));
+        let times: Vec<Instant> = drain(&mut link).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(times, [t1 + ms(16), t1 + ms(17), t1 + ms(31)]);
+    }
+
+    #[test]
+    fn delay_starts_when_the_datagram_has_crossed_the_link() {
+        let t0 = clock::now();
+        let mut link = Impairment::new(ImpairConfig {
+            rate: Some(rate("1mbit")),
+            delay: ms(50),
+            ..ImpairConfig::default()
+        });
+        for i in 0..10 {
+            link.submit(t0, sized(i, 1000));
+        }
+        let times: Vec<Instant> = drain(&mut link).into_iter().map(|(t, _)| t).collect();
+        let want: Vec<Instant> = (1..=10).map(|k| t0 + ms(8) * k + ms(50)).collect();
+        assert_eq!(times, want);
+
+        // With jitter as well: still in order, each within delay ± jitter of its crossing,
+        // never sooner than the rate allows, and the same seed gives the same times.
+        let cfg = ImpairConfig {
+            rate: Some(rate("1mbit")),
+            delay: ms(50),
+            jitter: ms(10),
+            seed: 5,
+            ..ImpairConfig::default()
+        };
+        let run = || {
+            let mut link = Impairment::new(cfg.clone());
+            for i in 0..200 {
+                link.submit(t0 + ms(4) * i, sized(i, 1000));
+            }
+            drain(&mut link)
+        };
+        let out = run();
+        assert_eq!(out, run());
+        let order: Vec<u32> = out.iter().map(|(_, d)| number(d)).collect();
+        assert_eq!(order, (0..200).collect::<Vec<_>>());
+        for (k, (t, _)) in out.iter().enumerate() {
+            let crossed = t0 + ms(8) * (k as u32 + 1);
+            assert!(*t >= crossed + ms(40), "datagram {k} left too soon");
+        }
+        let span = out[199].0 - out[0].0;
+        assert!(span >= ms(8) * 199 - ms(20), "{span:?}");
+    }
+
+    #[test]
+    fn a_full_queue_in_front_of_the_link_drops_and_counts() {
+        let t0 = clock::now();
+        let mut link = Impairment::new(ImpairConfig {
+            rate: Some(rate("1mbit")),
+            limit: 10,
+            ..ImpairConfig::default()
+        });
+        for i in 0..25 {
+            link.submit(t0, sized(i, 1000));
+        }
+        assert_eq!(link.len(), 10);
+        assert_eq!(link.stats().overflowed, 15);
+        // The dropped ones took no time on the link: the first ten leave 8 ms apart.
+        let out = drain(&mut link);
+        let order: Vec<u32> = out.iter().map(|(_, d)| number(d)).collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>());
+        assert_eq!(out[9].0, t0 + ms(80));
+
+        // A sender at twice the rate for 2 s: the queue fills, then about every other
+        // datagram overflows, and what comes out is 1 Mbit/s.
+        let mut link = Impairment::new(ImpairConfig {
+            rate: Some(rate("1mbit")),
+            limit: 20,
+            ..ImpairConfig::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..500u32 {
+            let now = t0 + ms(4) * i;
+            while let Some(d) = link.poll_release(now) {
+                out.push((now, d));
+            }
+            link.submit(now, sized(i, 1000));
+        }
+        let s = link.stats();
+        assert_eq!(s.submitted, 500);
+        assert_eq!(s.overflowed + out.len() as u64 + link.len() as u64, 500);
+        // In 2 s at 8 ms each, 250 datagrams cross; 20 are still queued at the end.
+        assert!((248..=250).contains(&out.len()), "{}", out.len());
+        assert_eq!(link.len(), 20);
+        assert!((229..=232).contains(&s.overflowed), "{}", s.overflowed);
+    }
+
+    #[test]
+    fn each_copy_takes_its_turn_on_the_link() {
+        let t0 = clock::now();
+        let mut link = Impairment::new(ImpairConfig {
+            rate: Some(rate("1mbit")),
+            duplicate: Probability::ONE,
+            ..ImpairConfig::default()
+        });
+        for i in 0..5 {
+            link.submit(t0, sized(i, 1000));
+        }
+        let times: Vec<Instant> = drain(&mut link).into_iter().map(|(t, _)| t).collect();
+        let want: Vec<Instant> = (1..=10).map(|k| t0 + ms(8) * k).collect();
+        assert_eq!(times, want);
+    }
+
+    /// The rate draws no random numbers: with a link fast enough never to queue, the seed-42
+    /// run has exactly the faults it has without a rate.
+    #[test]
+    fn a_rate_changes_no_other_fault() {
+        let t0 = clock::now();
+        let mut link = Impairment::new(ImpairConfig {
+            rate: Some(rate("1mbit")),
+            ..mixed(42)
+        });
+        let out = run_link(&mut link, t0, 1000);
+        let s = link.stats();
+        assert_eq!(
+            (s.dropped, s.duplicated, s.reordered, s.corrupted),
+            (108, 38, 40, 13)
+        );
+        assert_eq!(out.len() as u64, 930);
+        assert_eq!(s.overflowed, 0);
     }
 
     async fn udp_pair() -> (UdpSocket, UdpSocket) {

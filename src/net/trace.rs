@@ -91,6 +91,75 @@ pub fn render(label: &str, dir: Direction, data: &[u8]) -> String {
     out
 }
 
+/// A datagram socket that prints every datagram it sends and receives (`--trace` for the
+/// datagram protocols): the header line names the peer, the size and, through `describe`,
+/// what the protocol makes of the bytes; then the dump.
+///
+/// ```text
+/// [    0.412 ms 127.0.0.1:7001] send 38 bytes: DATA 1a2b3c4d>00000000 seq 0 base 0 fragment 1/1, 10 bytes
+///   0000  01 01 00 00 1a 2b 3c 4d  00 00 00 00 00 00 00 00  |.....+<M........|
+/// ```
+pub struct TracedDgram<S> {
+    inner: S,
+    describe: fn(&[u8]) -> String,
+    start: std::time::Instant,
+}
+
+impl<S> TracedDgram<S> {
+    /// Wraps `inner`; `describe` says in one line what a datagram is. Each line also says
+    /// when, in milliseconds since this call (timers at work show as gaps).
+    pub fn new(inner: S, describe: fn(&[u8]) -> String) -> Self {
+        TracedDgram {
+            inner,
+            describe,
+            start: crate::net::clock::now(),
+        }
+    }
+
+    fn dump(&self, peer: &dyn std::fmt::Display, dir: Direction, data: &[u8]) {
+        let ms = crate::net::clock::now()
+            .saturating_duration_since(self.start)
+            .as_secs_f64()
+            * 1000.0;
+        let text = render(&format!("{ms:9.3} ms {peer}"), dir, data);
+        let text = text.replacen('\n', &format!(": {}\n", (self.describe)(data)), 1);
+        let _ = io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+impl<S: crate::net::dgram::DatagramSocket> crate::net::dgram::DatagramSocket for TracedDgram<S> {
+    type Addr = S::Addr;
+
+    async fn recv_dgram(&self, buf: &mut [u8]) -> io::Result<crate::net::dgram::Received<S::Addr>> {
+        let got = self.inner.recv_dgram(buf).await?;
+        self.dump(&got.from, Direction::Recv, &buf[..got.copied]);
+        Ok(got)
+    }
+
+    fn try_recv_dgram(&self, buf: &mut [u8]) -> io::Result<crate::net::dgram::Received<S::Addr>> {
+        let got = self.inner.try_recv_dgram(buf)?;
+        self.dump(&got.from, Direction::Recv, &buf[..got.copied]);
+        Ok(got)
+    }
+
+    async fn send_dgram(&self, data: &[u8], to: &S::Addr) -> io::Result<usize> {
+        self.dump(to, Direction::Send, data);
+        self.inner.send_dgram(data, to).await
+    }
+
+    fn ip_of(addr: &S::Addr) -> Option<std::net::IpAddr> {
+        S::ip_of(addr)
+    }
+
+    fn can_reply(addr: &S::Addr) -> bool {
+        S::can_reply(addr)
+    }
+
+    fn socket_addr_of(addr: &S::Addr) -> Option<std::net::SocketAddr> {
+        S::socket_addr_of(addr)
+    }
+}
+
 fn trace_read(t: &Tracer, data: &[u8]) {
     if data.is_empty() {
         t.note("recv 0 bytes: the peer closed its side (end of stream)");

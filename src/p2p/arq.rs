@@ -589,6 +589,12 @@ impl Arq {
                 .filter(|(_, s)| !s.sacked && s.sent_at + window < newest)
                 .map(|(seq, _)| *seq)
                 .collect();
+            if !lost.is_empty() {
+                // The resent fragments are covered by a timer of the current estimate, not
+                // by one armed before any RTT was measured (the first RTO is 1 s).
+                let due = now + self.rto.rto;
+                self.rto_at = Some(self.rto_at.map_or(due, |t| t.min(due)));
+            }
             for seq in lost {
                 self.retransmit(now, seq);
             }
@@ -1052,6 +1058,65 @@ mod tests {
         a.handle_datagram(t0, addr(2), &d);
         assert_eq!(a.poll_event(), None);
         assert_eq!(a.stats().duplicates, 1);
+    }
+
+    /// The DATA carried by each datagram `a` wants to send now (ACKs and PINGs skipped).
+    fn data_sent(a: &mut Arq, now: Instant) -> Vec<u32> {
+        let mut seqs = Vec::new();
+        while let Some(t) = a.poll_transmit(now) {
+            if let Ok(Datagram {
+                body: Body::Data { seq, .. },
+                ..
+            }) = wire::parse(&t.data)
+            {
+                seqs.push(seq);
+            }
+        }
+        seqs
+    }
+
+    /// A fragment resent early (a later one was acknowledged first) and lost again is resent
+    /// by the timer after the RTO measured meanwhile, not after the first RTO of 1 s armed
+    /// before any measurement.
+    #[test]
+    fn a_fast_retransmission_lost_again_waits_one_measured_rto() {
+        let t0 = clock::now();
+        let ms = Duration::from_millis;
+        let mut a = Arq::new(
+            t0,
+            addr(2),
+            Config {
+                session: 1,
+                ..Config::default()
+            },
+        );
+        a.handle_timeout(t0);
+        a.handle_input(t0, b"m0".to_vec());
+        assert_eq!(data_sent(&mut a, t0), [0]); // lost
+        a.handle_input(t0 + ms(10), b"m1".to_vec());
+        assert_eq!(data_sent(&mut a, t0 + ms(10)), [1]);
+        let mut ack = Vec::new();
+        Datagram {
+            from_session: 2,
+            to_session: 1,
+            body: Body::Ack {
+                next: 0,
+                blocks: vec![(1, 2)],
+                fin: false,
+            },
+        }
+        .encode(&mut ack);
+        let t1 = t0 + ms(11);
+        a.handle_datagram(t1, addr(2), &ack);
+        assert_eq!(a.rto().srtt, Some(ms(1)));
+        assert_eq!(data_sent(&mut a, t1), [0], "seq 0 resent at once (RACK)");
+        // Lost again. The timer is the measured RTO (the 20 ms floor) from then.
+        assert_eq!(a.rto().rto, MIN_RTO);
+        a.handle_timeout(t1 + MIN_RTO - ms(1));
+        assert_eq!(data_sent(&mut a, t1 + MIN_RTO - ms(1)), Vec::<u32>::new());
+        a.handle_timeout(t1 + MIN_RTO);
+        assert_eq!(data_sent(&mut a, t1 + MIN_RTO), [0], "the timer resends it");
+        assert_eq!(a.stats().retransmissions, 2);
     }
 
     proptest::proptest! {

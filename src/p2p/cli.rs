@@ -10,7 +10,7 @@ use super::{arq, peer, relay};
 use crate::args::{JsonArg, OutputArgs, UsageError, parse_duration};
 use crate::exit::CodedResult;
 use crate::net;
-use crate::net::impair::ImpairConfig;
+use crate::net::impair::{DEFAULT_LIMIT, ImpairConfig};
 
 /// p2p roles.
 #[derive(Debug, Subcommand)]
@@ -64,6 +64,10 @@ pub struct ChatArgs {
     /// `[HH:MM:SS] > text`, appended to FILE line by line.
     #[arg(long, value_name = "FILE")]
     log: Option<std::path::PathBuf>,
+    /// Every datagram sent and received on stderr: what it is (DATA seq 4 …, ACK next 5 …)
+    /// and a hex dump, to watch the error control at work.
+    #[arg(long)]
+    trace: bool,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -107,6 +111,7 @@ impl TryFrom<&ChatArgs> for peer::Config {
             timeout: a.timeout,
             json: false,
             log: a.log.clone(),
+            trace: a.trace,
             arq: arq::Config {
                 level: a.level,
                 mtu: usize::from(a.mtu),
@@ -153,6 +158,8 @@ Examples:
   socklab impair --listen 127.0.0.1:7100 --to 127.0.0.1:7001 --loss 10% --dup 2% --reorder 5%
   socklab p2p chat --listen 7001 --peer 7100 --nick bob      (--to is this one)
   socklab p2p chat --listen 7000 --peer 7100 --nick ann      (the relay sends back to it)
+  socklab impair --listen 7100 --to 7001 --rate 1mbit --delay 20ms --limit 100
+                                      a 1 Mbit/s link with 20 ms of delay and a 100-datagram queue
 What comes from --to goes back to the last other address that sent to the relay. At exit (Ctrl-C)
 it prints what it did to each direction (--json: as one JSON object).";
 
@@ -187,6 +194,16 @@ pub struct ImpairArgs {
     /// Chance that one bit of a datagram is flipped.
     #[arg(long, value_name = "P")]
     corrupt: Option<String>,
+    /// Bandwidth of each direction, as tc netem's rate: datagrams cross one after another,
+    /// each taking its size*8/RATE (payload bytes only), and --delay starts after that. Units
+    /// (any case): bit, kbit, mbit, gbit are bits per second; bps, kbps, mbps, gbps are BYTES
+    /// per second (k = 1000): 1mbit, 1.5mbit, 64kbps (= 512kbit). From 1kbit to 100gbit.
+    #[arg(long, value_name = "RATE")]
+    rate: Option<String>,
+    /// Most datagrams each direction holds at once (waiting for the link or delayed); more are
+    /// dropped and counted as overflowed.
+    #[arg(long, default_value_t = DEFAULT_LIMIT as u64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    limit: u64,
     /// Seed of the fault schedule (the way back uses seed + 1): the same seed, the same faults.
     #[arg(long, default_value_t = 1, value_name = "N")]
     seed: u64,
@@ -198,7 +215,10 @@ pub struct ImpairArgs {
 impl ImpairArgs {
     /// The two directions' faults.
     fn configs(&self) -> Result<(ImpairConfig, ImpairConfig), UsageError> {
-        let mut items = vec![format!("seed={}", self.seed)];
+        let mut items = vec![
+            format!("seed={}", self.seed),
+            format!("limit={}", self.limit),
+        ];
         for (key, value) in [
             ("loss", &self.loss),
             ("dup", &self.dup),
@@ -207,6 +227,7 @@ impl ImpairArgs {
             ("delay", &self.delay),
             ("jitter", &self.jitter),
             ("corrupt", &self.corrupt),
+            ("rate", &self.rate),
         ] {
             if let Some(v) = value {
                 items.push(format!("{key}={v}"));

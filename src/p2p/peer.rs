@@ -30,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 use super::arq::{self, Arq, Event};
 use super::wire;
 use crate::exit::{ExitCoded, LOCAL_IO, TIMEOUT};
+use crate::net::dgram::DatagramSocket;
 use crate::net::driver::{self, Core, Ended, Transmit};
+use crate::net::trace::TracedDgram;
 use crate::net::{NetError, clock, fmt_duration};
 use crate::term::{self, Prompt, Transcript};
 
@@ -57,6 +59,8 @@ pub struct Config {
     pub json: bool,
     /// `--log FILE`: a transcript of what was received and sent.
     pub log: Option<PathBuf>,
+    /// `--trace`: every datagram on stderr, described and dumped.
+    pub trace: bool,
 }
 
 /// How a run failed.
@@ -528,6 +532,64 @@ struct JsonStats<'a> {
     report: &'a Report,
 }
 
+/// What a stdout or transcript write failure left behind, for after the run.
+type Failed = RefCell<Option<(&'static str, std::io::Error)>>;
+
+/// The driver with this peer's callbacks, over any datagram socket (plain, or traced).
+async fn drive<S: DatagramSocket<Addr = SocketAddr>>(
+    watch: &mut Watch,
+    sock: &S,
+    rx: mpsc::Receiver<Vec<Line>>,
+    shutdown: &CancellationToken,
+    output: &RefCell<Output>,
+    failed: &Failed,
+    log: Option<&Mutex<Transcript>>,
+) -> Result<driver::Outcome<Stop>, NetError> {
+    driver::run_with_idle(
+        watch,
+        sock,
+        rx,
+        shutdown,
+        |ev| {
+            if let Some((what, e)) = failed.borrow_mut().take() {
+                return ControlFlow::Break(Stop::Output(what, e));
+            }
+            let mut out = output.borrow_mut();
+            let shown = match ev {
+                WatchEvent::GaveUp(n) => return ControlFlow::Break(Stop::GaveUp(n)),
+                WatchEvent::Arq(Event::Message(m)) => {
+                    let (nick, text) = wire::parse_chat(&m)
+                        .unwrap_or_else(|| ("?".into(), String::from_utf8_lossy(&m).into()));
+                    if let Some(log) = &log
+                        && let Err(e) = log
+                            .lock()
+                            .map_err(|_| std::io::Error::other("poisoned"))
+                            .and_then(|mut l| l.received(&format!("<{nick}> {text}")))
+                    {
+                        return ControlFlow::Break(Stop::Output("writing the transcript", e));
+                    }
+                    out.message(&nick, &text)
+                }
+                WatchEvent::Arq(Event::PeerRestarted) => {
+                    out.note("the peer restarted (a new session)")
+                }
+                WatchEvent::Stats(r) => out.note(&r.text()),
+                WatchEvent::Note(text) => out.note(&text),
+            };
+            match shown {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(Stop::Output("writing stdout", e)),
+            }
+        },
+        || {
+            if let Err(e) = output.borrow_mut().flush() {
+                *failed.borrow_mut() = Some(("writing stdout", e));
+            }
+        },
+    )
+    .await
+}
+
 /// Runs one peer until stdin has ended and everything sent is acknowledged, or `shutdown`.
 /// The counters are printed at the end whatever happened (stderr, or a JSON line); the
 /// report is also returned.
@@ -590,52 +652,33 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<Report, Pee
         }
     };
     let output = RefCell::new(output);
-    let failed: RefCell<Option<(&'static str, std::io::Error)>> = RefCell::new(None);
+    let failed: Failed = RefCell::new(None);
     let now = clock::now();
     let mut watch = Watch::new(now, Arq::new(now, cfg.peer, cfg.arq.clone()), cfg.timeout);
-    let ran = driver::run_with_idle(
-        &mut watch,
-        &sock,
-        rx,
-        &shutdown,
-        |ev| {
-            if let Some((what, e)) = failed.borrow_mut().take() {
-                return ControlFlow::Break(Stop::Output(what, e));
-            }
-            let mut out = output.borrow_mut();
-            let shown = match ev {
-                WatchEvent::GaveUp(n) => return ControlFlow::Break(Stop::GaveUp(n)),
-                WatchEvent::Arq(Event::Message(m)) => {
-                    let (nick, text) = wire::parse_chat(&m)
-                        .unwrap_or_else(|| ("?".into(), String::from_utf8_lossy(&m).into()));
-                    if let Some(log) = &log
-                        && let Err(e) = log
-                            .lock()
-                            .map_err(|_| std::io::Error::other("poisoned"))
-                            .and_then(|mut l| l.received(&format!("<{nick}> {text}")))
-                    {
-                        return ControlFlow::Break(Stop::Output("writing the transcript", e));
-                    }
-                    out.message(&nick, &text)
-                }
-                WatchEvent::Arq(Event::PeerRestarted) => {
-                    out.note("the peer restarted (a new session)")
-                }
-                WatchEvent::Stats(r) => out.note(&r.text()),
-                WatchEvent::Note(text) => out.note(&text),
-            };
-            match shown {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => ControlFlow::Break(Stop::Output("writing stdout", e)),
-            }
-        },
-        || {
-            if let Err(e) = output.borrow_mut().flush() {
-                *failed.borrow_mut() = Some(("writing stdout", e));
-            }
-        },
-    )
-    .await;
+    let ran = if cfg.trace {
+        let sock = TracedDgram::new(sock, wire::describe);
+        drive(
+            &mut watch,
+            &sock,
+            rx,
+            &shutdown,
+            &output,
+            &failed,
+            log.as_deref(),
+        )
+        .await
+    } else {
+        drive(
+            &mut watch,
+            &sock,
+            rx,
+            &shutdown,
+            &output,
+            &failed,
+            log.as_deref(),
+        )
+        .await
+    };
     let report = Report::of(&watch.arq, clock::now());
     let mut output = output.into_inner();
     let failed = failed.into_inner();

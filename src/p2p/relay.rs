@@ -3,8 +3,8 @@
 //! gives the same faults).
 //!
 //! ```text
-//!   client ──▶ relay (--listen) ──[up: loss, dup, reorder, delay, corrupt]──▶ --to
-//!   client ◀── relay ◀─────────[down: the same faults, its own seed]──────── --to
+//!   client ──▶ relay (--listen) ──[up: loss, dup, reorder, rate, delay, corrupt]──▶ --to
+//!   client ◀── relay ◀─────────[down: the same faults, its own seed]────────────── --to
 //! ```
 //!
 //! Whatever comes from `--to` goes back to the last other address that sent to the relay, so
@@ -42,7 +42,8 @@ pub struct Counts {
     pub reordered: u64,
     /// One bit flipped.
     pub corrupted: u64,
-    /// Dropped because the queue was full.
+    /// Dropped because the queue was full (`--limit`; with `--rate`, a sender faster than the
+    /// rate fills it).
     pub overflowed: u64,
 }
 

@@ -338,6 +338,52 @@ impl Zlib {
     }
 }
 
+/// One line saying what a datagram is, for `--trace`: `DATA 1a2b3c4d>00000000 seq 0 base 0
+/// fragment 1/1 zlib, 26 bytes`, `ACK … next 5 held 7-9 FIN`, `PING …`, or why it is dropped.
+pub fn describe(d: &[u8]) -> String {
+    let dg = match parse(d) {
+        Ok(dg) => dg,
+        Err(e) => return format!("dropped: {e}"),
+    };
+    let who = format!("{:08x}>{:08x}", dg.from_session, dg.to_session);
+    match dg.body {
+        Body::Data {
+            seq,
+            base,
+            index,
+            count,
+            zlib,
+            bytes,
+        } => format!(
+            "DATA {who} seq {seq} base {base} fragment {}/{count}{}, {} bytes",
+            u32::from(index) + 1,
+            if zlib { " zlib" } else { "" },
+            bytes.len()
+        ),
+        Body::Ack { next, blocks, fin } => {
+            let mut text = format!("ACK {who} next {next}");
+            if !blocks.is_empty() {
+                let held: Vec<String> = blocks
+                    .iter()
+                    .map(|&(a, b)| {
+                        if b == a + 1 {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{}", b - 1)
+                        }
+                    })
+                    .collect();
+                text.push_str(&format!(" held {}", held.join(",")));
+            }
+            if fin {
+                text.push_str(" FIN");
+            }
+            text
+        }
+        Body::Ping => format!("PING {who}"),
+    }
+}
+
 /// A chat message: the sender's nickname (its length in one byte, then its bytes) and the text.
 pub fn chat_message(nick: &str, text: &str) -> Vec<u8> {
     let nick = &nick.as_bytes()[..nick.len().min(255)];
@@ -537,5 +583,49 @@ mod tests {
         );
         assert_eq!(z.unpack(&n, true), Err(UnpackError::Zlib));
         assert_eq!(z.unpack(&good, true).unwrap(), [b'q'; 5000]);
+    }
+
+    #[test]
+    fn a_datagram_is_described_in_one_line() {
+        let mut out = Vec::new();
+        Datagram {
+            from_session: 0x1a2b_3c4d,
+            to_session: 0,
+            body: Body::Data {
+                seq: 7,
+                base: 2,
+                index: 1,
+                count: 3,
+                zlib: true,
+                bytes: b"abc",
+            },
+        }
+        .encode(&mut out);
+        assert_eq!(
+            describe(&out),
+            "DATA 1a2b3c4d>00000000 seq 7 base 2 fragment 2/3 zlib, 3 bytes"
+        );
+        out.clear();
+        Datagram {
+            from_session: 5,
+            to_session: 6,
+            body: Body::Ack {
+                next: 4,
+                blocks: vec![(6, 7), (9, 12)],
+                fin: true,
+            },
+        }
+        .encode(&mut out);
+        assert_eq!(
+            describe(&out),
+            "ACK 00000005>00000006 next 4 held 6,9-11 FIN"
+        );
+        let last = out.len() - 1;
+        out[last] ^= 1;
+        assert!(
+            describe(&out).starts_with("dropped: "),
+            "{}",
+            describe(&out)
+        );
     }
 }
