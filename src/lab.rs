@@ -43,6 +43,7 @@ pub fn entries() -> Vec<Entry> {
     all.extend(crate::calc::lab::entries());
     all.extend(crate::simple::lab::entries());
     all.extend(crate::chat::lab::entries());
+    all.extend(crate::p2p::lab::entries());
     all
 }
 

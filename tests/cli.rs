@@ -148,11 +148,11 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         if line.contains("127.0.0.1:") {
             rows.push(line);
         }
-        if rows.len() == 11 {
+        if rows.len() == 13 {
             break;
         }
     }
-    assert_eq!(rows.len(), 11, "{rows:?}");
+    assert_eq!(rows.len(), 13, "{rows:?}");
     let addr_of = |row: &str| {
         row.split_whitespace()
             .find(|w| w.starts_with("127.0.0.1:"))
@@ -199,6 +199,27 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         &["discard", "send", &addr_of(row("discard")), "x"],
         b"",
     ));
+    // The p2p bot answers each line of a real peer, in order (the peer exits 0 once all it
+    // sent is acknowledged and the bot has been quiet for a while).
+    let out = socklab(
+        &[
+            "p2p",
+            "chat",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer",
+            &addr_of(row("p2p")),
+            "--nick",
+            "you",
+        ],
+        b"hello\nagain\n",
+    );
+    let text = String::from_utf8(ok(&out)).unwrap();
+    assert_eq!(
+        text.lines().skip(1).collect::<Vec<_>>(),
+        ["<lab> you, you said: hello", "<lab> you, you said: again"],
+        "{text}"
+    );
     require("curl");
     let site = addr_of(row("http"));
     for (path, code) in [

@@ -208,6 +208,16 @@ impl Bound {
         }
     }
 
+    /// The UDP socket itself, for a protocol that drives it with its own loop
+    /// ([`driver`](crate::net::driver)) rather than as a request/reply service; `None` for
+    /// any other kind of socket.
+    pub fn into_udp(self) -> Option<UdpSocket> {
+        match self.socket {
+            Socket::Udp(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Prints `listening on ADDR`, the first stdout line of every server.
     pub fn announce(&self) -> io::Result<()> {
         super::announce(&self.shown)

@@ -14,9 +14,11 @@
 //! - [`relay`]: `socklab impair`, a UDP relay with loss, duplication, reordering, delay and
 //!   corruption, for trying the chat (or anything on UDP) over a bad link.
 //! - [`cli`]: `socklab p2p chat` and `socklab impair`.
+//! - [`lab`]: the lab's p2p bot, which answers every message.
 
 pub mod arq;
 pub mod cli;
+pub mod lab;
 pub mod peer;
 pub mod relay;
 pub mod wire;
