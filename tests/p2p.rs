@@ -398,3 +398,42 @@ fn impair_rate_paces_a_burst_and_overflows_past_the_limit() {
         got.len()
     );
 }
+
+/// A long stream through 30 % loss each way, with a short `-t`: runs of losses in a row
+/// happen many times over, and the sender's timer must keep probing often enough that the
+/// receiver, which is there all along, is never taken for gone (exit 4). Every line arrives
+/// once, in order.
+#[test]
+fn a_long_stream_through_heavy_loss_never_gives_up_on_a_present_peer() {
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let mut relay = Server::start(&[
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &format!("127.0.0.1:{pb}"),
+        "--loss",
+        "30%",
+        "--seed",
+        "1",
+    ]);
+    let pr = relay.port();
+    const N: usize = 10_000;
+    let b = peer(pb, pr, "bob", Vec::new(), &["-t", "3s"]);
+    let a = peer(pa, pr, "ann", lines(N, "a"), &["-t", "3s"]);
+    let b = std::thread::spawn(move || finish(b));
+    let (ca, _, err_a) = finish(a);
+    let (cb, out_b, err_b) = b.join().unwrap();
+    assert_eq!((ca, cb), (0, 0), "ann:\n{err_a}\nbob:\n{err_b}");
+    let got: Vec<&str> = out_b.lines().skip(1).collect();
+    assert_eq!(got.len(), N, "bob:\n{err_b}");
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, l)| *l == format!("<ann> a line {i}: héllo  wörld")),
+        "lines out of order or changed"
+    );
+    assert!(count(&err_a, " retransmitted") > 1000, "{err_a}");
+    relay.signal("INT");
+    assert!(relay.wait_exit(Duration::from_secs(10)).is_some());
+}

@@ -14,9 +14,12 @@
 //!   whole messages in order, exactly once.
 //! - Retransmission: a fragment still missing when one sent after it (by more than a quarter of
 //!   SRTT) has been acknowledged is sent again at once (RACK, RFC 8985, simplified); when the
-//!   retransmission timer fires, every unacknowledged fragment not selectively acknowledged is
-//!   sent again and the timer backs off. The timer follows RFC 6298 (SRTT, RTTVAR, Karn's rule:
-//!   no sample from a retransmitted fragment).
+//!   retransmission timer fires, the oldest fragment not selectively acknowledged is sent again
+//!   (RFC 6298 §5.4) and the timer backs off (up to 1 s, or twice its computed value). The
+//!   timer follows RFC 6298's formulas (SRTT, RTTVAR), fed by echoed timestamps: every
+//!   datagram carries its sender's clock and each ACK echoes the one it answers, so resent
+//!   fragments are measured too and a lost ACK does not stretch a sample. With a peer that
+//!   echoes nothing, Karn's rule: no sample from a retransmitted fragment.
 //! - Each side has a random session id; a datagram from a new session of the peer (it
 //!   restarted) resets what this side receives, and a datagram addressed to an old session of
 //!   this side is dropped and answered, so the peer learns the new one.
@@ -34,9 +37,11 @@ use crate::net::driver::{Core, Transmit};
 pub const INITIAL_RTO: Duration = Duration::from_secs(1);
 /// The lowest the timer goes (RFC 6298 says 1 s for the Internet; a chat on a LAN or loopback
 /// would wait far too long on every loss).
-pub const MIN_RTO: Duration = Duration::from_millis(20);
+pub const MIN_RTO: Duration = Duration::from_millis(5);
 /// The highest it goes, backoff included.
 pub const MAX_RTO: Duration = Duration::from_secs(60);
+/// Where backing off stops on a path whose computed timeout is under half of it.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(1);
 /// RFC 6298's clock granularity term G.
 const GRANULARITY: Duration = Duration::from_millis(1);
 /// Fragments held per direction; also the most unacknowledged.
@@ -49,7 +54,7 @@ const RETIRED: usize = 4;
 /// peer says it is done too): quiet this long, the peer is taken to be typing, not sending.
 pub const LINGER: Duration = Duration::from_secs(5);
 /// Most fragments sent again when the timer fires.
-const MAX_ON_TIMEOUT: usize = 64;
+const MAX_ON_TIMEOUT: usize = 1;
 
 /// How a peer behaves.
 #[derive(Debug, Clone)]
@@ -130,9 +135,13 @@ impl Rto {
         self.rto = self.base;
     }
 
-    /// The timer fired (§5.5): double it, up to the ceiling.
+    /// The timer fired (§5.5): double it, up to [`BACKOFF_CAP`] or twice the computed value,
+    /// whichever is larger, and never past the ceiling. Without that cap, a run of losses on a
+    /// fast path (a few ms of RTO) doubles the timer into the tens of seconds, and a peer that
+    /// is there, behind a bad link, is given up for lost (`-t`) before the next probe.
     pub fn backoff(&mut self) {
-        self.rto = (self.rto * 2).min(MAX_RTO);
+        let cap = MAX_RTO.min(BACKOFF_CAP.max(self.base * 2));
+        self.rto = (self.rto * 2).min(cap);
     }
 
     /// The peer acknowledged something new: the path works, the backoff goes (as QUIC does
@@ -236,6 +245,15 @@ pub struct Arq {
     zlib: wire::Zlib,
     /// Fragments acknowledged so far (cumulatively or selectively).
     acked: u64,
+    /// When this side started: the origin of its timestamps.
+    t0: Instant,
+    /// The timestamp of the latest DATA or PING from the peer, echoed in the next ACK.
+    echo: u32,
+    /// The last echo taken as an RTT sample (an ACK repeated for a duplicate echoes the same).
+    last_echo: u32,
+    /// The peer has echoed a timestamp once: from then on an ACK without one gives no RTT
+    /// sample (it answers nothing just arrived), instead of a Karn sample.
+    peer_echoes: bool,
     stats: Stats,
 }
 
@@ -272,6 +290,10 @@ impl Arq {
             retx_gap: Duration::ZERO,
             zlib: wire::Zlib::new(cfg.level),
             acked: 0,
+            t0: now,
+            echo: 0,
+            last_echo: 0,
+            peer_echoes: false,
             stats: Stats::default(),
             cfg,
         }
@@ -331,11 +353,19 @@ impl Arq {
             .max(1)
     }
 
-    fn datagram(&self, body: Body<'_>) -> Vec<u8> {
+    /// This side's clock for the wire: µs since it started, wrapping, never 0.
+    fn ts(&self, now: Instant) -> u32 {
+        // Truncation is the wrap (every 71 minutes); differences stay right across it.
+        let t = now.saturating_duration_since(self.t0).as_micros() as u32;
+        t.max(1)
+    }
+
+    fn datagram(&self, now: Instant, body: Body<'_>) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.cfg.mtu);
         Datagram {
             from_session: self.cfg.session,
             to_session: self.peer_session,
+            ts: self.ts(now),
             body,
         }
         .encode(&mut out);
@@ -351,14 +381,17 @@ impl Arq {
         let Some(s) = self.unacked.get(&seq) else {
             return;
         };
-        let d = self.datagram(Body::Data {
-            seq,
-            base,
-            index: s.index,
-            count: s.count,
-            zlib: s.zlib,
-            bytes: &s.bytes,
-        });
+        let d = self.datagram(
+            now,
+            Body::Data {
+                seq,
+                base,
+                index: s.index,
+                count: s.count,
+                zlib: s.zlib,
+                bytes: &s.bytes,
+            },
+        );
         self.out.push_back(d);
         if let Some(s) = self.unacked.get_mut(&seq) {
             s.sent_at = now;
@@ -532,7 +565,9 @@ impl Arq {
         }
     }
 
-    fn on_ack(&mut self, now: Instant, next: u32, blocks: &[(u32, u32)]) {
+    fn on_ack(&mut self, now: Instant, next: u32, echo: u32, blocks: &[(u32, u32)]) {
+        // Without an echo (a peer that does not send one), RFC 6298's way: a sample from a
+        // fragment sent once (Karn), which an ACK lost on the way can make far too long.
         let mut sample = None;
         // The latest send among what this ACK newly covers: anything sent well before it and
         // still missing was lost (RACK, RFC 8985, in its simplest form).
@@ -568,6 +603,19 @@ impl Arq {
                 self.acked += 1;
             }
         }
+        self.peer_echoes |= echo != 0;
+        if self.peer_echoes {
+            // The round trip of the datagram this ACK answers, whatever was resent or lost.
+            sample = None;
+            if echo != 0 && echo != self.last_echo {
+                self.last_echo = echo;
+                let r = Duration::from_micros(u64::from(self.ts(now).wrapping_sub(echo)));
+                // An echo from the future or from another run wraps to a huge value.
+                if r <= MAX_RTO {
+                    sample = Some(r);
+                }
+            }
+        }
         if let Some(r) = sample {
             self.rto.sample(r);
         }
@@ -583,9 +631,17 @@ impl Arq {
                 .rto
                 .srtt
                 .map_or(GRANULARITY, |s| (s / 4).max(GRANULARITY));
+            // An ACK names at most MAX_BLOCKS ranges, the lowest: when it names that many,
+            // what lies above its last range may have arrived unreported, and is not taken
+            // for lost (that would resend, in a burst, much that was received).
+            let reported = if blocks.len() >= wire::MAX_BLOCKS {
+                blocks.iter().map(|b| b.1).max().unwrap_or(next)
+            } else {
+                u32::MAX
+            };
             let lost: Vec<u32> = self
                 .unacked
-                .iter()
+                .range(..reported)
                 .filter(|(_, s)| !s.sacked && s.sent_at + window < newest)
                 .map(|(seq, _)| *seq)
                 .collect();
@@ -602,7 +658,7 @@ impl Arq {
         self.fill(now);
     }
 
-    fn ack(&self) -> Vec<u8> {
+    fn ack(&self, now: Instant) -> Vec<u8> {
         let mut blocks: Vec<(u32, u32)> = Vec::new();
         for &seq in self.held.keys() {
             match blocks.last_mut() {
@@ -620,11 +676,15 @@ impl Arq {
         } else {
             self.expected
         };
-        self.datagram(Body::Ack {
-            next,
-            blocks,
-            fin: self.finished,
-        })
+        self.datagram(
+            now,
+            Body::Ack {
+                next,
+                echo: self.echo,
+                blocks,
+                fin: self.finished,
+            },
+        )
     }
 }
 
@@ -698,22 +758,33 @@ impl Core for Arq {
                 count,
                 zlib,
                 bytes,
-            } => self.on_data(
-                now,
-                seq,
-                base,
-                Held {
-                    index,
-                    count,
-                    zlib,
-                    bytes: bytes.to_vec(),
-                },
-            ),
-            Body::Ack { next, blocks, fin } => {
-                self.peer_done |= fin;
-                self.on_ack(now, next, &blocks);
+            } => {
+                self.echo = d.ts;
+                self.on_data(
+                    now,
+                    seq,
+                    base,
+                    Held {
+                        index,
+                        count,
+                        zlib,
+                        bytes: bytes.to_vec(),
+                    },
+                );
             }
-            Body::Ping => self.ack_due = true,
+            Body::Ack {
+                next,
+                echo,
+                blocks,
+                fin,
+            } => {
+                self.peer_done |= fin;
+                self.on_ack(now, next, echo, &blocks);
+            }
+            Body::Ping => {
+                self.echo = d.ts;
+                self.ack_due = true;
+            }
         }
         self.settle(now);
     }
@@ -743,7 +814,7 @@ impl Core for Arq {
                 .last_heard
                 .is_none_or(|t| now >= t + self.cfg.keepalive);
             if quiet {
-                let p = self.datagram(Body::Ping);
+                let p = self.datagram(now, Body::Ping);
                 self.out.push_back(p);
             }
             self.ping_at = now + self.cfg.keepalive;
@@ -765,10 +836,13 @@ impl Core for Arq {
         self.settle(now);
     }
 
-    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if self.ack_due {
             self.ack_due = false;
-            let data = self.ack();
+            let data = self.ack(now);
+            // An ACK sent later without anything new arriving (the FIN, say) answers nothing:
+            // its echo would measure the wait, not the path.
+            self.echo = 0;
             self.stats.datagrams_sent += 1;
             return Some(Transmit {
                 to: self.peer,
@@ -893,7 +967,23 @@ mod tests {
         for _ in 0..20 {
             r.backoff();
         }
-        assert_eq!(r.rto, MAX_RTO);
+        // Backing off stops at 1 s on this fast path (twice 362.5 ms is less)...
+        assert_eq!(r.rto, BACKOFF_CAP);
+        r.progress();
+        assert_eq!(r.rto, Duration::from_micros(362_500));
+        // ... and at twice the computed value on a slow one, within the ceiling.
+        let mut slow = Rto::default();
+        slow.sample(Duration::from_secs(2));
+        assert_eq!(slow.rto, Duration::from_secs(6));
+        for _ in 0..3 {
+            slow.backoff();
+        }
+        assert_eq!(slow.rto, Duration::from_secs(12));
+        let mut slower = Rto::default();
+        slower.sample(Duration::from_secs(20));
+        slower.backoff();
+        slower.backoff();
+        assert_eq!(slower.rto, MAX_RTO);
         // A tiny RTT is held at the floor.
         let mut r = Rto::default();
         r.sample(Duration::from_micros(10));
@@ -970,7 +1060,7 @@ mod tests {
             bad_link(1, 10.0, 2.0, 10.0, 1.0),
             bad_link(2, 10.0, 2.0, 10.0, 1.0),
         );
-        // Noise does not compress: about 900 fragments of 1,172 bytes.
+        // Noise does not compress: about 900 fragments of 1,168 bytes.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let big: Vec<u8> = (0..1_000_000)
             .map(|_| {
@@ -1039,6 +1129,7 @@ mod tests {
         Datagram {
             from_session: 9,
             to_session: 0,
+            ts: 1,
             body: Body::Data {
                 seq: 0,
                 base: 0,
@@ -1095,12 +1186,15 @@ mod tests {
         assert_eq!(data_sent(&mut a, t0), [0]); // lost
         a.handle_input(t0 + ms(10), b"m1".to_vec());
         assert_eq!(data_sent(&mut a, t0 + ms(10)), [1]);
+        // A peer that echoes no timestamp: Karn's sample, from seq 1.
         let mut ack = Vec::new();
         Datagram {
             from_session: 2,
             to_session: 1,
+            ts: 1,
             body: Body::Ack {
                 next: 0,
+                echo: 0,
                 blocks: vec![(1, 2)],
                 fin: false,
             },
@@ -1110,13 +1204,67 @@ mod tests {
         a.handle_datagram(t1, addr(2), &ack);
         assert_eq!(a.rto().srtt, Some(ms(1)));
         assert_eq!(data_sent(&mut a, t1), [0], "seq 0 resent at once (RACK)");
-        // Lost again. The timer is the measured RTO (the 20 ms floor) from then.
+        // Lost again. The timer is the measured RTO (the floor) from then.
         assert_eq!(a.rto().rto, MIN_RTO);
         a.handle_timeout(t1 + MIN_RTO - ms(1));
         assert_eq!(data_sent(&mut a, t1 + MIN_RTO - ms(1)), Vec::<u32>::new());
         a.handle_timeout(t1 + MIN_RTO);
         assert_eq!(data_sent(&mut a, t1 + MIN_RTO), [0], "the timer resends it");
         assert_eq!(a.stats().retransmissions, 2);
+    }
+
+    /// Two fragments arrive, their ACK is lost, the timer resends the first, and the ACK of
+    /// that copy covers both. RFC 6298 alone (Karn) measures the second fragment, sent once,
+    /// over the whole wait: a second. The echoed timestamp measures the copy: a millisecond.
+    #[test]
+    fn an_echoed_timestamp_measures_the_path_after_a_lost_ack() {
+        let ms = Duration::from_millis;
+        for echoes in [true, false] {
+            let t0 = clock::now();
+            let mut a = Arq::new(
+                t0,
+                addr(2),
+                Config {
+                    session: 1,
+                    ..Config::default()
+                },
+            );
+            a.handle_timeout(t0);
+            a.handle_input(t0, b"m0".to_vec());
+            a.handle_input(t0, b"m1".to_vec());
+            assert_eq!(data_sent(&mut a, t0), [0, 1]);
+            // The ACK of both is lost; the first timer (1 s) resends seq 0.
+            let t1 = t0 + INITIAL_RTO;
+            a.handle_timeout(t1);
+            let mut copy_ts = 0;
+            while let Some(t) = a.poll_transmit(t1) {
+                if let Ok(Datagram {
+                    ts,
+                    body: Body::Data { seq: 0, .. },
+                    ..
+                }) = wire::parse(&t.data)
+                {
+                    copy_ts = ts;
+                }
+            }
+            assert_ne!(copy_ts, 0, "seq 0 was not resent");
+            let mut ack = Vec::new();
+            Datagram {
+                from_session: 2,
+                to_session: 1,
+                ts: 5,
+                body: Body::Ack {
+                    next: 2,
+                    echo: if echoes { copy_ts } else { 0 },
+                    blocks: vec![],
+                    fin: false,
+                },
+            }
+            .encode(&mut ack);
+            a.handle_datagram(t1 + ms(1), addr(2), &ack);
+            let want = if echoes { ms(1) } else { INITIAL_RTO + ms(1) };
+            assert_eq!(a.rto().srtt, Some(want), "echoes: {echoes}");
+        }
     }
 
     proptest::proptest! {

@@ -1,12 +1,17 @@
 //! The p2p chat's datagrams, byte by byte, sans-IO (docs/PROTOCOLS.md §9).
 //!
 //! ```text
-//!  0        1        2        4                 8                 12
-//!  +--------+--------+--------+-----------------+-----------------+-------- … --------+-----------+
-//!  | ver=1  | kind   | flags  | sender session  | receiver session | body (by kind)   | CRC-32    |
-//!  +--------+--------+--------+-----------------+-----------------+-------- … --------+-----------+
-//!     u8       u8       u16          u32               u32                                u32
+//!  0        1        2        4                 8                  12          16
+//!  +--------+--------+--------+-----------------+------------------+-----------+---- … ----+--------+
+//!  | ver=1  | kind   | flags  | sender session  | receiver session | timestamp | body      | CRC-32 |
+//!  +--------+--------+--------+-----------------+------------------+-----------+---- … ----+--------+
+//!     u8       u8       u16          u32               u32              u32                   u32
 //! ```
+//!
+//! The timestamp is the sender's clock when it sent the datagram, in microseconds from any
+//! origin (wrapping, never 0); an `ACK` echoes the timestamp of the latest `DATA` or `PING`
+//! it answers, so the other side measures the round trip of every acknowledgement, resent
+//! fragments and lost ACKs included (RFC 7323's idea, in RFC 6298's formulas).
 //!
 //! All numbers are big-endian. The CRC-32 (zlib's `crc32`, the one the header framing uses)
 //! covers every byte before it and is checked before anything else is read. Bodies:
@@ -15,7 +20,8 @@
 //!   number, so a receiver that starts afresh knows where the stream stands), `index u16`,
 //!   `count u16` (this fragment's place in its message), then the fragment's bytes. Flag bit
 //!   0: the message is zlib-compressed.
-//! - `ACK` (kind 2): `next u32` (every sequence number below it arrived), `blocks u8`, then
+//! - `ACK` (kind 2): `next u32` (every sequence number below it arrived), `echo u32` (the
+//!   timestamp of the `DATA` or `PING` that made it due; 0: none), `blocks u8`, then
 //!   that many `start u32, end u32` ranges (end exclusive) of what arrived above `next`. Flag
 //!   bit 0 (FIN): the sender's input ended and everything it sent was acknowledged.
 //! - `PING` (kind 3): no body; answered with an `ACK` (the keepalive).
@@ -23,7 +29,7 @@
 /// The protocol version this code speaks.
 pub const VERSION: u8 = 1;
 /// Bytes before the body.
-pub const HEADER: usize = 12;
+pub const HEADER: usize = 16;
 /// The CRC-32 after the body.
 pub const TRAILER: usize = 4;
 /// Bytes of a DATA body before the fragment.
@@ -60,6 +66,8 @@ pub enum Body<'a> {
     Ack {
         /// Every sequence number below it arrived.
         next: u32,
+        /// The timestamp of the `DATA` or `PING` this answers (0: none).
+        echo: u32,
         /// Ranges above `next` that arrived, `[start, end)`.
         blocks: Vec<(u32, u32)>,
         /// The sender is done: its input ended and all it sent was acknowledged (flag bit 0).
@@ -76,6 +84,8 @@ pub struct Datagram<'a> {
     pub from_session: u32,
     /// The receiver's session id as the sender knows it (0: not yet).
     pub to_session: u32,
+    /// The sender's clock when it sent this, in µs (wrapping; never 0 from socklab).
+    pub ts: u32,
     /// What it carries.
     pub body: Body<'a>,
 }
@@ -114,6 +124,7 @@ impl Datagram<'_> {
         out.extend_from_slice(&flags.to_be_bytes());
         out.extend_from_slice(&self.from_session.to_be_bytes());
         out.extend_from_slice(&self.to_session.to_be_bytes());
+        out.extend_from_slice(&self.ts.to_be_bytes());
         match &self.body {
             Body::Data {
                 seq,
@@ -129,8 +140,11 @@ impl Datagram<'_> {
                 out.extend_from_slice(&count.to_be_bytes());
                 out.extend_from_slice(bytes);
             }
-            Body::Ack { next, blocks, .. } => {
+            Body::Ack {
+                next, echo, blocks, ..
+            } => {
                 out.extend_from_slice(&next.to_be_bytes());
+                out.extend_from_slice(&echo.to_be_bytes());
                 let n = blocks.len().min(MAX_BLOCKS);
                 out.push(n as u8);
                 for (s, e) in &blocks[..n] {
@@ -177,6 +191,7 @@ pub fn parse(d: &[u8]) -> Result<Datagram<'_>, WireError> {
     }
     let from_session = u32_at(signed, 4);
     let to_session = u32_at(signed, 8);
+    let ts = u32_at(signed, 12);
     let b = &signed[HEADER..];
     let body = match signed[1] {
         1 => {
@@ -197,18 +212,19 @@ pub fn parse(d: &[u8]) -> Result<Datagram<'_>, WireError> {
             }
         }
         2 => {
-            if b.len() < 5 {
+            if b.len() < 9 {
                 return Err(WireError::Body("ACK"));
             }
-            let n = usize::from(b[4]);
-            if n > MAX_BLOCKS || b.len() != 5 + 8 * n {
+            let n = usize::from(b[8]);
+            if n > MAX_BLOCKS || b.len() != 9 + 8 * n {
                 return Err(WireError::Body("ACK"));
             }
             let blocks = (0..n)
-                .map(|i| (u32_at(b, 5 + 8 * i), u32_at(b, 9 + 8 * i)))
+                .map(|i| (u32_at(b, 9 + 8 * i), u32_at(b, 13 + 8 * i)))
                 .collect();
             Body::Ack {
                 next: u32_at(b, 0),
+                echo: u32_at(b, 4),
                 blocks,
                 fin: flags & FLAG_FIN != 0,
             }
@@ -223,6 +239,7 @@ pub fn parse(d: &[u8]) -> Result<Datagram<'_>, WireError> {
     Ok(Datagram {
         from_session,
         to_session,
+        ts,
         body,
     })
 }
@@ -345,7 +362,7 @@ pub fn describe(d: &[u8]) -> String {
         Ok(dg) => dg,
         Err(e) => return format!("dropped: {e}"),
     };
-    let who = format!("{:08x}>{:08x}", dg.from_session, dg.to_session);
+    let who = format!("{:08x}>{:08x} ts {}", dg.from_session, dg.to_session, dg.ts);
     match dg.body {
         Body::Data {
             seq,
@@ -360,8 +377,13 @@ pub fn describe(d: &[u8]) -> String {
             if zlib { " zlib" } else { "" },
             bytes.len()
         ),
-        Body::Ack { next, blocks, fin } => {
-            let mut text = format!("ACK {who} next {next}");
+        Body::Ack {
+            next,
+            echo,
+            blocks,
+            fin,
+        } => {
+            let mut text = format!("ACK {who} next {next} echo {echo}");
             if !blocks.is_empty() {
                 let held: Vec<String> = blocks
                     .iter()
@@ -426,6 +448,7 @@ mod tests {
         let d = Datagram {
             from_session: 0x0102_0304,
             to_session: 0,
+            ts: 0x0a0b_0c0d,
             body: Body::Data {
                 seq: 7,
                 base: 5,
@@ -439,6 +462,7 @@ mod tests {
         d.encode(&mut out);
         let head = [
             1, 1, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, // version, kind, flags, sessions
+            10, 11, 12, 13, // timestamp
             0, 0, 0, 7, 0, 0, 0, 5, 0, 0, 0, 1, // seq, base, index, count
             b'h', b'i',
         ];
@@ -455,10 +479,16 @@ mod tests {
     /// computed them.
     #[test]
     fn the_documented_example_is_what_is_sent() {
+        let hex = |doc: &str| -> Vec<u8> {
+            doc.split_whitespace()
+                .map(|h| u8::from_str_radix(h, 16).unwrap())
+                .collect()
+        };
         let mut out = Vec::new();
         Datagram {
             from_session: 0x1a2b_3c4d,
             to_session: 0,
+            ts: 1000,
             body: Body::Data {
                 seq: 0,
                 base: 0,
@@ -469,14 +499,26 @@ mod tests {
             },
         }
         .encode(&mut out);
-        let doc = "01 01 00 00 1a 2b 3c 4d 00 00 00 00 00 00 00 00 \
-                   00 00 00 00 00 00 00 01 03 61 6e 6e 68 69 20 62 \
-                   6f 62 52 6e b3 7c";
-        let want: Vec<u8> = doc
-            .split_whitespace()
-            .map(|h| u8::from_str_radix(h, 16).unwrap())
-            .collect();
-        assert_eq!(out, want);
+        let doc = "01 01 00 00 1a 2b 3c 4d 00 00 00 00 00 00 03 e8 \
+                   00 00 00 00 00 00 00 00 00 00 00 01 03 61 6e 6e \
+                   68 69 20 62 6f 62 50 07 3a b7";
+        assert_eq!(out, hex(doc));
+        out.clear();
+        Datagram {
+            from_session: 0x5566_7788,
+            to_session: 0x1a2b_3c4d,
+            ts: 52_000,
+            body: Body::Ack {
+                next: 1,
+                echo: 1000,
+                blocks: vec![],
+                fin: false,
+            },
+        }
+        .encode(&mut out);
+        let doc = "01 02 00 00 55 66 77 88 1a 2b 3c 4d 00 00 cb 20 \
+                   00 00 00 01 00 00 03 e8 00 02 54 a0 09";
+        assert_eq!(out, hex(doc));
     }
 
     #[test]
@@ -484,15 +526,17 @@ mod tests {
         let d = Datagram {
             from_session: 9,
             to_session: 3,
+            ts: u32::MAX,
             body: Body::Ack {
                 next: 10,
+                echo: 77,
                 blocks: vec![(12, 14), (20, 21)],
                 fin: true,
             },
         };
         let mut out = Vec::new();
         d.encode(&mut out);
-        assert_eq!(out.len(), HEADER + 5 + 16 + TRAILER);
+        assert_eq!(out.len(), HEADER + 9 + 16 + TRAILER);
         assert_eq!(parse(&out).unwrap(), d);
     }
 
@@ -502,6 +546,7 @@ mod tests {
         Datagram {
             from_session: 5,
             to_session: 6,
+            ts: 1,
             body: Body::Ping,
         }
         .encode(&mut out);
@@ -591,6 +636,7 @@ mod tests {
         Datagram {
             from_session: 0x1a2b_3c4d,
             to_session: 0,
+            ts: 42,
             body: Body::Data {
                 seq: 7,
                 base: 2,
@@ -603,14 +649,16 @@ mod tests {
         .encode(&mut out);
         assert_eq!(
             describe(&out),
-            "DATA 1a2b3c4d>00000000 seq 7 base 2 fragment 2/3 zlib, 3 bytes"
+            "DATA 1a2b3c4d>00000000 ts 42 seq 7 base 2 fragment 2/3 zlib, 3 bytes"
         );
         out.clear();
         Datagram {
             from_session: 5,
             to_session: 6,
+            ts: 9,
             body: Body::Ack {
                 next: 4,
+                echo: 8,
                 blocks: vec![(6, 7), (9, 12)],
                 fin: true,
             },
@@ -618,7 +666,7 @@ mod tests {
         .encode(&mut out);
         assert_eq!(
             describe(&out),
-            "ACK 00000005>00000006 next 4 held 6,9-11 FIN"
+            "ACK 00000005>00000006 ts 9 next 4 echo 8 held 6,9-11 FIN"
         );
         let last = out.len() - 1;
         out[last] ^= 1;

@@ -20,13 +20,13 @@ import zlib
 
 VERSION, DATA, ACK, PING = 1, 1, 2, 3
 COMPRESSED = FIN = 1  # flag bit 0: on DATA "compressed", on ACK "FIN"
-HEADER = struct.Struct(">BBHII")  # version, kind, flags, sender's session, receiver's session
+HEADER = struct.Struct(">BBHIII")  # version, kind, flags, sender's session, receiver's, timestamp
 DATA_HEAD = struct.Struct(">IIHH")  # seq, base, index, count
-ACK_HEAD = struct.Struct(">IB")  # next, number of ranges
+ACK_HEAD = struct.Struct(">IIB")  # next, echo, number of ranges
 RANGE = struct.Struct(">II")  # start, end (excluded)
 CRC = struct.Struct(">I")
 MTU = 1200
-CHUNK = MTU - HEADER.size - DATA_HEAD.size - CRC.size  # 1172 bytes of message per fragment
+CHUNK = MTU - HEADER.size - DATA_HEAD.size - CRC.size  # 1168 bytes of message per fragment
 WINDOW = 256  # unacknowledged fragments at most; a receiver holds at most this far ahead
 MAX_WAITING = 64  # messages waiting for the window: stdin is not read meanwhile
 MAX_RANGES = 16
@@ -59,6 +59,8 @@ held = {}  # seq -> (flags, index, count, bytes), all above rx_next
 parts, parts_flags = [], 0  # the message being reassembled
 peer_fin = False
 last_data = time.monotonic()
+echo = 0  # the timestamp of the latest DATA or PING received, for the next ACK
+started = time.monotonic()
 
 stats = dict.fromkeys(
     "sent frags_sent compressed_sent retransmitted received frags_received"
@@ -67,8 +69,13 @@ stats = dict.fromkeys(
 )
 
 
+def timestamp():
+    """My clock in microseconds, wrapping at 2**32, never 0."""
+    return int((time.monotonic() - started) * 1e6) % 2**32 or 1
+
+
 def send(kind, flags, body):
-    datagram = HEADER.pack(VERSION, kind, flags, me, peer_session) + body
+    datagram = HEADER.pack(VERSION, kind, flags, me, peer_session, timestamp()) + body
     sock.sendto(datagram + CRC.pack(zlib.crc32(datagram)), peer)
 
 
@@ -92,7 +99,10 @@ def send_ack():
         else:
             ranges.append([seq, seq + 1])
     ranges = ranges[:MAX_RANGES]
-    body = ACK_HEAD.pack(rx_next or 0, len(ranges))
+    global echo
+    # This peer's timer is fixed, so it never reads the echoes it gets; it still echoes.
+    body = ACK_HEAD.pack(rx_next or 0, echo, len(ranges))
+    echo = 0
     body += b"".join(RANGE.pack(start, end) for start, end in ranges)
     send(ACK, FIN if finished() else 0, body)
 
@@ -176,7 +186,7 @@ def on_data(flags, body):
 
 def on_ack(flags, body):
     global peer_fin
-    acked, n = ACK_HEAD.unpack_from(body)
+    acked, _echo, n = ACK_HEAD.unpack_from(body)
     if flags & FIN:
         peer_fin = True
     for seq in [s for s in unacked if s < acked]:
@@ -194,20 +204,20 @@ def well_formed(kind, flags, body):
     if kind == ACK:
         if flags & ~FIN or len(body) < ACK_HEAD.size:
             return False
-        n = body[4]
+        n = body[8]
         return n <= MAX_RANGES and len(body) == ACK_HEAD.size + n * RANGE.size
     return kind == PING and flags == 0 and not body
 
 
 def on_datagram(datagram):
     """Handles one datagram; says whether it asks for an ACK."""
-    global peer_session, rx_next, old_sessions
+    global peer_session, rx_next, old_sessions, echo
     if len(datagram) < HEADER.size + CRC.size:
         return False
     if zlib.crc32(datagram[:-4]) != CRC.unpack(datagram[-4:])[0]:
         stats["corrupt"] += 1
         return False
-    version, kind, flags, sender, receiver = HEADER.unpack_from(datagram)
+    version, kind, flags, sender, receiver, ts = HEADER.unpack_from(datagram)
     body = datagram[HEADER.size : -4]
     if version != VERSION or sender == 0 or sender in old_sessions:
         return False
@@ -222,6 +232,8 @@ def on_datagram(datagram):
         parts.clear()
     if receiver not in (0, me):
         return True  # addressed to an earlier session of mine: the ACK tells the new one
+    if kind != ACK:
+        echo = ts
     if kind == DATA:
         on_data(flags, body)
     elif kind == ACK:
