@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/p2p.sh: the UDP p2p chat on loopback, two tables.
 #
-# 1. Goodput (1 KiB messages, one way) with 0 %, 1 % and 10 % loss (through `socklab impair`,
+# 1. Goodput (1 KiB messages, one way) with 0 % loss (direct, and "0r": through the relay with
+# no loss, to show what the relay itself costs), 1 % and 10 % loss (through `socklab impair`,
 # each way), beside the same bytes over TCP with nc. Peer A reads N lines of 1,023 bytes (plus
 # the newline) from a file and exits once every one is acknowledged; peer B prints them to a
 # file; the time is A's, from start to exit. For each loss rate: messages/s, MB/s of text, the
@@ -18,13 +19,13 @@
 # bench/p2p_latency.py does the pacing and the timing (one select() loop that never lets a
 # pipe fill; a deadline on every wait). Logs in $LOGS/p2p_lat_*.
 #
-# Environment: N=20000 LOSSES="0 1 10" LAT_RATE=2000 LAT_SECONDS=5 LAT_LOSS=1
+# Environment: N=20000 LOSSES="0 0r 1 10" LAT_RATE=2000 LAT_SECONDS=5 LAT_LOSS=1
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 N="${N:-20000}"
-LOSSES="${LOSSES:-0 1 10}"
+LOSSES="${LOSSES:-0 0r 1 10}"
 LAT_RATE="${LAT_RATE:-2000}"
 LAT_SECONDS="${LAT_SECONDS:-5}"
 LAT_LOSS="${LAT_LOSS:-1}"
@@ -49,7 +50,7 @@ for loss in $LOSSES; do
     relay_pid=""
     peer_a="$pb" peer_b="$pa"
     if [[ "$loss" != 0 ]]; then
-        "$SOCKLAB" impair --listen "127.0.0.1:$pr" --to "127.0.0.1:$pb" --loss "$loss%" \
+        "$SOCKLAB" impair --listen "127.0.0.1:$pr" --to "127.0.0.1:$pb" --loss "${loss%r}%" \
             --seed 1 >"$LOGS/p2p_relay.$loss.out" 2>&1 &
         relay_pid=$!
         peer_a="$pr" peer_b="$pr"
@@ -123,7 +124,9 @@ latency tcp tcp
 printf '\np2p chat, %s messages of 1 KiB one way on loopback (the time until the sender has every acknowledgement)\n' "$N"
 printf '  %-8s %12s %8s %9s %12s %12s %10s\n' loss "messages/s" "MB/s" "x 0%" "CPU a us" "CPU b us" retransmit
 for loss in $LOSSES; do
-    printf '  %-8s %12s %8s %9s %12s %12s %10s\n' "$loss%" "${RATE[$loss]}" \
+    name="$loss%"
+    [[ "$loss" == *r ]] && name="${loss%r}% relay"
+    printf '  %-8s %12s %8s %9s %12s %12s %10s\n' "$name" "${RATE[$loss]}" \
         "$(awk -v r="${RATE[$loss]}" 'BEGIN { printf "%.1f", r * 1024 / 1e6 }')" \
         "$(awk -v r="${RATE[$loss]}" -v b="${RATE[0]:-0}" 'BEGIN { if (b > 0) printf "%.2fx", r / b; else print "na" }')" \
         "${CPU_A[$loss]}" "${CPU_B[$loss]}" "${RETX[$loss]:-na}"
