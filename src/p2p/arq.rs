@@ -69,6 +69,10 @@ pub struct Config {
     pub keepalive: Duration,
     /// This side's session id (random, not 0).
     pub session: u32,
+    /// Where backing off stops on a fast path ([`Rto::backoff`]); the command line makes it a
+    /// tenth of `-t` when that is less than [`BACKOFF_CAP`], so a peer is probed ten times
+    /// before it is given up for lost.
+    pub backoff_cap: Duration,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             window: DEFAULT_WINDOW,
             keepalive: Duration::from_secs(5),
             session: 1,
+            backoff_cap: BACKOFF_CAP,
         }
     }
 }
@@ -103,6 +108,8 @@ pub struct Rto {
     pub rto: Duration,
     /// The timeout without backoff.
     pub base: Duration,
+    /// Where backing off stops, unless twice `base` is more.
+    pub cap: Duration,
 }
 
 impl Default for Rto {
@@ -112,6 +119,7 @@ impl Default for Rto {
             rttvar: Duration::ZERO,
             rto: INITIAL_RTO,
             base: INITIAL_RTO,
+            cap: BACKOFF_CAP,
         }
     }
 }
@@ -135,12 +143,12 @@ impl Rto {
         self.rto = self.base;
     }
 
-    /// The timer fired (§5.5): double it, up to [`BACKOFF_CAP`] or twice the computed value,
+    /// The timer fired (§5.5): double it, up to `cap` ([`BACKOFF_CAP`]) or twice the computed value,
     /// whichever is larger, and never past the ceiling. Without that cap, a run of losses on a
     /// fast path (a few ms of RTO) doubles the timer into the tens of seconds, and a peer that
     /// is there, behind a bad link, is given up for lost (`-t`) before the next probe.
     pub fn backoff(&mut self) {
-        let cap = MAX_RTO.min(BACKOFF_CAP.max(self.base * 2));
+        let cap = MAX_RTO.min(self.cap.max(self.base * 2));
         self.rto = (self.rto * 2).min(cap);
     }
 
@@ -270,7 +278,10 @@ impl Arq {
             next_message: 0,
             next_seq: 0,
             unacked: BTreeMap::new(),
-            rto: Rto::default(),
+            rto: Rto {
+                cap: cfg.backoff_cap,
+                ..Rto::default()
+            },
             rto_at: None,
             expected: 0,
             held: BTreeMap::new(),
@@ -979,6 +990,16 @@ mod tests {
             slow.backoff();
         }
         assert_eq!(slow.rto, Duration::from_secs(12));
+        // The command line's cap (a tenth of -t).
+        let mut short = Rto {
+            cap: Duration::from_millis(300),
+            ..Rto::default()
+        };
+        short.sample(Duration::from_micros(500));
+        for _ in 0..20 {
+            short.backoff();
+        }
+        assert_eq!(short.rto, Duration::from_millis(300));
         let mut slower = Rto::default();
         slower.sample(Duration::from_secs(20));
         slower.backoff();
