@@ -18,6 +18,43 @@ pub struct Prompt {
     pub lines: mpsc::Receiver<Option<String>>,
     /// Prints above the prompt.
     pub printer: Box<dyn rustyline::ExternalPrinter + Send>,
+    /// Puts the terminal back as it was when the prompt goes (the editor may still be
+    /// waiting in raw mode when the program ends: a give-up, a signal).
+    _restore: TermRestore,
+}
+
+/// The terminal's settings when the prompt started, restored on drop.
+pub struct TermRestore(Option<libc::termios>);
+
+impl std::fmt::Debug for TermRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TermRestore")
+    }
+}
+
+impl TermRestore {
+    fn save() -> TermRestore {
+        // SAFETY: tcgetattr writes a termios for fd 0 into the zeroed value; on failure the
+        // value is not used.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::tcgetattr(0, &mut t) } == 0;
+        TermRestore(ok.then_some(t))
+    }
+}
+
+impl Drop for TermRestore {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            // SAFETY: restores settings read from the same fd by tcgetattr.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, t);
+            }
+            // The editor turns bracketed paste on; a shell after us would see its markers.
+            let mut out = io::stdout();
+            let _ = io::Write::write_all(&mut out, b"\x1b[?2004l");
+            let _ = io::Write::flush(&mut out);
+        }
+    }
 }
 
 impl std::fmt::Debug for Prompt {
@@ -46,7 +83,13 @@ impl Prompt {
                     .create_external_printer()
                     .ok()
                     .map(|p| Box::new(p) as Box<dyn rustyline::ExternalPrinter + Send>);
-                let _ = ptx.send(printer);
+                // No printer (stdout is not a terminal, TERM=dumb): no prompt at all, or this
+                // thread would compete with the caller's stdin reader for every line.
+                let Some(printer) = printer else {
+                    let _ = ptx.send(None);
+                    return;
+                };
+                let _ = ptx.send(Some(printer));
                 loop {
                     let line = match editor.readline(prompt) {
                         Ok(l) => {
@@ -56,14 +99,32 @@ impl Prompt {
                         Err(rustyline::error::ReadlineError::Interrupted) => continue,
                         Err(_) => None,
                     };
-                    let end = line.is_none();
+                    // After `/quit` nothing more is read: the editor gives the terminal back now,
+                    // not when the process exits in the middle of a `readline`.
+                    let end = line.as_deref().is_none_or(|l| l.trim_end() == "/quit");
                     if tx.blocking_send(line).is_err() || end {
                         return;
                     }
                 }
             });
         let printer = spawned.ok().and_then(|_| prx.recv().ok().flatten())?;
-        Some(Prompt { lines, printer })
+        Some(Prompt {
+            lines,
+            printer,
+            _restore: TermRestore::save(),
+        })
+    }
+
+    /// The typed lines, the printer, and the guard that restores the terminal (keep it until
+    /// the end).
+    pub fn into_parts(
+        self,
+    ) -> (
+        mpsc::Receiver<Option<String>>,
+        Box<dyn rustyline::ExternalPrinter + Send>,
+        TermRestore,
+    ) {
+        (self.lines, self.printer, self._restore)
     }
 
     /// Prints `text` (one or more lines, without the last newline) above the prompt.

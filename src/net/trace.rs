@@ -96,8 +96,8 @@ pub fn render(label: &str, dir: Direction, data: &[u8]) -> String {
 /// what the protocol makes of the bytes; then the dump.
 ///
 /// ```text
-/// [    0.412 ms 127.0.0.1:7001] send 38 bytes: DATA 1a2b3c4d>00000000 seq 0 base 0 fragment 1/1, 10 bytes
-///   0000  01 01 00 00 1a 2b 3c 4d  00 00 00 00 00 00 00 00  |.....+<M........|
+/// [    0.412 ms 127.0.0.1:7001] send 42 bytes: DATA 1a2b3c4d>00000000 ts 412 seq 0 base 0 fragment 1/1, 10 bytes
+///   0000  01 01 00 00 1a 2b 3c 4d  00 00 00 00 00 00 01 9c  |.....+<M........|
 /// ```
 pub struct TracedDgram<S> {
     inner: S,

@@ -70,8 +70,9 @@ pub struct Config {
     /// This side's session id (random, not 0).
     pub session: u32,
     /// Where backing off stops on a fast path ([`Rto::backoff`]); the command line makes it a
-    /// tenth of `-t` when that is less than [`BACKOFF_CAP`], so a peer is probed ten times
-    /// before it is given up for lost.
+    /// tenth of `-t` when that is less than [`BACKOFF_CAP`], so a peer on a fast path is probed
+    /// about ten times before it is given up for lost (never faster than twice the computed
+    /// timeout, though: before any measurement that is 2 s).
     pub backoff_cap: Duration,
 }
 
@@ -673,12 +674,14 @@ impl Arq {
         let mut blocks: Vec<(u32, u32)> = Vec::new();
         for &seq in self.held.keys() {
             match blocks.last_mut() {
-                Some((_, end)) if *end == seq => *end += 1,
+                // Saturating: a peer may make this side hold u32::MAX (seq numbers do not
+                // wrap, §9.2); its range is then cut short, never a panic.
+                Some((_, end)) if *end == seq => *end = end.saturating_add(1),
                 _ => {
                     if blocks.len() == wire::MAX_BLOCKS {
                         break;
                     }
-                    blocks.push((seq, seq + 1));
+                    blocks.push((seq, seq.saturating_add(1)));
                 }
             }
         }

@@ -116,7 +116,7 @@ impl TryFrom<&ChatArgs> for peer::Config {
                 level: a.level,
                 mtu: usize::from(a.mtu),
                 session,
-                // Probed at least ten times within -t before it counts as gone.
+                // On a fast path, probed about ten times within -t before it counts as gone.
                 backoff_cap: arq::BACKOFF_CAP.min(a.timeout / 10),
                 ..arq::Config::default()
             },

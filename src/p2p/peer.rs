@@ -417,12 +417,16 @@ fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> std::io::R
 /// Reads stdin (not a terminal) on its own thread, line by line, and hands the lines over in
 /// batches: as many as are already read, up to [`LINE_BATCH`]. One hand-over (and one wake-up
 /// of the driver) for a burst, instead of one per line.
+///
+/// A transcript that cannot be written stops the reading (what was read is still sent) and is
+/// the error returned: the run then ends as at the end of input, and says so.
 fn read_stdin(
     r: std::io::BufReader<impl std::io::Read>,
     nick: &str,
     tx: &mpsc::Sender<Vec<Line>>,
     log: Option<&Mutex<Transcript>>,
-) {
+) -> std::io::Result<()> {
+    let mut failed = None;
     let mut r = r;
     let mut line = Vec::new();
     let mut batch = Vec::new();
@@ -434,7 +438,7 @@ fn read_stdin(
                 match std::str::from_utf8(text) {
                     Ok(text) => {
                         if let Some(log) = log {
-                            let _ = log.lock().map(|mut l| l.sent(text));
+                            failed = log_sent(log, text).err();
                         }
                         batch.push(Line::Say(wire::chat_message(nick, text)));
                     }
@@ -450,16 +454,30 @@ fn read_stdin(
                 break;
             }
         }
+        // Handed over when full, or when no whole line is waiting in the buffer (a partial
+        // line there may take any time to end).
+        let more = r.buffer().contains(&b'\n');
         if !batch.is_empty()
-            && (batch.len() >= LINE_BATCH || r.buffer().is_empty())
+            && (batch.len() >= LINE_BATCH || !more || failed.is_some())
             && tx.blocking_send(std::mem::take(&mut batch)).is_err()
         {
-            return;
+            return Ok(());
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     if !batch.is_empty() {
         let _ = tx.blocking_send(batch);
     }
+    Ok(())
+}
+
+/// Writes a sent line to the transcript.
+fn log_sent(log: &Mutex<Transcript>, text: &str) -> std::io::Result<()> {
+    log.lock()
+        .map_err(|_| std::io::Error::other("the transcript's lock was poisoned"))?
+        .sent(text)
 }
 
 /// Where messages are shown.
@@ -605,20 +623,32 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<Report, Pee
         None => None,
     };
     let (tx, rx) = mpsc::channel::<Vec<Line>>(4);
+    // A transcript write that failed on the input side (reported after the run).
+    let sent_log_failed: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+    // Restores the terminal when the run ends, however it ends.
+    let mut terminal = None;
     let prompt = if cfg.json { None } else { Prompt::open("> ") };
     let output = match prompt {
         Some(p) => {
-            let Prompt { mut lines, printer } = p;
+            let (mut lines, printer, restore) = p.into_parts();
+            terminal = Some(restore);
             let (nick, log) = (cfg.nick.clone(), log.clone());
+            let failed = Arc::clone(&sent_log_failed);
             tokio::spawn(async move {
                 while let Some(Some(line)) = lines.recv().await {
                     let Some(item) = typed(&nick, &line) else {
                         break;
                     };
-                    if let (Some(log), Line::Say(_)) = (&log, &item) {
-                        let _ = log.lock().map(|mut l| l.sent(&line));
-                    }
+                    let logged = match (&log, &item) {
+                        (Some(log), Line::Say(_)) => log_sent(log, &line),
+                        _ => Ok(()),
+                    };
                     if tx.send(vec![item]).await.is_err() {
+                        break;
+                    }
+                    if let Err(e) = logged {
+                        // The input ends here; the run finishes and reports it.
+                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                         break;
                     }
                 }
@@ -632,12 +662,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<Report, Pee
         }
         None => {
             let (nick, log) = (cfg.nick.clone(), log.clone());
+            let failed = Arc::clone(&sent_log_failed);
             std::thread::Builder::new()
                 .name("stdin".into())
                 .spawn(move || {
                     let stdin = std::io::stdin();
                     let r = std::io::BufReader::with_capacity(256 * 1024, stdin.lock());
-                    read_stdin(r, &nick, &tx, log.as_deref());
+                    if let Err(e) = read_stdin(r, &nick, &tx, log.as_deref()) {
+                        *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    }
                 })
                 .map_err(|source| PeerError::Local {
                     what: "starting the stdin thread",
@@ -679,6 +712,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<Report, Pee
         )
         .await
     };
+    // The terminal as it was, before the closing words.
+    drop(terminal);
     let report = Report::of(&watch.arq, clock::now());
     let mut output = output.into_inner();
     let failed = failed.into_inner();
@@ -699,6 +734,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<Report, Pee
     }
     if let Some((what, source)) = failed {
         return Err(PeerError::Local { what, source });
+    }
+    let sent_log = sent_log_failed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(source) = sent_log {
+        return Err(PeerError::Local {
+            what: "writing the transcript",
+            source,
+        });
     }
     match outcome.ended {
         Ended::Stopped(Stop::GaveUp(count)) => Err(PeerError::Unacknowledged {
@@ -836,7 +881,7 @@ mod tests {
         let text: String = (0..200).map(|i| format!("line {i}\n")).collect();
         let r = std::io::BufReader::with_capacity(1 << 16, text.as_bytes());
         let (tx, mut rx) = mpsc::channel(1000);
-        read_stdin(r, "ann", &tx, None);
+        read_stdin(r, "ann", &tx, None).unwrap();
         drop(tx);
         let mut batches = Vec::new();
         while let Ok(b) = rx.try_recv() {
@@ -854,6 +899,48 @@ mod tests {
             .map(|i| Line::Say(wire::chat_message("ann", &format!("line {i}"))))
             .collect();
         assert_eq!(all, want);
+    }
+
+    /// A whole line is handed over before a partial one after it is complete: the next part
+    /// may take any time to come (someone typing into a pipe).
+    #[test]
+    fn a_line_is_not_held_back_by_a_partial_one() {
+        /// Reads "hello\npar", then (having checked what was handed over) "tial\n", then ends.
+        struct Slow {
+            reads: usize,
+            rx: mpsc::Receiver<Vec<Line>>,
+            seen: std::sync::Arc<Mutex<Vec<Vec<Line>>>>,
+        }
+        impl std::io::Read for Slow {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.reads += 1;
+                let part: &[u8] = match self.reads {
+                    1 => b"hello\npar",
+                    2 => {
+                        while let Ok(b) = self.rx.try_recv() {
+                            self.seen.lock().unwrap().push(b);
+                        }
+                        b"tial\n"
+                    }
+                    _ => b"",
+                };
+                buf[..part.len()].copy_from_slice(part);
+                Ok(part.len())
+            }
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let slow = Slow {
+            reads: 0,
+            rx,
+            seen: std::sync::Arc::clone(&seen),
+        };
+        read_stdin(std::io::BufReader::new(slow), "ann", &tx, None).unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [vec![Line::Say(wire::chat_message("ann", "hello"))]],
+            "\"hello\" waited for the line after it"
+        );
     }
 
     /// `/stats` is answered in order with what the core counted at that instant, and the

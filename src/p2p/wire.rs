@@ -3,7 +3,7 @@
 //! ```text
 //!  0        1        2        4                 8                  12          16
 //!  +--------+--------+--------+-----------------+------------------+-----------+---- … ----+--------+
-//!  | ver=1  | kind   | flags  | sender session  | receiver session | timestamp | body      | CRC-32 |
+//!  | ver=2  | kind   | flags  | sender session  | receiver session | timestamp | body      | CRC-32 |
 //!  +--------+--------+--------+-----------------+------------------+-----------+---- … ----+--------+
 //!     u8       u8       u16          u32               u32              u32                   u32
 //! ```
@@ -26,8 +26,9 @@
 //!   bit 0 (FIN): the sender's input ended and everything it sent was acknowledged.
 //! - `PING` (kind 3): no body; answered with an `ACK` (the keepalive).
 
-/// The protocol version this code speaks.
-pub const VERSION: u8 = 1;
+/// The protocol version this code speaks: 2 since the timestamp joined the header (version 1
+/// had a 12-byte header; the two do not understand each other, so each drops the other's).
+pub const VERSION: u8 = 2;
 /// Bytes before the body.
 pub const HEADER: usize = 16;
 /// The CRC-32 after the body.
@@ -100,7 +101,7 @@ pub enum WireError {
     #[error("bad CRC-32")]
     Crc,
     /// Another version.
-    #[error("protocol version {0} (this is 1)")]
+    #[error("protocol version {0} (this is {VERSION})")]
     Version(u8),
     /// An unknown kind.
     #[error("unknown datagram kind {0}")]
@@ -388,10 +389,11 @@ pub fn describe(d: &[u8]) -> String {
                 let held: Vec<String> = blocks
                     .iter()
                     .map(|&(a, b)| {
-                        if b == a + 1 {
+                        // The peer's numbers, as they came (wrapping: never a panic).
+                        if b == a.wrapping_add(1) {
                             a.to_string()
                         } else {
-                            format!("{a}-{}", b - 1)
+                            format!("{a}-{}", b.wrapping_sub(1))
                         }
                     })
                     .collect();
@@ -461,7 +463,7 @@ mod tests {
         let mut out = Vec::new();
         d.encode(&mut out);
         let head = [
-            1, 1, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, // version, kind, flags, sessions
+            2, 1, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, // version, kind, flags, sessions
             10, 11, 12, 13, // timestamp
             0, 0, 0, 7, 0, 0, 0, 5, 0, 0, 0, 1, // seq, base, index, count
             b'h', b'i',
@@ -499,9 +501,9 @@ mod tests {
             },
         }
         .encode(&mut out);
-        let doc = "01 01 00 00 1a 2b 3c 4d 00 00 00 00 00 00 03 e8 \
+        let doc = "02 01 00 00 1a 2b 3c 4d 00 00 00 00 00 00 03 e8 \
                    00 00 00 00 00 00 00 00 00 00 00 01 03 61 6e 6e \
-                   68 69 20 62 6f 62 50 07 3a b7";
+                   68 69 20 62 6f 62 1d ef 3a d0";
         assert_eq!(out, hex(doc));
         out.clear();
         Datagram {
@@ -516,8 +518,8 @@ mod tests {
             },
         }
         .encode(&mut out);
-        let doc = "01 02 00 00 55 66 77 88 1a 2b 3c 4d 00 00 cb 20 \
-                   00 00 00 01 00 00 03 e8 00 02 54 a0 09";
+        let doc = "02 02 00 00 55 66 77 88 1a 2b 3c 4d 00 00 cb 20 \
+                   00 00 00 01 00 00 03 e8 00 37 b9 16 5a";
         assert_eq!(out, hex(doc));
     }
 
@@ -675,5 +677,18 @@ mod tests {
             "{}",
             describe(&out)
         );
+    }
+
+    /// A version-1 datagram (12-byte header, no timestamp) is refused by its version, never
+    /// read with the fields shifted.
+    #[test]
+    fn a_version_1_datagram_is_refused() {
+        let mut old = vec![1u8, 1, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0];
+        old.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        old.extend_from_slice(&chat_message("ann", "hi bob"));
+        let crc = crc32fast::hash(&old);
+        old.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(parse(&old), Err(WireError::Version(1)));
+        assert_eq!(describe(&old), "dropped: protocol version 1 (this is 2)");
     }
 }

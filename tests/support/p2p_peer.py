@@ -18,7 +18,7 @@ import sys
 import time
 import zlib
 
-VERSION, DATA, ACK, PING = 1, 1, 2, 3
+VERSION, DATA, ACK, PING = 2, 1, 2, 3
 COMPRESSED = FIN = 1  # flag bit 0: on DATA "compressed", on ACK "FIN"
 HEADER = struct.Struct(">BBHIII")  # version, kind, flags, sender's session, receiver's, timestamp
 DATA_HEAD = struct.Struct(">IIHH")  # seq, base, index, count
