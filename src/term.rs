@@ -70,6 +70,8 @@ impl Prompt {
         if !io::IsTerminal::is_terminal(&io::stdin()) {
             return None;
         }
+        // Before the editor starts: it puts the terminal in raw mode.
+        let restore = TermRestore::save();
         let (tx, lines) = mpsc::channel(16);
         let (ptx, prx) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
@@ -111,7 +113,7 @@ impl Prompt {
         Some(Prompt {
             lines,
             printer,
-            _restore: TermRestore::save(),
+            _restore: restore,
         })
     }
 

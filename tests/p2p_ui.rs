@@ -186,7 +186,8 @@ fn at_a_terminal_a_prompt_with_stats_and_a_transcript() {
     let log = dir.path().join("ann.log");
     let ann = Terminal::start(&format!(
         "{} p2p chat --listen 127.0.0.1:{pa} --peer 127.0.0.1:{pb} --nick ann --log {}; \
-         echo exit=$?; sleep 60",
+         echo exit=$?; if stty -a | grep -q -- ' -echo '; then echo tty=raw; else echo tty=sane; fi; \
+         sleep 60",
         bin().display(),
         log.display()
     ));
@@ -206,6 +207,8 @@ fn at_a_terminal_a_prompt_with_stats_and_a_transcript() {
     until("bob's stdout", "<ann> /slash\n", || bob.stdout());
     ann.type_line("/quit");
     until("ann's terminal", "exit=0", || ann.screen());
+    // The terminal is given back as it was (echo on), not left in the editor's raw mode.
+    until("ann's terminal", "tty=sane", || ann.screen());
     assert_eq!(bob.finish(), Some(0), "bob:\n{}", bob.stderr());
     // bob saw exactly ann's two messages, never the commands.
     let shown: Vec<String> = bob.stdout().lines().skip(1).map(String::from).collect();
