@@ -595,6 +595,21 @@ pub fn cluster_entry(data: &[u8]) {
     }
 }
 
+/// The RTT meter's probes and replies (`socklab rtt`): any bytes parse or are refused
+/// without a panic, and a datagram that parses encodes back to the same bytes when its padding
+/// is zeros (the only padding socklab sends).
+pub fn rtt_probe(data: &[u8]) {
+    use crate::rtt::probe::Packet;
+    if let Ok(p) = Packet::parse(data) {
+        assert_eq!(p.size, data.len());
+        let again = p.encode();
+        if data[36..data.len() - 4].iter().all(|&b| b == 0) {
+            assert_eq!(again, data, "a parsed probe did not encode back");
+        }
+        assert_eq!(Packet::parse(&again), Ok(p));
+    }
+}
+
 /// The p2p chat's datagrams (`socklab p2p`): `data[0]` picks how the rest is cut into
 /// datagrams (lengths from the next bytes); each is parsed (a datagram that parses must encode
 /// back to the same bytes) and handed to an ARQ core, which must not panic and must only ever
@@ -735,6 +750,7 @@ mod tests {
             irc_message(&data);
             cluster_entry(&data);
             p2p_datagram(&data);
+            rtt_probe(&data);
         }
 
         #[test]
@@ -785,6 +801,21 @@ mod tests {
                 .map(|kv| (std::str::from_utf8(kv[0]).unwrap(), kv[1]));
             assert!(crate::chat::replica::Entry::from_fields(pairs).is_ok());
         }
+    }
+
+    #[test]
+    fn rtt_seeds_are_a_probe_and_a_reply() {
+        use crate::rtt::probe::{Kind, Packet};
+        let probe = include_bytes!("../fuzz/seeds/rtt_probe/probe64");
+        let reply = include_bytes!("../fuzz/seeds/rtt_probe/reply40");
+        rtt_probe(probe);
+        rtt_probe(reply);
+        assert_eq!(Packet::parse(probe).unwrap().kind, Kind::Probe);
+        let r = Packet::parse(reply).unwrap();
+        assert_eq!(
+            (r.kind, r.processing_ns(), r.size),
+            (Kind::Reply, 2_500, 40)
+        );
     }
 
     #[test]

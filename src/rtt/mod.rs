@@ -9,7 +9,11 @@
 //! - [`schedule`]: when to send (§3.6, §2.6 of RFC 2330): a Poisson process of rate λ from a
 //!   seeded generator, or a periodic one, with the rate ceiling §5 asks for.
 //!
-//! The probe format, the reflector, the measuring client and the calibration come next.
+//! - [`probe`]: the probe and its reply byte by byte (docs/PROTOCOLS.md §10): T1 from the
+//!   source, T2 and T3 from the reflector (its processing time), a CRC-32.
+//!
+//! The reflector, the measuring client and the calibration come next.
 
+pub mod probe;
 pub mod schedule;
 pub mod stats;
