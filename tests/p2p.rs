@@ -437,3 +437,52 @@ fn a_long_stream_through_heavy_loss_never_gives_up_on_a_present_peer() {
     relay.signal("INT");
     assert!(relay.wait_exit(Duration::from_secs(10)).is_some());
 }
+
+/// `--trace` (README, PROTOCOLS §9.3): every datagram on stderr with what it is, its
+/// timestamp, the echo in ACKs, and its bytes; stdout is untouched.
+#[test]
+fn trace_describes_and_dumps_every_datagram() {
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let b = peer(pb, pa, "bob", Vec::new(), &[]);
+    let a = peer(pa, pb, "ann", lines(2, "a"), &["--trace"]);
+    let b = std::thread::spawn(move || finish(b));
+    let (ca, out_a, err_a) = finish(a);
+    let (cb, out_b, _) = b.join().unwrap();
+    assert_eq!((ca, cb), (0, 0), "{err_a}");
+    assert_eq!(out_a.lines().count(), 1, "only `listening on`: {out_a}");
+    assert_eq!(out_b.lines().skip(1).count(), 2);
+    let to = format!("127.0.0.1:{pb}] send ");
+    let data = err_a
+        .lines()
+        .find(|l| l.contains(&to) && l.contains(": DATA ") && l.contains(" seq 0 "))
+        .unwrap_or_else(|| panic!("no DATA seq 0 traced:\n{err_a}"));
+    assert!(
+        data.contains(" ts ") && data.contains("fragment 1/1"),
+        "{data}"
+    );
+    let ack = err_a
+        .lines()
+        .find(|l| l.contains("] recv ") && l.contains(": ACK ") && l.contains(" next 2"))
+        .unwrap_or_else(|| panic!("no ACK of both traced:\n{err_a}"));
+    assert!(ack.contains(" echo "), "{ack}");
+    // The dump: the version and kind bytes of a DATA after the header line.
+    assert!(err_a.contains("  0000  02 01 00 00 "), "{err_a}");
+}
+
+/// A transcript that cannot be opened is a local error (exit 6) said before anything else:
+/// no `listening on`, no datagram sent.
+#[test]
+fn a_transcript_that_cannot_be_opened_stops_before_listening() {
+    let (pa, pb) = (free_udp_port(), free_udp_port());
+    let a = peer(
+        pa,
+        pb,
+        "ann",
+        lines(1, "a"),
+        &["--log", "/nonexistent/dir/ann.log"],
+    );
+    let (code, out, err) = finish(a);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(out, "");
+    assert!(err.contains("opening the transcript"), "{err}");
+}

@@ -98,12 +98,7 @@ impl TryFrom<&ChatArgs> for peer::Config {
                 "--nick must be 1 to 255 bytes, on one line".into(),
             ));
         }
-        let session = loop {
-            let s: u32 = rand::random();
-            if s != 0 {
-                break s;
-            }
-        };
+        let session = peer::new_session();
         Ok(peer::Config {
             listen,
             peer,

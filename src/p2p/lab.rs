@@ -58,16 +58,6 @@ fn try_peer(a: SocketAddr, _: Tools) -> String {
     )
 }
 
-/// A random session id (never 0).
-fn session() -> u32 {
-    loop {
-        let s: u32 = rand::random();
-        if s != 0 {
-            return s;
-        }
-    }
-}
-
 /// The reply to a message.
 pub fn reply(message: &[u8]) -> Vec<u8> {
     let text = match wire::parse_chat(message) {
@@ -136,7 +126,7 @@ impl Core for Bot {
                 return;
             }
             let cfg = arq::Config {
-                session: session(),
+                session: super::peer::new_session(),
                 ..self.cfg.clone()
             };
             self.arq = Some((from, Arq::new(now, from, cfg)));

@@ -322,6 +322,17 @@ impl Core for Watch {
     }
 }
 
+/// A fresh random session id (never 0): one per run of a peer, or per peer the lab's bot
+/// talks to.
+pub fn new_session() -> u32 {
+    loop {
+        let s: u32 = rand::random();
+        if s != 0 {
+            return s;
+        }
+    }
+}
+
 /// The receive buffer asked for.
 pub const RECV_BUFFER: usize = 4 << 20;
 
@@ -612,7 +623,7 @@ async fn drive<S: DatagramSocket<Addr = SocketAddr>>(
 /// The counters are printed at the end whatever happened (stderr, or a JSON line); the
 /// report is also returned.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<Report, PeerError> {
-    let sock = bind(cfg.listen).await?;
+    // The transcript first: a bad path is said before `listening on`.
     let log = match &cfg.log {
         Some(path) => Some(Arc::new(Mutex::new(Transcript::open(path).map_err(
             |source| PeerError::Local {
@@ -622,6 +633,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<Report, Pee
         )?))),
         None => None,
     };
+    let sock = bind(cfg.listen).await?;
     let (tx, rx) = mpsc::channel::<Vec<Line>>(4);
     // A transcript write that failed on the input side (reported after the run).
     let sent_log_failed: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
