@@ -13,7 +13,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::args::{OutputArgs, UsageError};
 use crate::simple::proto::Service;
-use crate::{calc, chat, echo, http, lab, p2p, simple};
+use crate::{calc, chat, echo, http, lab, p2p, rtt, simple};
 
 /// `0.1.0 (git 1a2b3c4)`: the package version and the revision it was built from.
 pub const VERSION: &str = concat!(
@@ -133,6 +133,16 @@ pub enum Command {
         #[command(subcommand)]
         role: p2p::cli::Role,
     },
+    /// Round-trip time after RFC 2681: a reflector, and a Poisson stream of probes with the
+    /// RFC's statistics, calibration and a plot.
+    #[command(
+        after_help = "Examples:\n  socklab rtt serve\n  socklab rtt measure 127.0.0.1 -c 100 --plot rtt.svg\nMore: socklab rtt serve --help, socklab rtt measure --help"
+    )]
+    Rtt {
+        /// Reflector or source.
+        #[command(subcommand)]
+        role: rtt::cli::Role,
+    },
     /// A TCP chat: rooms and nicknames over lines (nc) or the course's framings.
     #[command(
         after_help = "Examples:\n  socklab chat serve\n  socklab chat join 6667 --nick alice\nMore: socklab chat serve --help, socklab chat join --help"
@@ -199,6 +209,7 @@ impl Command {
             Command::Http { role } => role.run(out).await,
             Command::Chat { role } => role.run(out).await,
             Command::P2p { role } => role.run(out).await,
+            Command::Rtt { role } => role.run(out).await,
             Command::Impair(args) => args.run(out.json).await,
             Command::Lab(args) => lab::run(args).await,
             Command::Completions { shell } => {
@@ -232,6 +243,9 @@ impl Command {
                 | Command::Time { role: Role::Get(_) }
                 | Command::Impair(_)
                 | Command::P2p { .. }
+                | Command::Rtt {
+                    role: rtt::cli::Role::Measure(_)
+                }
         )
     }
 }

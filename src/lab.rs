@@ -44,6 +44,7 @@ pub fn entries() -> Vec<Entry> {
     all.extend(crate::simple::lab::entries());
     all.extend(crate::chat::lab::entries());
     all.extend(crate::p2p::lab::entries());
+    all.extend(crate::rtt::lab::entries());
     all
 }
 

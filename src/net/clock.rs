@@ -36,3 +36,12 @@ pub fn unix_micros() -> u64 {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
+
+/// The wall clock in nanoseconds since the Unix epoch (0 before 1970): the clock kernel
+/// packet timestamps are on.
+pub fn wall_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

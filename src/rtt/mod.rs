@@ -14,6 +14,14 @@
 //!
 //! The reflector, the measuring client and the calibration come next.
 
+pub mod cli;
+pub mod client;
+pub mod lab;
+pub mod meter;
+pub mod plot;
 pub mod probe;
+pub mod report;
 pub mod schedule;
+pub mod server;
+pub mod stamp;
 pub mod stats;

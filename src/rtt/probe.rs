@@ -131,6 +131,27 @@ impl Packet {
         }
     }
 
+    /// The reflector's work on a received datagram: if it is a probe, turns it into the reply
+    /// where it lies (kind 2, T2 and T3 written, the CRC redone; padding untouched) and
+    /// returns the probe. `t3` is called last, as close to the send as the caller can be.
+    pub fn reply_in_place(
+        d: &mut [u8],
+        t2: u64,
+        t3: impl FnOnce() -> u64,
+    ) -> Result<Packet, ProbeError> {
+        let p = Packet::parse(d)?;
+        if p.kind != Kind::Probe {
+            return Err(ProbeError::Kind(2));
+        }
+        d[3] = 2;
+        d[20..28].copy_from_slice(&t2.to_be_bytes());
+        d[28..36].copy_from_slice(&t3().to_be_bytes());
+        let n = d.len() - 4;
+        let crc = crc32fast::hash(&d[..n]);
+        d[n..].copy_from_slice(&crc.to_be_bytes());
+        Ok(p)
+    }
+
     /// The reflector's processing time, T3 − T2 (0 if its clock went backwards).
     pub fn processing_ns(&self) -> u64 {
         self.t3.saturating_sub(self.t2)
@@ -178,6 +199,16 @@ mod tests {
         assert_eq!(Packet::parse(&rb), Ok(r));
         assert_eq!(r.processing_ns(), 2_500);
         assert_eq!((r.t1, r.seq, r.session), (p.t1, p.seq, p.session));
+        // The reflector's way gives the same bytes.
+        let mut inplace = bytes.clone();
+        assert_eq!(Packet::reply_in_place(&mut inplace, 5_000, || 7_500), Ok(p));
+        assert_eq!(inplace, rb);
+        // A reply is not answered again (two reflectors would ping-pong forever).
+        assert_eq!(
+            Packet::reply_in_place(&mut inplace, 1, || 2),
+            Err(ProbeError::Kind(2))
+        );
+        assert_eq!(inplace, rb);
     }
 
     #[test]
