@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh: the test command. The integration tests run socklab against real peers (nc, Python,
-# curl, wget, nginx, tinyproxy, xinetd, rdate, slowhttptest, Chromium, Firefox ESR), so this
+# curl, wget, nginx, tinyproxy, xinetd, rdate, slowhttptest, Chromium, Firefox ESR, irtt), so this
 # script first makes sure those programs are installed, then runs `cargo test`.
 #
 #   ./test.sh                    install what is missing, then every test (unit, integration, doc)
@@ -32,6 +32,7 @@ PEERS=(
     "irssi         irssi           chat_irc: irssi in tmux, registration, collision, messages both ways"
     "tmux          tmux            chat_irc: a terminal for irssi"
     "ngircd        ngircd          chat_irc: the same scripted IRC session against ngircd"
+    "irtt          irtt            rtt: irtt's server and client measure the same impaired path as socklab rtt"
     "redis-server  redis-server    chat_cluster: the cluster's Redis, killed and restarted by the tests"
     "redis-cli     redis-tools     chat_cluster: checks on the cluster's keys"
     "kill          procps          cli, http_server, support: signals to servers (/usr/bin/kill)"

@@ -1,6 +1,9 @@
 /* udp_load.c - closed-loop UDP request/reply load generator for socklab's benchmarks.
  *
- * usage: udp_load -p PORT [-H 127.0.0.1] [-c CONNS] [-d SECS] [-w WARMUP] [-s SIZE]
+ * usage: udp_load -p PORT [-H 127.0.0.1] [-c CONNS] [-d SECS] [-w WARMUP] [-s SIZE] [-f FILE]
+ *
+ * -f FILE: each request is FILE's bytes (at most 1400; e.g. a valid `socklab rtt` probe, which
+ * the reflector answers while it ignores anything else) instead of SIZE bytes of 'x'.
  *
  * CONNS connected UDP sockets (distinct source ports) each keep one SIZE-byte request in
  * flight: send, wait for any reply, count it, send again. A request unanswered for 200 ms
@@ -27,11 +30,11 @@ static uint64_t now_ns(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *host = "127.0.0.1";
+    const char *host = "127.0.0.1", *file = NULL;
     int port = 0, conns = 32, size = 0;
     double secs = 3, warm = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "H:p:c:d:w:s:")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:c:d:w:s:f:")) != -1) {
         switch (opt) {
         case 'H': host = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -39,7 +42,8 @@ int main(int argc, char **argv) {
         case 'd': secs = atof(optarg); break;
         case 'w': warm = atof(optarg); break;
         case 's': size = atoi(optarg); break;
-        default: fprintf(stderr, "usage: %s -p PORT [-H host] [-c conns] [-d secs] [-w warmup] [-s size]\n", argv[0]); return 2;
+        case 'f': file = optarg; break;
+        default: fprintf(stderr, "usage: %s -p PORT [-H host] [-c conns] [-d secs] [-w warmup] [-s size] [-f file]\n", argv[0]); return 2;
         }
     }
     if (port <= 0 || conns <= 0 || conns > 4096 || size < 0 || size > 1400) {
@@ -53,6 +57,12 @@ int main(int argc, char **argv) {
     uint64_t *sent_at = calloc(conns, sizeof *sent_at);
     char req[1400], buf[65536];
     memset(req, 'x', sizeof req);
+    if (file) {
+        FILE *f = fopen(file, "rb");
+        if (!f) { perror(file); return 2; }
+        size = (int)fread(req, 1, sizeof req, f);
+        fclose(f);
+    }
     for (int i = 0; i < conns; i++) {
         fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
         if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&dst, sizeof dst) < 0) { perror("socket"); return 1; }

@@ -148,11 +148,11 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         if line.contains("127.0.0.1:") {
             rows.push(line);
         }
-        if rows.len() == 13 {
+        if rows.len() == 14 {
             break;
         }
     }
-    assert_eq!(rows.len(), 13, "{rows:?}");
+    assert_eq!(rows.len(), 14, "{rows:?}");
     let addr_of = |row: &str| {
         row.split_whitespace()
             .find(|w| w.starts_with("127.0.0.1:"))
@@ -220,6 +220,34 @@ fn lab_starts_every_server_and_stops_on_ctrl_c() {
         ["<lab> you, you said: hello", "<lab> you, you said: again"],
         "{text}"
     );
+    // The reflector answers socklab's source, and the Python one-liner the table shows.
+    let out = socklab(
+        &[
+            "rtt",
+            "measure",
+            &addr_of(row("rtt")),
+            "-c",
+            "5",
+            "--rate",
+            "200",
+            "--no-calibration",
+        ],
+        b"",
+    );
+    assert!(
+        String::from_utf8(ok(&out))
+            .unwrap()
+            .contains("sent 5, replied 5"),
+        "{}",
+        err_text(&out)
+    );
+    let python_line = &row("rtt")[row("rtt").find("python3 -c").unwrap()..];
+    let mut sh = std::process::Command::new("bash");
+    sh.args(["-c", python_line]);
+    let out = run_with(sh, b"", std::time::Duration::from_secs(10));
+    let reply = String::from_utf8(ok(&out)).unwrap();
+    assert!(reply.starts_with("52540102"), "{reply}");
+    assert_eq!(reply.trim().len(), 80, "a 40-byte reply: {reply}");
     require("curl");
     let site = addr_of(row("http"));
     for (path, code) in [

@@ -40,5 +40,8 @@ mod p2p_python;
 mod p2p_ui;
 /// Bugs found after their feature landed, named after the issue that found them.
 mod regression;
+/// `socklab rtt`: reflector and source, echo servers (ours, Python, xinetd), irtt beside it,
+/// impair's loss, duplication and delay.
+mod rtt;
 /// RFC 862-868 simple services, inetd, the reflection guard, xinetd and rdate interop.
 mod simple;

@@ -14,6 +14,8 @@
 //!   socket wrapper that puts it around any datagram socket.
 //! - [`trace`]: `--trace` hex dumps and byte counting.
 //! - [`shutdown`]: Ctrl-C / SIGTERM.
+//! - [`stamp`]: kernel packet timestamps (`SO_TIMESTAMPING`), DSCP, `ppoll` waits.
+//! - [`timer`]: a timerfd-backed timer with microsecond precision (tokio's has 1 ms ticks).
 //! - [`clock`]: the only place that reads the clock.
 //! - [`error`]: errors a person can act on.
 //!
@@ -35,6 +37,8 @@ pub mod listen;
 pub mod sendfile;
 pub mod serve;
 pub mod shutdown;
+pub mod stamp;
+pub mod timer;
 pub mod trace;
 
 use std::future::Future;

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::impair::{ImpairConfig, ImpairStats, Impairment};
+use crate::net::timer::PreciseTimer;
 use crate::net::{NetError, clock};
 
 /// What the relay did, per direction.
@@ -74,6 +75,11 @@ pub async fn run(
     let mut down = Impairment::new(down);
     let mut client: Option<SocketAddr> = None;
     let mut buf = vec![0u8; 65_536];
+    // `--delay 10ms` must mean 10 ms, not 10 to 11 (tokio's timers tick in milliseconds).
+    let mut timer = PreciseTimer::new().map_err(|e| NetError::Io {
+        what: "creating the relay's timer".into(),
+        source: e,
+    })?;
     loop {
         let deadline = match (up.poll_timeout(), down.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -81,7 +87,7 @@ pub async fn run(
         };
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = sleep(deadline) => {}
+            () = timer.sleep_until(deadline) => {}
             got = sock.recv_from(&mut buf) => match got {
                 Ok((n, from)) if from == to => down.submit(clock::now(), buf[..n].to_vec()),
                 Ok((n, from)) => {
@@ -106,11 +112,4 @@ pub async fn run(
         up: up.stats().into(),
         down: down.stats().into(),
     })
-}
-
-async fn sleep(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
-    }
 }

@@ -11,14 +11,14 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::meter::{self, Counts, Meter, Singleton};
 use super::probe::{self, Packet};
 use super::schedule::{self, Schedule};
-use super::{server, stamp, stats};
+use super::{server, stats};
+use crate::net::stamp;
 use crate::net::{AllowList, NetError, clock};
 
 /// When the sample ends.
@@ -79,8 +79,8 @@ pub struct Calibration {
     pub read_cost_ns: f64,
     /// Probes in the loopback run.
     pub probes: usize,
-    /// The systematic error: the median round trip to a reflector in this process over
-    /// loopback, where the wire adds nothing.
+    /// The systematic error: the median round trip over loopback to a reflector run by the
+    /// measuring thread itself, where neither a wire nor a wake-up adds anything.
     pub systematic: Duration,
     /// The random error: half the width of the interval holding the central
     /// [`Calibration::confidence`] of those round trips.
@@ -225,7 +225,8 @@ impl Link {
             Link::Udp(s) => loop {
                 match stamp::recv(s.as_fd(), &mut io.buf, &mut io.cmsg, true, false) {
                     Ok(got) => {
-                        let now = ns_since(t0);
+                        let now = u64::try_from(got.at.saturating_duration_since(t0).as_nanos())
+                            .unwrap_or(u64::MAX);
                         if got.kernel.is_some() {
                             out.kernel.rx += 1;
                         }
@@ -425,9 +426,11 @@ pub fn measure(cfg: &Config, stop: &AtomicBool) -> Result<Measurement, MeasureEr
             }
         }
         if sending && now >= next {
-            let sent_at = ns_since(t0);
-            let p = meter.send(sent_at, sent_at);
-            match link.send(&p.encode()) {
+            // Encoded first, stamped last: the clock is read just before the system call.
+            let p = meter.send(now, now);
+            let bytes = p.encode();
+            meter.restamp(p.seq, ns_since(t0));
+            match link.send(&bytes) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => tally.refused += 1,
                 Err(e)
@@ -526,9 +529,11 @@ fn dur_ns(d: Duration) -> u64 {
 
 /// Probes in the calibration run.
 pub const CALIBRATION_PROBES: usize = 1000;
+/// Probes sent before those, and not counted.
+const CALIBRATION_WARMUP: usize = 100;
 
 /// The calibration: the clock's resolution and cost, then [`CALIBRATION_PROBES`] probes one
-/// after another to a reflector on a thread of this process over loopback.
+/// after another over loopback to a reflector driven by the same thread.
 pub fn calibrate(v6: bool, size: usize, busy_poll: bool) -> io::Result<Calibration> {
     let resolution_ns = nix::time::clock_getres(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
@@ -552,54 +557,53 @@ pub fn calibrate(v6: bool, size: usize, busy_poll: bool) -> io::Result<Calibrati
     } else {
         (std::net::Ipv4Addr::LOCALHOST, 0).into()
     };
+    // Both ends in this thread: loopback delivers a datagram during the `send` call, so the
+    // reflector's socket already holds the probe when it reads, and the reply is waiting when
+    // the source reads. No thread wakes up: what is left is this host's own cost of sending,
+    // receiving and reading the clock (the wake-ups are in the processing time and in the
+    // host-versus-kernel difference, reported apart).
     let refl = UdpSocket::bind(lo)?;
-    let refl_addr = refl.local_addr()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let counters = server::Counters::default();
-            server::reflect_udp(refl, &AllowList::any(), &stop, &counters)
-        })
+    stamp::enable(refl.as_fd(), false);
+    refl.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let s = UdpSocket::bind(lo)?;
+    s.connect(refl.local_addr()?)?;
+    let mut reflector = server::Reflector::default();
+    let counters = server::Counters::default();
+    let any = AllowList::any();
+    let mut meter = Meter::new(meter::Config {
+        session: rand::random(),
+        size,
+        loss_threshold: Duration::from_millis(200),
+    });
+    let mut io = Scratch {
+        buf: vec![0u8; probe::MAX_SIZE + 256],
+        cmsg: stamp::cmsg_buffer(),
     };
-    let result = (|| {
-        let s = UdpSocket::bind(lo)?;
-        s.connect(refl_addr)?;
-        let mut meter = Meter::new(meter::Config {
-            session: rand::random(),
-            size,
-            loss_threshold: Duration::from_millis(200),
-        });
-        let mut io = Scratch {
-            buf: vec![0u8; probe::MAX_SIZE + 256],
-            cmsg: stamp::cmsg_buffer(),
-        };
-        let mut tally = Tally {
-            dst: refl_addr,
-            kernel: KernelStamps::default(),
-            refused: 0,
-        };
-        let mut link = Link::Udp(s);
-        let t0 = clock::now();
-        for _ in 0..CALIBRATION_PROBES {
-            let at = ns_since(t0);
-            let p = meter.send(at, at);
-            link.send(&p.encode())?;
-            let seq = p.seq as usize;
-            let give_up = at + 200_000_000;
-            while meter.singletons()[seq].host.is_none() && ns_since(t0) < give_up {
-                if !busy_poll {
-                    stamp::wait_readable(link.fd(), Duration::from_millis(10))?;
-                }
-                link.drain(&mut io, &mut meter, t0, &mut tally)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-            }
+    let mut tally = Tally {
+        dst: lo,
+        kernel: KernelStamps::default(),
+        refused: 0,
+    };
+    let mut link = Link::Udp(s);
+    let t0 = clock::now();
+    // The first probes find cold caches: sent, not kept.
+    for i in 0..CALIBRATION_WARMUP + CALIBRATION_PROBES {
+        if i == CALIBRATION_WARMUP {
+            meter = Meter::new(meter.config().clone());
         }
-        Ok::<_, io::Error>(meter.finish().0)
-    })();
-    stop.store(true, Ordering::Relaxed);
-    let _ = thread.join();
-    let singletons = result?;
+        let at = ns_since(t0);
+        let p = meter.send(at, at);
+        let bytes = p.encode();
+        meter.restamp(p.seq, ns_since(t0));
+        link.send(&bytes)?;
+        reflector.answer_one(&refl, &any, &counters)?;
+        if !busy_poll {
+            stamp::wait_readable(link.fd(), Duration::from_millis(100))?;
+        }
+        link.drain(&mut io, &mut meter, t0, &mut tally)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+    }
+    let singletons = meter.finish().0;
     let dts: Vec<stats::Dt> = singletons.iter().map(Singleton::dt).collect();
     let systematic = stats::median(&dts).flatten().unwrap_or_default();
     let p = |x| stats::percentile(&dts, x).flatten().unwrap_or_default();

@@ -10,7 +10,7 @@ use crate::net::ServeOptions;
 pub fn entries() -> Vec<Entry> {
     vec![Entry {
         name: "rtt",
-        transport: "udp+tcp, RFC 2681 reflector",
+        transport: "udp+tcp, RFC 2681",
         port: server::DEFAULT_PORT,
         sockets: Sockets::TcpAndUdp,
         start: Box::new(|bound, _env, shutdown| {
@@ -35,6 +35,13 @@ fn try_ours(a: SocketAddr, _: Tools) -> String {
     format!("socklab rtt measure {a} -c 50 --rate 50 --plot rtt.svg")
 }
 
+/// A probe from Python's standard library (docs/PROTOCOLS.md §10): the reply comes back as hex.
 fn try_peer(a: SocketAddr, _: Tools) -> String {
-    format!("socklab rtt measure {a} --tcp -c 50 --rate 50")
+    format!(
+        "python3 -c \"import socket,struct,zlib; b=b'RT\\1\\1'+struct.pack('>IIQQQ',1,0,0,0,0); \
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(b+struct.pack('>I',zlib.crc32(b)),('{}',{})); \
+         print(s.recv(99).hex())\"",
+        a.ip(),
+        a.port()
+    )
 }

@@ -161,6 +161,17 @@ impl Meter {
         }
     }
 
+    /// Moves probe `seq`'s send time to `now` (the driver encodes the probe, then reads the
+    /// clock once more just before the send, so encoding is not part of dT). Only forward.
+    pub fn restamp(&mut self, seq: u32, now: u64) {
+        if let Some(s) = self.singletons.get_mut(seq as usize)
+            && s.host.is_none()
+            && !s.late
+        {
+            s.sent = s.sent.max(now);
+        }
+    }
+
     /// The kernel's transmit timestamp for probe `seq`.
     pub fn tx_stamp(&mut self, seq: u32, kernel_ns: u64) {
         if let Some(s) = self.singletons.get_mut(seq as usize) {

@@ -23,5 +23,4 @@ pub mod probe;
 pub mod report;
 pub mod schedule;
 pub mod server;
-pub mod stamp;
 pub mod stats;

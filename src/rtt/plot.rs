@@ -118,7 +118,16 @@ pub fn svg(title: &str, singletons: &[Singleton], summary: &Summary) -> Result<S
         cdf.draw_series(LineSeries::new(steps, BLUE.stroke_width(2)))
             .map_err(err)?;
         for (x, v) in &summary.percentiles {
-            let Some(Some(d)) = v else { continue };
+            let Some(Some(d)) = v else {
+                // Undefined (too many losses): named in the legend, no line to draw.
+                if v.is_some() {
+                    cdf.draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), RED))
+                        .map_err(err)?
+                        .label(format!("p{x} = +∞ (lost probes)"))
+                        .legend(|(x, y)| Cross::new((x + 7, y), 4, RED));
+                }
+                continue;
+            };
             let at = us(d.as_nanos() as u64);
             cdf.draw_series(LineSeries::new(
                 [(at, 0.0), (at, x / 100.0)],
@@ -166,13 +175,18 @@ mod tests {
             .collect();
         let m = crate::rtt::client::Measurement::for_tests(singletons.clone());
         let asked = Asked {
-            percentiles: vec![50.0, 90.0],
+            percentiles: vec![50.0, 90.0, 95.0],
             threshold: Duration::from_millis(1),
         };
         let s = summarize(&m, &asked);
         let svg = svg("test", &singletons, &s).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..100]);
         assert!(svg.contains("p50 = "), "percentile label");
+        // 5 of 50 lost: the 95th percentile is +∞, and the legend says so.
+        assert!(
+            svg.contains("p95 = +∞"),
+            "undefined percentile in the legend"
+        );
         assert!(svg.contains("median = "));
         assert!(svg.contains("5 without a reply"));
         // One cross (two lines) per loss, in red.

@@ -258,7 +258,7 @@ pub fn text(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> String
             let _ = writeln!(
                 o,
                 "calibration: clock resolution {} ns (smallest step seen {} ns, a read costs {:.0} ns); \
-                 loopback to a reflector in this process: systematic error {}, random error ±{} at {:.0} % confidence ({} probes)",
+                 loopback to a reflector in this thread (no wake-ups): systematic error {}, random error ±{} at {:.0} % confidence ({} probes)",
                 k.resolution_ns,
                 k.smallest_step_ns,
                 k.read_cost_ns,

@@ -22,8 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{MAX_SIZE, MIN_SIZE, Packet};
-use super::stamp;
 use crate::net::host::{self, Bound, Conn, Stream, StreamService};
+use crate::net::stamp;
 use crate::net::{AllowList, NetError, ServeOptions, clock, within};
 
 /// The reflector's default port.
@@ -43,22 +43,32 @@ pub struct Counters {
     pub kernel_stamped: AtomicU64,
 }
 
-/// Reflects probes on a blocking UDP socket until `stop` is set.
-pub fn reflect_udp(
-    sock: UdpSocket,
-    allow: &AllowList,
-    stop: &AtomicBool,
-    counters: &Counters,
-) -> io::Result<()> {
-    sock.set_read_timeout(Some(TICK))?;
-    let stamped = stamp::enable(sock.as_fd(), false);
-    if !stamped {
-        tracing::info!("rtt: the kernel gives no receive timestamps; T2 is read after recvmsg");
+/// The reflector's buffers, reused for every datagram.
+pub struct Reflector {
+    buf: Vec<u8>,
+    cmsg: Vec<u8>,
+}
+
+impl Default for Reflector {
+    fn default() -> Self {
+        Reflector {
+            buf: vec![0u8; MAX_SIZE + 1],
+            cmsg: stamp::cmsg_buffer(),
+        }
     }
-    let mut buf = vec![0u8; MAX_SIZE + 1];
-    let mut cmsg = stamp::cmsg_buffer();
-    while !stop.load(Ordering::Relaxed) {
-        let got = match stamp::recv(sock.as_fd(), &mut buf, &mut cmsg, false, false) {
+}
+
+impl Reflector {
+    /// Receives one datagram (waiting as the socket's mode says) and answers it if it is a
+    /// probe from an allowed source. `Ok(false)`: nothing came (a timeout, a signal, an ICMP
+    /// error about an earlier reply).
+    pub fn answer_one(
+        &mut self,
+        sock: &UdpSocket,
+        allow: &AllowList,
+        counters: &Counters,
+    ) -> io::Result<bool> {
+        let got = match stamp::recv(sock.as_fd(), &mut self.buf, &mut self.cmsg, false, false) {
             Ok(g) => g,
             Err(e)
                 if matches!(
@@ -70,7 +80,7 @@ pub fn reflect_udp(
                         | io::ErrorKind::ConnectionRefused
                 ) =>
             {
-                continue;
+                return Ok(false);
             }
             Err(e) => return Err(e),
         };
@@ -81,19 +91,18 @@ pub fn reflect_udp(
             }
             None => clock::wall_nanos(),
         };
-        let Some(from) = got.from else { continue };
+        let Some(from) = got.from else {
+            return Ok(true);
+        };
         if got.truncated || !allow.allows(from.ip()) {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
+            return Ok(true);
         }
-        let d = &mut buf[..got.len];
-        match Packet::reply_in_place(d, t2, clock::wall_nanos) {
-            Ok(_) => {}
-            Err(why) => {
-                counters.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("rtt: dropped a datagram from {from}: {why}");
-                continue;
-            }
+        let d = &mut self.buf[..got.len];
+        if let Err(why) = Packet::reply_in_place(d, t2, clock::wall_nanos) {
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("rtt: dropped a datagram from {from}: {why}");
+            return Ok(true);
         }
         match sock.send_to(d, from) {
             Ok(_) => {
@@ -103,6 +112,24 @@ pub fn reflect_udp(
             // which is the source's to count.
             Err(e) => tracing::debug!("rtt: reply to {from} not sent: {e}"),
         }
+        Ok(true)
+    }
+}
+
+/// Reflects probes on a blocking UDP socket until `stop` is set.
+pub fn reflect_udp(
+    sock: UdpSocket,
+    allow: &AllowList,
+    stop: &AtomicBool,
+    counters: &Counters,
+) -> io::Result<()> {
+    sock.set_read_timeout(Some(TICK))?;
+    if !stamp::enable(sock.as_fd(), false) {
+        tracing::info!("rtt: the kernel gives no receive timestamps; T2 is read after recvmsg");
+    }
+    let mut reflector = Reflector::default();
+    while !stop.load(Ordering::Relaxed) {
+        reflector.answer_one(&sock, allow, counters)?;
     }
     Ok(())
 }

@@ -48,6 +48,8 @@ pub struct Received {
     pub kernel: Option<u64>,
     /// The sender (unconnected sockets).
     pub from: Option<std::net::SocketAddr>,
+    /// The monotonic clock read as soon as the system call returned, before anything else.
+    pub at: std::time::Instant,
 }
 
 fn ns(t: &TimeSpec) -> Option<u64> {
@@ -83,6 +85,7 @@ pub fn recv(
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = socket::recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, Some(cmsg), flags)
         .map_err(io::Error::from)?;
+    let at = super::clock::now();
     let mut kernel = None;
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
@@ -97,6 +100,7 @@ pub fn recv(
         truncated: size > cap || msg.flags.contains(MsgFlags::MSG_TRUNC),
         kernel,
         from: msg.address.as_ref().and_then(to_std),
+        at,
     })
 }
 
