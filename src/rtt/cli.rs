@@ -21,6 +21,9 @@ use crate::exit::{Coded, CodedResult};
 use crate::net::addr::Endpoint;
 use crate::net::{self, AllowList, BindOptions, NetError, ServeOptions};
 
+/// The most probes one run sends (each is kept, about 100 bytes, for the statistics).
+const MAX_PROBES: u32 = 5_000_000;
+
 /// rtt roles.
 #[derive(Debug, Subcommand)]
 pub enum Role {
@@ -236,6 +239,16 @@ impl MeasureArgs {
             (None, Some(d)) => Until::Duration(d),
             (None, None) => Until::Count(100),
         };
+        let expected = match until {
+            Until::Count(n) => f64::from(n),
+            Until::Duration(d) => d.as_secs_f64() * self.rate,
+        };
+        if expected > MAX_PROBES as f64 {
+            return Err(UsageError(format!(
+                "that is {expected:.0} probes; one run keeps at most {MAX_PROBES} (each is held \
+                 until the summary, about 100 bytes): lower --rate, or measure in several runs"
+            )));
+        }
         Ok(Config {
             target,
             transport: if self.tcp {

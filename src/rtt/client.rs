@@ -230,7 +230,9 @@ impl Link {
                         if got.kernel.is_some() {
                             out.kernel.rx += 1;
                         }
-                        if !got.truncated {
+                        if got.truncated {
+                            meter.stray();
+                        } else {
                             meter.receive(&io.buf[..got.len], now, got.kernel);
                         }
                         n += 1;

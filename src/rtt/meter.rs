@@ -88,6 +88,9 @@ pub struct Counts {
     pub stray: u64,
     /// Replies that were the probe itself, echoed (an RFC 862 echo server: no T2/T3).
     pub echoed: u64,
+    /// Replies whose processing time T3 − T2 was longer than the whole round trip (a
+    /// reflector whose clock jumped, or one that lies): not subtracted.
+    pub implausible: u64,
 }
 
 impl Counts {
@@ -214,6 +217,7 @@ impl Meter {
         s.host = Some(rtt);
         s.kernel_rx = kernel_rx;
         match p.kind {
+            Kind::Reply if p.processing_ns() > rtt => self.counts.implausible += 1,
             Kind::Reply => s.processing = Some(p.processing_ns()),
             Kind::Probe => self.counts.echoed += 1,
         }
@@ -253,6 +257,11 @@ impl Meter {
             .rev()
             .find(|s| s.host.is_none() && !s.late)
             .map(|s| s.sent.saturating_add(threshold))
+    }
+
+    /// A datagram the driver could not even read whole (larger than any probe).
+    pub fn stray(&mut self) {
+        self.counts.stray += 1;
     }
 
     /// The counts so far.
@@ -378,6 +387,7 @@ mod tests {
                 corrupt: 1,
                 stray: 3,
                 echoed: 0,
+                implausible: 0,
             }
         );
         assert_eq!(c.lost(), 2);
@@ -391,6 +401,18 @@ mod tests {
         assert_eq!(m.singletons()[0].processing, None);
         assert_eq!(m.singletons()[0].dt(), Some(Duration::from_millis(2)));
         assert_eq!(m.counts().echoed, 1);
+    }
+
+    /// A reflector claiming it held the probe longer than the whole round trip took is not
+    /// believed: dT is the host round trip, and the reply is counted as implausible.
+    #[test]
+    fn a_processing_time_longer_than_the_round_trip_is_not_subtracted() {
+        let mut m = meter();
+        let p = m.send(0, 0);
+        let r = reply_to(&p, 0, 5 * MS);
+        assert_eq!(m.receive(&r, 2 * MS, None), Matched::Reply(0));
+        assert_eq!(m.singletons()[0].dt(), Some(Duration::from_millis(2)));
+        assert_eq!(m.counts().implausible, 1);
     }
 
     #[test]
@@ -418,5 +440,32 @@ mod tests {
         assert_eq!(m.last_expiry(), Some(110 * MS));
         assert_eq!(m.next_expiry(110 * MS), None);
         assert!(m.settled(110 * MS));
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, whenever: no panic, and the counts always add up.
+        #[test]
+        fn any_datagrams_keep_the_counts_consistent(
+            datagrams in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 0u64..300, 0u32..6),
+                0..40,
+            ),
+        ) {
+            let mut m = meter();
+            let probes: Vec<Packet> = (0..5).map(|i| m.send(i * MS, 0)).collect();
+            for (bytes, at, which) in datagrams {
+                // Either noise or a real reply (to a probe, or to one never sent).
+                let d = match probes.get(which as usize) {
+                    Some(p) if bytes.len() % 2 == 0 => reply_to(p, 1, 2),
+                    _ => bytes,
+                };
+                m.receive(&d, at * MS, None);
+            }
+            let c = m.counts().clone();
+            let defined = m.singletons().iter().filter(|s| s.dt().is_some()).count() as u64;
+            proptest::prop_assert_eq!(defined, c.replied);
+            proptest::prop_assert_eq!(c.replied + c.lost(), 5);
+            proptest::prop_assert!(c.late <= c.lost());
+        }
     }
 }

@@ -191,6 +191,14 @@ pub fn text(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> String
         c.corrupt,
         c.stray,
     );
+    if c.implausible > 0 {
+        let _ = writeln!(
+            o,
+            "{} replies claimed a processing time (T3 − T2) longer than their whole round trip: \
+             not subtracted (the reflector's clock jumped, or it is not telling the truth)",
+            c.implausible
+        );
+    }
     let _ = writeln!(o, "{:<20}{}", "minimum", shown(s.minimum));
     let _ = writeln!(o, "{:<20}{}", "median", shown(s.median));
     for (x, v) in &s.percentiles {
@@ -334,7 +342,8 @@ pub fn json(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> Value 
         "counts": {
             "sent": c.sent, "replied": c.replied, "lost": c.lost(), "late": c.late,
             "duplicates": c.duplicates, "reordered": c.reordered, "corrupt": c.corrupt,
-            "stray": c.stray, "echoed": c.echoed, "refused": m.refused,
+            "stray": c.stray, "echoed": c.echoed, "implausible": c.implausible,
+            "refused": m.refused,
         },
         "statistics": {
             "minimum": stat_json(s.minimum),
