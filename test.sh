@@ -33,6 +33,7 @@ PEERS=(
     "tmux          tmux            chat_irc: a terminal for irssi"
     "ngircd        ngircd          chat_irc: the same scripted IRC session against ngircd"
     "irtt          irtt            rtt: irtt's server and client measure the same impaired path as socklab rtt"
+    "nft           nftables        rtt: a firewall (in a private network namespace) that rejects probes"
     "redis-server  redis-server    chat_cluster: the cluster's Redis, killed and restarted by the tests"
     "redis-cli     redis-tools     chat_cluster: checks on the cluster's keys"
     "kill          procps          cli, http_server, support: signals to servers (/usr/bin/kill)"

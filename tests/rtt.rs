@@ -106,7 +106,10 @@ fn json_carries_the_parameters_and_every_pair() {
     assert_eq!(us(&v["loss_threshold"]), 2_000_000.0);
     let t0 = v["T0"].as_str().unwrap();
     let tf = v["Tf"].as_str().unwrap();
-    assert!(t0.ends_with('Z') && tf > t0, "{t0} {tf}");
+    assert!(
+        t0.ends_with('Z') && tf.ends_with('Z') && tf != t0,
+        "{t0} {tf}"
+    );
     let cal = &v["calibration"];
     assert!(us(&cal["systematic_error"]) > 0.0, "{cal}");
     assert!(us(&cal["random_error"]) >= 0.0, "{cal}");
@@ -114,11 +117,12 @@ fn json_carries_the_parameters_and_every_pair() {
     assert!(cal["clock_resolution_ns"].as_u64().unwrap() >= 1);
     let sample = v["sample"].as_array().unwrap();
     assert_eq!(sample.len(), 40);
-    let mut last_t = String::new();
+    let mut last_t = 0.0;
     for (i, pair) in sample.iter().enumerate() {
         assert_eq!(pair["seq"], i);
-        let t = pair["T"].as_str().unwrap().to_string();
-        assert!(t >= last_t && t.as_str() >= t0, "T not increasing at {i}");
+        assert!(pair["T"].as_str().unwrap().ends_with('Z'));
+        let t = pair["t"].as_f64().unwrap();
+        assert!(t >= last_t, "T not increasing at {i}");
         last_t = t;
         let dt = us(&pair["dT"]);
         let host = us(&pair["host"]);
@@ -158,7 +162,7 @@ fn kernel_timestamps_are_reported_beside_host_times() {
     assert_eq!(k["tx_stamped"], 30, "{k}");
     assert_eq!(k["rx_stamped"], 30, "{k}");
     let kernel_median = us(&k["median"]);
-    let host_median = us(&v["statistics"]["median"]);
+    let host_median = us(&k["host_median_of_stamped"]);
     assert!(
         kernel_median <= host_median,
         "{kernel_median} > {host_median}"
@@ -464,9 +468,13 @@ fn periodic_schedule_and_busy_poll_and_duration() {
         .iter()
         .map(|p| p["t"].as_f64().unwrap())
         .collect();
-    for w in t.windows(2) {
-        assert!((w[1] - w[0] - 0.010).abs() < 0.002, "gap {}", w[1] - w[0]);
-    }
+    // Equal gaps of 10 ms: the median exactly (to 0.5 ms), nearly all within 2 ms (a loaded
+    // machine may preempt the sender now and then).
+    let mut gaps: Vec<f64> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    assert!((gaps[gaps.len() / 2] - 0.010).abs() < 0.0005, "{gaps:?}");
+    let close = gaps.iter().filter(|g| (*g - 0.010).abs() < 0.002).count();
+    assert!(close * 10 >= gaps.len() * 9, "{gaps:?}");
     assert!(v["calibration"].is_null());
 }
 
@@ -688,9 +696,133 @@ fn ctrl_c_stops_sending_and_still_reports() {
         .unwrap()
         .success();
     assert!(ok_kill);
-    let out = child.wait_with_output().unwrap();
+    // At most 10 s for it to stop: a broken stop fails here instead of hanging the suite.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(10)) else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("rtt measure did not stop within 10 s of Ctrl-C");
+    };
+    let out = out.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", err_text(&out));
     assert!(text.contains("(interrupted)"), "{text}");
     assert!(text.contains("median"), "{text}");
+}
+
+/// The reflector's rate limit per source (`--rate`, `--burst`, as every UDP server has): ten
+/// probes at once from one source, two answered.
+#[test]
+fn the_reflector_limits_replies_per_source_when_asked() {
+    let srv = Server::start(&["rtt", "serve", "-p", "0", "--rate", "1", "--burst", "2"]);
+    let out = python(
+        r#"
+import socket, struct, zlib, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+for seq in range(10):
+    body = b"RT" + bytes([1, 1]) + struct.pack(">IIQQQ", 9, seq, 5, 0, 0)
+    s.sendto(body + struct.pack(">I", zlib.crc32(body)), ("127.0.0.1", int(sys.argv[1])))
+got = 0
+try:
+    while True:
+        s.recv(100)
+        got += 1
+except socket.timeout:
+    pass
+print(got)
+"#,
+        &[&srv.port().to_string()],
+        b"",
+    );
+    assert_eq!(String::from_utf8(ok(&out)).unwrap().trim(), "2");
+}
+
+/// A reflector that closes the TCP connection in the middle of a sample (here its idle
+/// timeout, 1 s, is shorter than the 2 s gaps): the summary says the sample is cut short, and
+/// the exit status is not 0.
+#[test]
+fn a_tcp_sample_cut_short_says_so() {
+    let srv = Server::start(&["rtt", "serve", "-p", "0", "-t", "1s"]);
+    let out = socklab(
+        &[
+            "rtt",
+            "measure",
+            &srv.addr,
+            "--tcp",
+            "-c",
+            "3",
+            "--rate",
+            "0.5",
+            "--schedule",
+            "periodic",
+            "--no-calibration",
+        ],
+        b"",
+    );
+    exits(&out, 3);
+    stderr_has(&out, "closed the connection after");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the sample is cut short"), "{text}");
+}
+
+/// A firewall that rejects the probes (nftables in a private network namespace, as
+/// firewalld's default `reject with icmp host-prohibited` does): each probe's ICMP report is
+/// counted, the run goes on to its summary, and the exit status says the path refused them (3).
+/// Then a firewall that drops them on the way out (`EPERM` from `send`): the same.
+#[test]
+fn a_firewall_that_refuses_is_counted_and_the_run_goes_on() {
+    require("unshare");
+    require("ip");
+    require("nft");
+    let script = format!(
+        r#"set -u
+ip link set lo up
+nft add table inet t
+nft add chain inet t inp '{{ type filter hook input priority 0; }}'
+nft add rule inet t inp udp dport 9999 reject with icmp type host-prohibited
+{bin} rtt measure 127.0.0.1:9999 -c 5 --rate 200 --loss-threshold 100ms --no-calibration
+echo "== $?"
+nft flush ruleset
+nft add table inet t
+nft add chain inet t out '{{ type filter hook output priority 0; }}'
+nft add rule inet t out udp dport 9999 drop
+{bin} rtt measure 127.0.0.1:9999 -c 5 --rate 200 --loss-threshold 100ms --no-calibration
+echo "== $?"
+"#,
+        bin = bin().display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-n", "bash", "-c", &script]);
+    let out = run_with(cmd, b"", Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = err_text(&out);
+    let runs: Vec<&str> = text.split("== ").collect();
+    assert_eq!(runs.len(), 3, "{text}{err}");
+    for (run, last) in [
+        (runs[0], "No route to host"),
+        (runs[1], "Operation not permitted"),
+    ] {
+        assert!(run.contains("sent 5, replied 0, lost 5"), "{text}{err}");
+        assert!(
+            run.contains("refused on the path: 0 port unreachable, 5 other"),
+            "{text}{err}"
+        );
+        assert!(run.contains(last), "{text}");
+    }
+    assert!(
+        runs[1].starts_with("3\n") && runs[2].starts_with("3\n"),
+        "{text}{err}"
+    );
+    assert_eq!(
+        err.matches("the path refused every probe to 127.0.0.1:9999")
+            .count(),
+        2,
+        "{err}"
+    );
 }

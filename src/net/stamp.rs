@@ -124,6 +124,30 @@ pub fn take_error(fd: BorrowedFd<'_>) -> Option<io::Error> {
     }
 }
 
+/// Whether an error from `send` or `recv` on a connected UDP socket is the kernel passing on
+/// an ICMP report about an earlier datagram (port or host unreachable, administratively
+/// prohibited, fragmentation needed, a parameter problem), or a local firewall dropping the
+/// datagram on its way out (`EPERM`): news about the path, after which the socket works on,
+/// not a failure of the socket.
+pub fn is_icmp_report(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EPERM
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::EMSGSIZE
+                | libc::EPROTO
+                | libc::EACCES
+                | libc::ENOPROTOOPT
+                | libc::ENOBUFS
+        )
+    )
+}
+
 /// Sets the DSCP (the top six bits of the IPv4 TOS byte or the IPv6 traffic class).
 pub fn set_dscp(sock: &impl AsFd, dscp: u8, v6: bool) -> io::Result<()> {
     let s = socket2::SockRef::from(sock);

@@ -97,21 +97,29 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Deadlines that are not whole milliseconds: tokio's timer rounds each up to its next
+    /// millisecond tick (half a millisecond late on average), this one does not. Both are
+    /// measured in the same run, interleaved, so a loaded machine slows both alike; the
+    /// medians are compared.
     #[tokio::test]
-    async fn fires_within_a_fraction_of_a_millisecond() {
+    async fn fires_closer_to_its_deadline_than_tokios_timer() {
         let mut timer = PreciseTimer::new().unwrap();
-        let mut worst = Duration::ZERO;
-        for i in 0..20u64 {
-            let want = clock::now() + Duration::from_micros(1_300 + i * 37);
+        let (mut ours, mut tokios) = (Vec::new(), Vec::new());
+        for i in 0..30u64 {
+            let gap = Duration::from_micros(1_100 + i * 29);
+            let want = clock::now() + gap;
             timer.sleep_until(Some(want)).await;
-            let late = clock::now().saturating_duration_since(want);
             assert!(clock::now() >= want, "woke early");
-            worst = worst.max(late);
+            ours.push(clock::now().saturating_duration_since(want));
+            let want = clock::now() + gap;
+            tokio::time::sleep_until(want.into()).await;
+            tokios.push(clock::now().saturating_duration_since(want));
         }
-        // tokio's own timer is up to 1 ms late by design; on a loaded test machine a wake-up
-        // can take a while, so the bound is loose, but far below what rounding to ms gives
-        // on 20 deadlines that are not whole milliseconds.
-        assert!(worst < Duration::from_millis(20), "{worst:?}");
+        ours.sort();
+        tokios.sort();
+        let (a, b) = (ours[15], tokios[15]);
+        assert!(a < b, "median lateness: timerfd {a:?}, tokio {b:?}");
+        assert!(a < Duration::from_millis(5), "{a:?}");
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use super::client::{self, Config, MeasureError, Transport, Until};
 use super::probe::{MAX_SIZE, MIN_SIZE};
 use super::report::{self, Asked};
 use super::{plot, schedule, server};
-use crate::args::{JsonArg, OutputArgs, UsageError, parse_duration};
+use crate::args::{GuardArgs, JsonArg, OutputArgs, UsageError, parse_duration};
 use crate::exit::{Coded, CodedResult};
 use crate::net::addr::Endpoint;
 use crate::net::{self, AllowList, BindOptions, NetError, ServeOptions};
@@ -71,8 +71,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_conns: usize,
     /// TCP: close a connection that sends nothing for this long.
-    #[arg(short, long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(short, long, default_value = "300s", value_parser = parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    guard: GuardArgs,
 }
 
 /// The schedule's kind on the command line.
@@ -170,16 +172,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.bind
         ))
     })?;
+    // Checked before binding; the port it got is blocked as a source too (another reflector).
+    args.guard.config(None, &[])?;
     let shutdown = net::shutdown::on_signals();
     let (tcp, udp) =
         net::host::bind_pair(SocketAddr::new(ip, args.port), BindOptions::default()).await?;
+    let port = udp.local_addr().map_or(args.port, |a| a.port());
+    let guard = args.guard.config(None, &[port])?;
     udp.announce()?;
     let opts = ServeOptions {
         allow: AllowList::new(args.allow),
         max_conns: args.max_conns,
         ..ServeOptions::default()
     };
-    server::run(tcp, udp, opts, args.timeout, shutdown)
+    server::run(tcp, udp, opts, guard, args.timeout, shutdown)
         .await
         .coded()?;
     Ok(ExitCode::SUCCESS)
@@ -324,16 +330,21 @@ async fn measure(args: MeasureArgs, out: OutputArgs) -> anyhow::Result<ExitCode>
             .map_err(|e| Coded::from(LocalIo(e.to_string())))?;
         write_atomically(path, svg.as_bytes())?;
     }
+    if m.closed_early {
+        return Err(Coded::from(MeasureError::Closed {
+            addr: m.dst,
+            sent: m.counts.sent,
+        })
+        .into());
+    }
     if m.counts.replied == 0 {
         let err = if m.refused > 0 {
             MeasureError::Net(NetError::PortUnreachable {
                 service: "rtt reflector",
                 addr: m.dst.to_string(),
             })
-        } else if m.closed_early {
-            MeasureError::Net(NetError::Reset {
-                addr: m.dst.to_string(),
-            })
+        } else if let Some(last) = m.last_icmp.clone() {
+            MeasureError::PathRefused { addr: m.dst, last }
         } else {
             MeasureError::NoReply {
                 sent: m.counts.sent,

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::meter::{self, Counts, Meter, Singleton};
+use super::meter::{self, Counts, Matched, Meter, Singleton};
 use super::probe::{self, Packet};
 use super::schedule::{self, Schedule};
 use super::{server, stats};
@@ -117,10 +117,14 @@ pub struct Measurement {
     pub connect: Option<Duration>,
     /// Kernel timestamps received.
     pub kernel: KernelStamps,
-    /// The calibration, when asked for.
-    pub calibration: Option<Calibration>,
+    /// The calibration, when asked for (or why it could not be made).
+    pub calibration: Option<Result<Calibration, String>>,
     /// Sends or receives refused by an ICMP port unreachable (nothing listens there).
     pub refused: u64,
+    /// Other ICMP reports the kernel passed on (host unreachable, prohibited, too big …).
+    pub icmp_errors: u64,
+    /// The last of those, in words.
+    pub last_icmp: Option<String>,
     /// Sending stopped early on Ctrl-C.
     pub interrupted: bool,
     /// The reflector closed the TCP connection before the end.
@@ -145,6 +149,26 @@ pub enum MeasureError {
         /// The threshold.
         threshold: Duration,
     },
+    /// Every probe was refused on the way (an ICMP report other than port unreachable, or a
+    /// local firewall).
+    #[error("the path refused every probe to {addr}: {last}")]
+    PathRefused {
+        /// The reflector.
+        addr: SocketAddr,
+        /// The last error, in words.
+        last: String,
+    },
+    /// The TCP reflector closed the connection before the sample was complete.
+    #[error(
+        "{addr} closed the connection after {sent} probes: the sample is cut short (a \
+         reflector's idle timeout is longer than the gaps of any sensible --rate; was it stopped?)"
+    )]
+    Closed {
+        /// The reflector.
+        addr: SocketAddr,
+        /// Probes sent until then.
+        sent: u64,
+    },
     /// The TCP reflector answered something that is not a reply of the probe's size.
     #[error(
         "the reflector sent a reply of {got} bytes to a probe of {want}: is it an rtt reflector (use --echo for an echo server)?"
@@ -162,6 +186,7 @@ impl crate::exit::ExitCoded for MeasureError {
         match self {
             MeasureError::Net(e) => e.exit_code(),
             MeasureError::NoReply { .. } => crate::exit::TIMEOUT,
+            MeasureError::Closed { .. } | MeasureError::PathRefused { .. } => crate::exit::NETWORK,
             MeasureError::Framing { .. } => crate::exit::PROTOCOL,
         }
     }
@@ -222,27 +247,32 @@ impl Link {
     ) -> Result<usize, MeasureError> {
         let mut n = 0;
         match self {
-            Link::Udp(s) => loop {
-                match stamp::recv(s.as_fd(), &mut io.buf, &mut io.cmsg, true, false) {
-                    Ok(got) => {
-                        let now = u64::try_from(got.at.saturating_duration_since(t0).as_nanos())
-                            .unwrap_or(u64::MAX);
-                        if got.kernel.is_some() {
-                            out.kernel.rx += 1;
+            Link::Udp(s) => {
+                for _ in 0..DRAIN_BATCH {
+                    match stamp::recv(s.as_fd(), &mut io.buf, &mut io.cmsg, true, false) {
+                        Ok(got) => {
+                            let now =
+                                u64::try_from(got.at.saturating_duration_since(t0).as_nanos())
+                                    .unwrap_or(u64::MAX);
+                            if got.truncated {
+                                meter.stray();
+                            } else if let Matched::Reply(_) =
+                                meter.receive(&io.buf[..got.len], now, got.kernel)
+                                && got.kernel.is_some()
+                            {
+                                out.kernel.rx += 1;
+                            }
+                            n += 1;
                         }
-                        if got.truncated {
-                            meter.stray();
-                        } else {
-                            meter.receive(&io.buf[..got.len], now, got.kernel);
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if out.icmp(&e) => {}
+                        Err(e) => {
+                            return Err(NetError::from_io(e, out.dst, "receiving a reply").into());
                         }
-                        n += 1;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => out.refused += 1,
-                    Err(e) => return Err(NetError::from_io(e, out.dst, "receiving a reply").into()),
                 }
-            },
+            }
             Link::Tcp {
                 s,
                 framed,
@@ -264,6 +294,11 @@ impl Link {
                         Ok(k) => inbuf.extend_from_slice(&chunk[..k]),
                         Err(nix::errno::Errno::EAGAIN) => break,
                         Err(nix::errno::Errno::EINTR) => {}
+                        // The reflector went away: what was measured so far is reported.
+                        Err(nix::errno::Errno::ECONNRESET | nix::errno::Errno::EPIPE) => {
+                            *eof = true;
+                            break;
+                        }
                         Err(e) => {
                             return Err(
                                 NetError::from_io(e.into(), out.dst, "receiving a reply").into()
@@ -322,7 +357,40 @@ struct Tally {
     dst: SocketAddr,
     kernel: KernelStamps,
     refused: u64,
+    /// Other ICMP reports (host unreachable, prohibited, too big …) and the last one.
+    icmp: u64,
+    last_icmp: Option<String>,
 }
+
+impl Tally {
+    fn new(dst: SocketAddr) -> Self {
+        Tally {
+            dst,
+            kernel: KernelStamps::default(),
+            refused: 0,
+            icmp: 0,
+            last_icmp: None,
+        }
+    }
+
+    /// Counts an error the kernel reported for an earlier datagram; `false` if it is not one.
+    fn icmp(&mut self, e: &io::Error) -> bool {
+        if !stamp::is_icmp_report(e) {
+            return false;
+        }
+        if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+            self.refused += 1;
+        } else {
+            self.icmp += 1;
+            self.last_icmp = Some(e.to_string());
+        }
+        true
+    }
+}
+
+/// Most datagrams read in one go, so a flood cannot keep the loop from its schedule or from
+/// noticing Ctrl-C.
+const DRAIN_BATCH: usize = 64;
 
 /// Runs the measurement (blocking: call it from a thread of its own). `stop` ends sending
 /// early (Ctrl-C); replies still due are waited for.
@@ -330,7 +398,7 @@ pub fn measure(cfg: &Config, stop: &AtomicBool) -> Result<Measurement, MeasureEr
     let dst = cfg.target;
     let v6 = dst.is_ipv6();
     let calibration = if cfg.calibrate {
-        calibrate(v6, cfg.size, cfg.busy_poll).ok()
+        Some(calibrate(v6, cfg.size, cfg.busy_poll).map_err(|e| e.to_string()))
     } else {
         None
     };
@@ -401,11 +469,7 @@ pub fn measure(cfg: &Config, stop: &AtomicBool) -> Result<Measurement, MeasureEr
         buf: vec![0u8; probe::MAX_SIZE + 256],
         cmsg: stamp::cmsg_buffer(),
     };
-    let mut tally = Tally {
-        dst,
-        kernel: KernelStamps::default(),
-        refused: 0,
-    };
+    let mut tally = Tally::new(dst);
     let t0_wall = clock::wall();
     let t0 = clock::now();
     let mut next = dur_ns(sched.next_send());
@@ -424,20 +488,35 @@ pub fn measure(cfg: &Config, stop: &AtomicBool) -> Result<Measurement, MeasureEr
             }
             if done || interrupted || link_closed(&link) {
                 sending = false;
-                tf = now;
+                // Tf is T0 + -d when the sample ran its course (RFC 2681 §3.1), the end of
+                // sending otherwise.
+                tf = match cfg.until {
+                    Until::Duration(d) if done && !interrupted && !link_closed(&link) => dur_ns(d),
+                    _ => now,
+                };
             }
         }
         if sending && now >= next {
+            // Replies already in are read first, so their arrival is not stamped after a
+            // burst of sends (and TCP replies never pile up while we write).
+            link.drain(&mut io, &mut meter, t0, &mut tally)?;
             // Encoded first, stamped last: the clock is read just before the system call.
             let p = meter.send(now, now);
             let bytes = p.encode();
             meter.restamp(p.seq, ns_since(t0));
             match link.send(&bytes) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => tally.refused += 1,
+                Err(e) if cfg.transport == Transport::Udp && tally.icmp(&e) => {}
                 Err(e)
-                    if cfg.transport == Transport::Udp
-                        && e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    if let Link::Tcp { eof, .. } = &mut link {
+                        *eof = true;
+                    }
+                }
                 Err(e) => return Err(NetError::from_io(e, dst, "sending a probe").into()),
             }
             link.drain_tx(&mut io, &mut meter, &mut tally);
@@ -472,9 +551,8 @@ pub fn measure(cfg: &Config, stop: &AtomicBool) -> Result<Measurement, MeasureEr
         link.drain_tx(&mut io, &mut meter, &mut tally);
         if let Link::Udp(s) = &link
             && let Some(e) = stamp::take_error(s.as_fd())
-            && e.kind() == io::ErrorKind::ConnectionRefused
         {
-            tally.refused += 1;
+            tally.icmp(&e);
         }
     }
     let closed_early = link_closed(&link);
@@ -490,6 +568,8 @@ pub fn measure(cfg: &Config, stop: &AtomicBool) -> Result<Measurement, MeasureEr
         kernel: tally.kernel,
         calibration,
         refused: tally.refused,
+        icmp_errors: tally.icmp,
+        last_icmp: tally.last_icmp,
         interrupted,
         closed_early,
     })
@@ -515,6 +595,8 @@ impl Measurement {
             kernel: KernelStamps::default(),
             calibration: None,
             refused: 0,
+            icmp_errors: 0,
+            last_icmp: None,
             interrupted: false,
             closed_early: false,
         }
@@ -569,7 +651,8 @@ pub fn calibrate(v6: bool, size: usize, busy_poll: bool) -> io::Result<Calibrati
     refl.set_read_timeout(Some(Duration::from_millis(100)))?;
     let s = UdpSocket::bind(lo)?;
     s.connect(refl.local_addr()?)?;
-    let mut reflector = server::Reflector::default();
+    let mut reflector =
+        server::Reflector::new(crate::net::guard::GuardConfig::for_services(None, []));
     let counters = server::Counters::default();
     let any = AllowList::any();
     let mut meter = Meter::new(meter::Config {
@@ -581,11 +664,7 @@ pub fn calibrate(v6: bool, size: usize, busy_poll: bool) -> io::Result<Calibrati
         buf: vec![0u8; probe::MAX_SIZE + 256],
         cmsg: stamp::cmsg_buffer(),
     };
-    let mut tally = Tally {
-        dst: lo,
-        kernel: KernelStamps::default(),
-        refused: 0,
-    };
+    let mut tally = Tally::new(lo);
     let mut link = Link::Udp(s);
     let t0 = clock::now();
     // The first probes find cold caches: sent, not kept.
@@ -599,11 +678,15 @@ pub fn calibrate(v6: bool, size: usize, busy_poll: bool) -> io::Result<Calibrati
         meter.restamp(p.seq, ns_since(t0));
         link.send(&bytes)?;
         reflector.answer_one(&refl, &any, &counters)?;
-        if !busy_poll {
-            stamp::wait_readable(link.fd(), Duration::from_millis(100))?;
+        // Until this probe's reply is in (at once, on loopback), or 100 ms.
+        let give_up = ns_since(t0) + 100_000_000;
+        while meter.singletons()[p.seq as usize].host.is_none() && ns_since(t0) < give_up {
+            if !busy_poll {
+                stamp::wait_readable(link.fd(), Duration::from_millis(10))?;
+            }
+            link.drain(&mut io, &mut meter, t0, &mut tally)
+                .map_err(|e| io::Error::other(e.to_string()))?;
         }
-        link.drain(&mut io, &mut meter, t0, &mut tally)
-            .map_err(|e| io::Error::other(e.to_string()))?;
     }
     let singletons = meter.finish().0;
     let dts: Vec<stats::Dt> = singletons.iter().map(Singleton::dt).collect();

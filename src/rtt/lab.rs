@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use super::server;
 use crate::catalog::{Entry, Sockets, Tools};
 use crate::net::ServeOptions;
+use crate::net::guard::GuardConfig;
 
 /// The lab's reflector.
 pub fn entries() -> Vec<Entry> {
@@ -13,7 +14,8 @@ pub fn entries() -> Vec<Entry> {
         transport: "udp+tcp, RFC 2681",
         port: server::DEFAULT_PORT,
         sockets: Sockets::TcpAndUdp,
-        start: Box::new(|bound, _env, shutdown| {
+        start: Box::new(|bound, env, shutdown| {
+            let guard = GuardConfig::for_services(None, env.ports.iter().copied());
             let mut it = bound.into_iter();
             let (Some(tcp), Some(udp)) = (it.next(), it.next()) else {
                 return Box::pin(async { Ok(()) });
@@ -22,7 +24,8 @@ pub fn entries() -> Vec<Entry> {
                 tcp,
                 udp,
                 ServeOptions::default(),
-                std::time::Duration::from_secs(60),
+                guard,
+                std::time::Duration::from_secs(300),
                 shutdown,
             ))
         }),

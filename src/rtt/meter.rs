@@ -453,6 +453,7 @@ mod tests {
         ) {
             let mut m = meter();
             let probes: Vec<Packet> = (0..5).map(|i| m.send(i * MS, 0)).collect();
+            let received = datagrams.len() as u64;
             for (bytes, at, which) in datagrams {
                 // Either noise or a real reply (to a probe, or to one never sent).
                 let d = match probes.get(which as usize) {
@@ -464,8 +465,13 @@ mod tests {
             let c = m.counts().clone();
             let defined = m.singletons().iter().filter(|s| s.dt().is_some()).count() as u64;
             proptest::prop_assert_eq!(defined, c.replied);
-            proptest::prop_assert_eq!(c.replied + c.lost(), 5);
-            proptest::prop_assert!(c.late <= c.lost());
+            // Every datagram is classified exactly once.
+            proptest::prop_assert_eq!(
+                c.replied + c.late + c.duplicates + c.corrupt + c.stray,
+                received
+            );
+            proptest::prop_assert!(c.replied + c.late <= 5);
+            proptest::prop_assert!(c.reordered <= c.replied);
         }
     }
 }

@@ -91,17 +91,20 @@ impl Packet {
         out
     }
 
-    /// Reads a datagram: its size and CRC first, then the fields. Never panics.
+    /// Reads a datagram: its size, magic and version, then the CRC, then the fields. Never
+    /// panics.
     pub fn parse(d: &[u8]) -> Result<Packet, ProbeError> {
         if d.len() < MIN_SIZE {
             return Err(ProbeError::Short(d.len()));
         }
+        // Ours first (cheap, and a stranger's datagram is not a corrupted probe), then the
+        // CRC, then the fields.
+        if d[..2] != MAGIC || d[2] != VERSION {
+            return Err(ProbeError::NotOurs);
+        }
         let (signed, crc) = d.split_at(d.len() - 4);
         if crc32fast::hash(signed) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
             return Err(ProbeError::Crc);
-        }
-        if signed[..2] != MAGIC || signed[2] != VERSION {
-            return Err(ProbeError::NotOurs);
         }
         let kind = match signed[3] {
             1 => Kind::Probe,
@@ -228,15 +231,20 @@ mod tests {
     fn what_is_not_a_probe_says_why() {
         let b = probe().encode();
         assert_eq!(Packet::parse(&b[..39]), Err(ProbeError::Short(39)));
-        for bit in [0, 100, 511] {
+        for bit in [30, 100, 511] {
             let mut bad = b.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
             assert_eq!(Packet::parse(&bad), Err(ProbeError::Crc), "bit {bit}");
         }
-        // A well-formed datagram of someone else (an echo of plain text, another version).
-        let mut other = b"hello, this is not a probe at all......".to_vec();
+        // Someone else's datagram (plain text, with or without a valid CRC; another version)
+        // is not ours, not a corrupted probe.
+        let mut other = b"hello, this is not a probe at all, not at all".to_vec();
+        assert_eq!(Packet::parse(&other), Err(ProbeError::NotOurs));
         other.extend_from_slice(&crc32fast::hash(&other).to_be_bytes());
         assert_eq!(Packet::parse(&other), Err(ProbeError::NotOurs));
+        let mut v2 = b.clone();
+        v2[2] = 2;
+        assert_eq!(Packet::parse(&v2), Err(ProbeError::NotOurs));
         let mut k = b.clone();
         k[3] = 9;
         let n = k.len() - 4;

@@ -32,13 +32,15 @@ pub struct Summary {
     pub percentiles: Vec<(f64, Option<Dt>)>,
     /// §4.4: the fraction of dT ≤ the threshold.
     pub inverse: Option<f64>,
-    /// The same sample on kernel timestamps (probes with both stamps only).
+    /// The replies that have both kernel stamps, on kernel timestamps: minimum.
     pub kernel_minimum: Option<Dt>,
-    /// Its median.
+    /// Their median.
     pub kernel_median: Option<Dt>,
-    /// Probes with both kernel stamps.
+    /// The same replies' dT (host time): median, so the two medians compare like with like.
+    pub kernel_host_median: Option<Dt>,
+    /// Replies with both kernel stamps.
     pub kernel_count: usize,
-    /// The reflector's processing time: median.
+    /// The reflector's processing time: median (§4.2's, over the replies that carry one).
     pub processing_median: Option<Duration>,
     /// And maximum.
     pub processing_max: Option<Duration>,
@@ -54,13 +56,18 @@ pub fn summarize(m: &Measurement, asked: &Asked) -> Summary {
         .iter()
         .map(|s| s.host.map(Duration::from_nanos))
         .collect();
-    let kernel: Vec<Dt> = m
+    let stamped: Vec<&Singleton> = m
         .singletons
         .iter()
-        .filter_map(|s| s.kernel_dt().map(Some))
+        .filter(|s| s.kernel_dt().is_some())
         .collect();
-    let mut processing: Vec<u64> = m.singletons.iter().filter_map(|s| s.processing).collect();
-    processing.sort_unstable();
+    let kernel: Vec<Dt> = stamped.iter().map(|s| s.kernel_dt()).collect();
+    let kernel_host: Vec<Dt> = stamped.iter().map(|s| s.dt()).collect();
+    let processing: Vec<Dt> = m
+        .singletons
+        .iter()
+        .filter_map(|s| s.processing.map(|n| Some(Duration::from_nanos(n))))
+        .collect();
     Summary {
         minimum: stats::minimum(&dts),
         median: stats::median(&dts),
@@ -72,10 +79,10 @@ pub fn summarize(m: &Measurement, asked: &Asked) -> Summary {
         inverse: stats::inverse_percentile(&dts, asked.threshold),
         kernel_minimum: stats::minimum(&kernel),
         kernel_median: stats::median(&kernel),
+        kernel_host_median: stats::median(&kernel_host),
         kernel_count: kernel.len(),
-        processing_median: (!processing.is_empty())
-            .then(|| Duration::from_nanos(processing[(processing.len() - 1) / 2])),
-        processing_max: processing.last().map(|&n| Duration::from_nanos(n)),
+        processing_median: stats::median(&processing).flatten(),
+        processing_max: processing.iter().flatten().max().copied(),
         host_median: stats::median(&host),
     }
 }
@@ -191,6 +198,24 @@ pub fn text(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> String
         c.corrupt,
         c.stray,
     );
+    if m.refused + m.icmp_errors > 0 {
+        let _ = writeln!(
+            o,
+            "refused on the path: {} port unreachable, {} other (ICMP, or a local firewall){}; the probes concerned have no reply",
+            m.refused,
+            m.icmp_errors,
+            m.last_icmp
+                .as_ref()
+                .map_or(String::new(), |e| format!(", the last: {e}")),
+        );
+    }
+    if m.closed_early {
+        let _ = writeln!(
+            o,
+            "the reflector closed the connection after {} probes: the sample is cut short",
+            c.sent
+        );
+    }
     if c.implausible > 0 {
         let _ = writeln!(
             o,
@@ -226,10 +251,10 @@ pub fn text(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> String
     if s.kernel_count > 0 {
         let _ = writeln!(
             o,
-            "kernel timestamps (wire side): minimum {}, median {}; host time adds {} at the median ({} of {} probes stamped both ways)",
+            "kernel timestamps (wire side): minimum {}, median {}; host time adds {} at the median of the same {} replies (of {} probes)",
             shown(s.kernel_minimum),
             shown(s.kernel_median),
-            match (s.median, s.kernel_median) {
+            match (s.kernel_host_median, s.kernel_median) {
                 (Some(Some(h)), Some(Some(k))) => us(h.saturating_sub(k)),
                 _ => "?".into(),
             },
@@ -262,11 +287,14 @@ pub fn text(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> String
         _ => {}
     }
     match &m.calibration {
-        Some(k) => {
+        Some(Err(why)) => {
+            let _ = writeln!(o, "calibration: could not be made: {why}");
+        }
+        Some(Ok(k)) => {
             let _ = writeln!(
                 o,
                 "calibration: clock resolution {} ns (smallest step seen {} ns, a read costs {:.0} ns); \
-                 loopback to a reflector in this thread (no wake-ups): systematic error {}, random error ±{} at {:.0} % confidence ({} probes)",
+                 loopback (UDP) to a reflector in this thread (no wake-ups): systematic error {}, random error ±{} at {:.0} % confidence ({} probes)",
                 k.resolution_ns,
                 k.smallest_step_ns,
                 k.read_cost_ns,
@@ -329,7 +357,9 @@ pub fn json(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> Value 
         },
         "units": "µs",
         "loss_threshold": us_f(cfg.loss_threshold),
-        "calibration": m.calibration.as_ref().map(|k| json!({
+        "calibration": m.calibration.as_ref().map(|k| match k {
+            Err(why) => json!({ "error": why }),
+            Ok(k) => json!({
             "clock_resolution_ns": k.resolution_ns,
             "smallest_step_ns": k.smallest_step_ns,
             "clock_read_ns": (k.read_cost_ns * 10.0).round() / 10.0,
@@ -337,13 +367,13 @@ pub fn json(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> Value 
             "random_error": us_f(k.random),
             "confidence": k.confidence,
             "probes": k.probes,
-        })),
+        })}),
         "connect": m.connect.map(us_f),
         "counts": {
             "sent": c.sent, "replied": c.replied, "lost": c.lost(), "late": c.late,
             "duplicates": c.duplicates, "reordered": c.reordered, "corrupt": c.corrupt,
             "stray": c.stray, "echoed": c.echoed, "implausible": c.implausible,
-            "refused": m.refused,
+            "refused": m.refused, "icmp_errors": m.icmp_errors,
         },
         "statistics": {
             "minimum": stat_json(s.minimum),
@@ -359,6 +389,7 @@ pub fn json(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> Value 
             "rx_stamped": m.kernel.rx,
             "minimum": stat_json(s.kernel_minimum),
             "median": stat_json(s.kernel_median),
+            "host_median_of_stamped": stat_json(s.kernel_host_median),
         },
         "processing": {
             "median": s.processing_median.map(us_f),
@@ -366,6 +397,7 @@ pub fn json(cfg: &Config, m: &Measurement, asked: &Asked, s: &Summary) -> Value 
         },
         "host_median": stat_json(s.host_median),
         "interrupted": m.interrupted,
+        "closed_early": m.closed_early,
         "sample": sample,
     })
 }

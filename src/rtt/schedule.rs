@@ -17,6 +17,10 @@ use rand::{RngExt, SeedableRng};
 /// above what measuring a delay needs.
 pub const MAX_RATE: f64 = 1000.0;
 
+/// The lowest probe rate: one probe every 1,000 s on average. Below it a run of a few probes
+/// would wait for days for its first one.
+pub const MIN_RATE: f64 = 0.001;
+
 /// How the send times are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -32,6 +36,9 @@ pub enum RateError {
     /// Zero, negative or not a number.
     #[error("a probe rate must be a positive number of probes per second, not {0}")]
     NotPositive(f64),
+    /// Below [`MIN_RATE`].
+    #[error("{0} probes/s is below {MIN_RATE} (one probe every 1,000 s): the run would never end")]
+    TooSlow(f64),
     /// Above [`MAX_RATE`] without `--force`.
     #[error(
         "{0} probes/s is above the {MAX_RATE} a measurement should send (RFC 2681 §5: not a \
@@ -44,6 +51,9 @@ pub enum RateError {
 pub fn check_rate(rate: f64, force: bool) -> Result<f64, RateError> {
     if !(rate.is_finite() && rate > 0.0) {
         return Err(RateError::NotPositive(rate));
+    }
+    if rate < MIN_RATE {
+        return Err(RateError::TooSlow(rate));
     }
     if rate > MAX_RATE && !force {
         return Err(RateError::TooFast(rate));
@@ -161,6 +171,8 @@ mod tests {
         assert_eq!(check_rate(MAX_RATE, false), Ok(MAX_RATE));
         assert_eq!(check_rate(5000.0, false), Err(RateError::TooFast(5000.0)));
         assert_eq!(check_rate(5000.0, true), Ok(5000.0));
+        assert_eq!(check_rate(MIN_RATE, false), Ok(MIN_RATE));
+        assert_eq!(check_rate(1e-9, true), Err(RateError::TooSlow(1e-9)));
         for bad in [0.0, -1.0, f64::INFINITY] {
             assert_eq!(check_rate(bad, true), Err(RateError::NotPositive(bad)));
         }

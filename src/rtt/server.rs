@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{MAX_SIZE, MIN_SIZE, Packet};
+use crate::net::guard::{Guard, GuardConfig, Verdict};
 use crate::net::host::{self, Bound, Conn, Stream, StreamService};
 use crate::net::stamp;
 use crate::net::{AllowList, NetError, ServeOptions, clock, within};
@@ -43,17 +44,21 @@ pub struct Counters {
     pub kernel_stamped: AtomicU64,
 }
 
-/// The reflector's buffers, reused for every datagram.
+/// The reflector's buffers and reflection guard, reused for every datagram.
 pub struct Reflector {
     buf: Vec<u8>,
     cmsg: Vec<u8>,
+    guard: Guard,
 }
 
-impl Default for Reflector {
-    fn default() -> Self {
+impl Reflector {
+    /// A reflector with this guard (`net::guard`: source port 0, the simple services' ports
+    /// and the process's own are never answered; an optional per-source rate).
+    pub fn new(guard: GuardConfig) -> Self {
         Reflector {
             buf: vec![0u8; MAX_SIZE + 1],
             cmsg: stamp::cmsg_buffer(),
+            guard: Guard::new(guard),
         }
     }
 }
@@ -98,6 +103,12 @@ impl Reflector {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(true);
         }
+        // Before any work: a spoofed probe "from" a chargen port would make us the first
+        // half of a loop.
+        if self.guard.check(from, clock::now()) != Verdict::Allow {
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(true);
+        }
         let d = &mut self.buf[..got.len];
         if let Err(why) = Packet::reply_in_place(d, t2, clock::wall_nanos) {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -120,6 +131,7 @@ impl Reflector {
 pub fn reflect_udp(
     sock: UdpSocket,
     allow: &AllowList,
+    guard: GuardConfig,
     stop: &AtomicBool,
     counters: &Counters,
 ) -> io::Result<()> {
@@ -127,7 +139,7 @@ pub fn reflect_udp(
     if !stamp::enable(sock.as_fd(), false) {
         tracing::info!("rtt: the kernel gives no receive timestamps; T2 is read after recvmsg");
     }
-    let mut reflector = Reflector::default();
+    let mut reflector = Reflector::new(guard);
     while !stop.load(Ordering::Relaxed) {
         reflector.answer_one(&sock, allow, counters)?;
     }
@@ -138,6 +150,7 @@ pub fn reflect_udp(
 pub async fn serve_udp(
     bound: Bound,
     allow: AllowList,
+    guard: GuardConfig,
     shutdown: CancellationToken,
 ) -> Result<Arc<Counters>, NetError> {
     let shown = bound.to_string();
@@ -155,7 +168,7 @@ pub async fn serve_udp(
     let counters = Arc::new(Counters::default());
     let thread = {
         let (stop, counters) = (stop.clone(), counters.clone());
-        tokio::task::spawn_blocking(move || reflect_udp(sock, &allow, &stop, &counters))
+        tokio::task::spawn_blocking(move || reflect_udp(sock, &allow, guard, &stop, &counters))
     };
     let stopper = {
         let stop = stop.clone();
@@ -207,12 +220,11 @@ impl StreamService for TcpReflector {
         let mut buf = Vec::new();
         loop {
             let mut len = [0u8; 2];
-            match within(self.timeout, conn.io.read_exact(&mut len)).await {
-                Ok(_) => {}
-                // The source closed after its last probe: the normal end.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
+            // The source closes after its last probe: the normal end, between two frames.
+            match within(self.timeout, conn.io.read(&mut len[..1])).await? {
+                0 => return Ok(()),
+                _ => within(self.timeout, conn.io.read_exact(&mut len[1..])).await?,
+            };
             let n = usize::from(u16::from_be_bytes(len));
             if !(MIN_SIZE..=MAX_SIZE).contains(&n) {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +251,7 @@ pub async fn run(
     tcp: Bound,
     udp: Bound,
     opts: ServeOptions,
+    guard: GuardConfig,
     timeout: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), NetError> {
@@ -248,7 +261,7 @@ pub async fn run(
     });
     let allow = opts.allow.clone();
     let (u, t) = tokio::join!(
-        serve_udp(udp, allow, shutdown.clone()),
+        serve_udp(udp, allow, guard, shutdown.clone()),
         host::serve_stream(tcp, opts, shutdown, tcp_side.clone())
     );
     let u = u?;
