@@ -329,32 +329,16 @@ while True:
 /// lifted, or a second run within seconds would find the service switched off.
 #[test]
 fn xinetd_echo_is_a_reflector() {
-    require("unshare");
-    require("xinetd");
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("xinetd.conf");
-    std::fs::write(
-        &conf,
-        "defaults\n{\n cps = 100000 1\n instances = UNLIMITED\n}\nservice echo\n{\n type = INTERNAL\n id = echo-dgram\n socket_type = dgram\n \
-         protocol = udp\n user = root\n wait = yes\n bind = 127.0.0.1\n}\n",
-    )
-    .unwrap();
-    let script = format!(
-        r#"set -u
-ip link set lo up
-xinetd -dontfork -f {conf} -pidfile {dir}/pid &
-xi=$!
-trap 'kill $xi' EXIT
-for _ in $(seq 50); do ss -uln | grep -q '127.0.0.1:7 ' && break; sleep 0.1; done
-{bin} rtt measure 127.0.0.1 --echo -c 20 --rate 50 --schedule periodic --json
-"#,
-        conf = conf.display(),
-        dir = dir.path().display(),
-        bin = bin().display()
+    let out = with_xinetd_in_netns(
+        "defaults\n{\n cps = 100000 1\n instances = UNLIMITED\n}\nservice echo\n{\n type = INTERNAL\n \
+         id = echo-dgram\n socket_type = dgram\n protocol = udp\n user = root\n wait = yes\n \
+         bind = 127.0.0.1\n}\n",
+        "ss -uln | grep -q '127.0.0.1:7 '",
+        &format!(
+            "{} rtt measure 127.0.0.1 --echo -c 20 --rate 50 --schedule periodic --json",
+            bin().display()
+        ),
     );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-n", "bash", "-c", &script]);
-    let out = run_with(cmd, b"", Duration::from_secs(60));
     let v: Value = serde_json::from_slice(&ok(&out)).unwrap();
     assert_eq!(v["Dst"], "127.0.0.1:7");
     assert_eq!(v["counts"]["replied"], 20, "{}", v["counts"]);

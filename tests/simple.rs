@@ -323,9 +323,6 @@ fn inetd_runs_all_six_on_tcp_and_udp() {
 /// can use the RFC ports without clashing with anything.
 #[test]
 fn our_clients_against_xinetd_builtins() {
-    require("unshare");
-    require("xinetd");
-    let dir = tempfile::tempdir().unwrap();
     let mut conf = String::from("defaults\n{\n}\n");
     for (name, ty, proto, wait) in [
         ("echo", "stream", "tcp", "no"),
@@ -343,29 +340,16 @@ fn our_clients_against_xinetd_builtins() {
              protocol = {proto}\n user = root\n wait = {wait}\n bind = 127.0.0.1\n}}\n"
         ));
     }
-    let conf_path = dir.path().join("xinetd.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let script = format!(
-        r#"set -u
-ip link set lo up
-xinetd -dontfork -f {conf} -pidfile {dir}/pid &
-xi=$!
-trap 'kill $xi' EXIT
-for _ in $(seq 50); do nc -z 127.0.0.1 13 && break; sleep 0.1; done
-b={bin}
+    let then = format!(
+        r#"b={bin}
 for args in "daytime get 13" "daytime get -u 13" "time get 37" "time get -u 37" \
             "chargen get 19 --bytes 5000 -q" "chargen get -u 19 -q" "discard send 9 hello" \
             "echo send 7 hello" "echo send -u 7 hello"; do
   out=$($b $args 2>&1); echo "== $args => $?"; echo "$out" | head -c 300; echo
-done
-"#,
-        conf = conf_path.display(),
-        dir = dir.path().display(),
+done"#,
         bin = bin().display()
     );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-n", "bash", "-c", &script]);
-    let out = run_with(cmd, b"", Duration::from_secs(60));
+    let out = with_xinetd_in_netns(&conf, "nc -z 127.0.0.1 13", &then);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     for args in [
         "daytime get 13",

@@ -470,3 +470,30 @@ class MySocket:
             bytes_recd = bytes_recd + len(chunk)
         return b''.join(chunks)
 "#;
+
+/// Runs xinetd with `conf` (a whole xinetd.conf) in a private network namespace (so the RFC
+/// ports are free), waits until `ready` (a shell test) succeeds, then runs `then` (shell
+/// commands) there; returns their output. xinetd is stopped when `then` ends. Needs root.
+pub fn with_xinetd_in_netns(conf: &str, ready: &str, then: &str) -> Output {
+    require("unshare");
+    require("xinetd");
+    require("ip");
+    let dir = tempfile::tempdir().unwrap();
+    let conf_path = dir.path().join("xinetd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let script = format!(
+        r#"set -u
+ip link set lo up
+xinetd -dontfork -f {conf} -pidfile {dir}/pid &
+xi=$!
+trap 'kill $xi' EXIT
+for _ in $(seq 50); do {ready} && break; sleep 0.1; done
+{then}
+"#,
+        conf = conf_path.display(),
+        dir = dir.path().display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-n", "bash", "-c", &script]);
+    run_with(cmd, b"", Duration::from_secs(60))
+}
