@@ -610,6 +610,30 @@ pub fn rtt_probe(data: &[u8]) {
     }
 }
 
+/// `socklab transfer`'s stream: `data[0]` picks the read size; the rest is cut into TLV
+/// frames ([`crate::frame::tlv`]) and each frame read as a message. Split invariance holds, and
+/// every message that parses encodes back to a frame that parses to the same message.
+pub fn transfer_stream(data: &[u8]) {
+    use crate::frame::tlv::TlvCodec;
+    use crate::transfer::proto::{MAX_FRAME, Message, frame, unframe};
+    let [read_size, stream @ ..] = data else {
+        return;
+    };
+    for f in decode_checked(|| TlvCodec::new(MAX_FRAME), stream, *read_size) {
+        assert!(f.value.len() <= MAX_FRAME);
+        if let Ok(m) = Message::parse(f.kind, &f.value) {
+            let again = frame(&m);
+            let (back, used) = unframe(&again).expect("a whole frame");
+            assert_eq!(used, again.len());
+            assert_eq!(
+                back.as_ref(),
+                Ok(&m),
+                "a parsed message did not encode back"
+            );
+        }
+    }
+}
+
 /// The p2p chat's datagrams (`socklab p2p`): `data[0]` picks how the rest is cut into
 /// datagrams (lengths from the next bytes); each is parsed (a datagram that parses must encode
 /// back to the same bytes) and handed to an ARQ core, which must not panic and must only ever
@@ -751,6 +775,7 @@ mod tests {
             cluster_entry(&data);
             p2p_datagram(&data);
             rtt_probe(&data);
+            transfer_stream(&data);
         }
 
         #[test]

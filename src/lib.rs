@@ -30,3 +30,4 @@ pub mod rtt;
 pub mod simple;
 pub mod stats;
 pub mod term;
+pub mod transfer;

@@ -90,6 +90,7 @@
 pub mod delimited;
 pub mod fixed;
 pub mod header;
+pub mod tlv;
 
 use std::fmt;
 use std::str::FromStr;

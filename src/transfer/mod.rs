@@ -1,0 +1,9 @@
+//! A text message and a file over the same TCP socket: `socklab transfer` (issue 14, in
+//! progress).
+//!
+//! So far the sans-IO wire format: [`proto`], typed frames on the TLV framing of
+//! [`crate::frame::tlv`] (docs/PROTOCOLS.md §11), each length checked before it is used, and
+//! the magic-byte check of declared media types. The receiver's store (safe names, `.part`
+//! files, SHA-256), the interleaving sender and the CLI come next.
+
+pub mod proto;
