@@ -1,9 +1,11 @@
 //! A text message and a file over the same TCP socket: `socklab transfer` (issue 14, in
 //! progress).
 //!
-//! So far the sans-IO wire format: [`proto`], typed frames on the TLV framing of
+//! So far the sans-IO parts: [`name`], the sender's file name made safe to save, and the wire
+//! format: [`proto`], typed frames on the TLV framing of
 //! [`crate::frame::tlv`] (docs/PROTOCOLS.md §11), each length checked before it is used, and
 //! the magic-byte check of declared media types. The receiver's store (safe names, `.part`
 //! files, SHA-256), the interleaving sender and the CLI come next.
 
+pub mod name;
 pub mod proto;
