@@ -1,6 +1,6 @@
 //! `socklab rtt measure`: the source. It owns the socket and the clock; the schedule, the
 //! matching of replies and the statistics are the sans-IO parts ([`Schedule`], [`Meter`],
-//! [`stats`](super::stats)).
+//! [`stats`]).
 //!
 //! The measuring loop runs on a thread of its own with a blocking socket: a probe's send time
 //! is read just before `send`, a reply's arrival just after `recvmsg` returns, with nothing
