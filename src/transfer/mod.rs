@@ -4,8 +4,10 @@
 //! So far the sans-IO parts: [`name`], the sender's file name made safe to save, and the wire
 //! format: [`proto`], typed frames on the TLV framing of
 //! [`crate::frame::tlv`] (docs/PROTOCOLS.md §11), each length checked before it is used, and
-//! the magic-byte check of declared media types. The receiver's store (safe names, `.part`
-//! files, SHA-256), the interleaving sender and the CLI come next.
+//! the magic-byte check of declared media types; [`schedule`], what the sender puts on the
+//! connection next (texts before the next chunk of any file, files taking turns). The
+//! receiver's store (`.part` files, SHA-256, free space), the drivers and the CLI come next.
 
 pub mod name;
 pub mod proto;
+pub mod schedule;
