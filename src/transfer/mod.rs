@@ -5,9 +5,12 @@
 //! format: [`proto`], typed frames on the TLV framing of
 //! [`crate::frame::tlv`] (docs/PROTOCOLS.md §11), each length checked before it is used, and
 //! the magic-byte check of declared media types; [`schedule`], what the sender puts on the
-//! connection next (texts before the next chunk of any file, files taking turns). The
-//! receiver's store (`.part` files, SHA-256, free space), the drivers and the CLI come next.
+//! connection next (texts before the next chunk of any file, files taking turns); [`receive`],
+//! the receiver's checks (order, sizes that lie, limits, declared media types) as actions for
+//! the store. The store itself (`.part` files, SHA-256, free space), the drivers and the CLI
+//! come next.
 
 pub mod name;
 pub mod proto;
+pub mod receive;
 pub mod schedule;
