@@ -7,10 +7,12 @@
 //! the magic-byte check of declared media types; [`schedule`], what the sender puts on the
 //! connection next (texts before the next chunk of any file, files taking turns); [`receive`],
 //! the receiver's checks (order, sizes that lie, limits, declared media types) as actions for
-//! the store. The store itself (`.part` files, SHA-256, free space), the drivers and the CLI
-//! come next.
+//! the store; [`store`], the receiving directory (`NAME.part` hashed with SHA-256 as it is
+//! written, renamed only once verified, numbered names, resume, the free-space check). The
+//! drivers and the CLI come next.
 
 pub mod name;
 pub mod proto;
 pub mod receive;
 pub mod schedule;
+pub mod store;
