@@ -597,6 +597,24 @@ fn errors_have_their_exit_codes() {
         &out,
         "no reply to any of the 3 probes within the loss threshold of 100ms",
     );
+    // A reflector that answers only --allow'ed sources gives us nothing: exit 4.
+    let fenced = Server::start(&["rtt", "serve", "-p", "0", "--allow", "10.0.0.0/8"]);
+    let out = socklab(
+        &[
+            "rtt",
+            "measure",
+            &fenced.addr,
+            "-c",
+            "3",
+            "--rate",
+            "100",
+            "--loss-threshold",
+            "100ms",
+            "--no-calibration",
+        ],
+        b"",
+    );
+    exits(&out, 4);
     // §5: no denial of service without --force.
     let out = socklab(&["rtt", "measure", "127.0.0.1", "--rate", "5000"], b"");
     exits(&out, 2);

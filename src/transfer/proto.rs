@@ -243,6 +243,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
     fn string(&mut self, n: usize, field: &'static str, max: usize) -> Result<String, ProtoError> {
+        // The limit before the read, so a long claim is "too long", not "short".
         if n > max {
             return Err(ProtoError::TooLong {
                 what: field,
@@ -250,8 +251,7 @@ impl<'a> Reader<'a> {
                 max,
             });
         }
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| ProtoError::Utf8(field))
+        r_string(self.take(n)?, field, max)
     }
     fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.b)
