@@ -34,6 +34,7 @@ PEERS=(
     "ngircd        ngircd          chat_irc: the same scripted IRC session against ngircd"
     "irtt          irtt            rtt: irtt's server and client measure the same impaired path as socklab rtt"
     "nft           nftables        rtt: a firewall (in a private network namespace) that rejects probes"
+    "pnmtojpeg     netpbm          transfer: real PNG and JPEG encoders and decoders for the images sent"
     "redis-server  redis-server    chat_cluster: the cluster's Redis, killed and restarted by the tests"
     "redis-cli     redis-tools     chat_cluster: checks on the cluster's keys"
     "kill          procps          cli, http_server, support: signals to servers (/usr/bin/kill)"

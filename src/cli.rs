@@ -13,7 +13,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::args::{OutputArgs, UsageError};
 use crate::simple::proto::Service;
-use crate::{calc, chat, echo, http, lab, p2p, rtt, simple};
+use crate::{calc, chat, echo, http, lab, p2p, rtt, simple, transfer};
 
 /// `0.1.0 (git 1a2b3c4)`: the package version and the revision it was built from.
 pub const VERSION: &str = concat!(
@@ -152,6 +152,16 @@ pub enum Command {
         #[command(subcommand)]
         role: chat::cli::Role,
     },
+    /// A text message and files over one TCP connection: typed frames, texts between a
+    /// file's chunks, files saved only once their SHA-256 is verified.
+    #[command(
+        after_help = "Examples:\n  socklab transfer serve --dir inbox\n  socklab transfer send 127.0.0.1:3600 --text hi photo.png\nMore: socklab transfer serve --help, socklab transfer send --help"
+    )]
+    Transfer {
+        /// Receiver or sender.
+        #[command(subcommand)]
+        role: transfer::cli::Role,
+    },
     /// Start every server on loopback and show how to try each one.
     Lab(lab::LabArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -210,6 +220,7 @@ impl Command {
             Command::Chat { role } => role.run(out).await,
             Command::P2p { role } => role.run(out).await,
             Command::Rtt { role } => role.run(out).await,
+            Command::Transfer { role } => role.run(out).await,
             Command::Impair(args) => args.run(out.json).await,
             Command::Lab(args) => lab::run(args).await,
             Command::Completions { shell } => {
@@ -246,6 +257,7 @@ impl Command {
                 | Command::Rtt {
                     role: rtt::cli::Role::Measure(_)
                 }
+                | Command::Transfer { .. }
         )
     }
 }

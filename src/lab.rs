@@ -45,6 +45,7 @@ pub fn entries() -> Vec<Entry> {
     all.extend(crate::chat::lab::entries());
     all.extend(crate::p2p::lab::entries());
     all.extend(crate::rtt::lab::entries());
+    all.extend(crate::transfer::lab::entries());
     all
 }
 

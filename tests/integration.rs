@@ -45,3 +45,6 @@ mod regression;
 mod rtt;
 /// RFC 862-868 simple services, inetd, the reflection guard, xinetd and rdate interop.
 mod simple;
+/// `socklab transfer`: real PNG and JPEG files between texts, a hostile sender, `--continue`,
+/// a Python sender written from docs/PROTOCOLS.md §11, chat, exit codes, 1 GiB in bounded memory.
+mod transfer;

@@ -87,6 +87,29 @@ pub fn numbered(name: &str, n: u32) -> String {
     format!("{}{tag}{ext}", &stem[..end])
 }
 
+/// A peer's text made safe to print on a terminal: unchanged unless it holds control
+/// characters (an escape sequence can rewrite the screen or the window title) or bidirectional
+/// overrides; those are shown as `\n`, `\r` or `\u{1b}`. Tabs stay.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if bad(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The temporary name a file is written under until it is complete and verified.
 pub fn part_name(saved: &str) -> String {
     format!("{saved}.part")
@@ -95,6 +118,15 @@ pub fn part_name(saved: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_print_unchanged_unless_they_hold_controls() {
+        assert_eq!(printable("héllo\tworld ✓ \\n"), "héllo\tworld ✓ \\n");
+        assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("a\nb\r"), "a\\nb\\r");
+        assert_eq!(printable("\u{1b}]0;pwned\u{7}"), "\\u{1b}]0;pwned\\u{7}");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
+    }
 
     #[test]
     fn paths_and_tricks_are_reduced_to_a_plain_name() {

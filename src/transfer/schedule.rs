@@ -106,6 +106,14 @@ impl Scheduler {
         self.finished = true;
     }
 
+    /// Stops sending file `id` (the receiver refused it): no more chunks, no FILE_END. True
+    /// if it was still queued.
+    pub fn cancel(&mut self, id: u32) -> bool {
+        let before = self.files.len();
+        self.files.retain(|f| f.id != id);
+        self.files.len() != before
+    }
+
     /// Texts and files not yet wholly sent.
     pub fn pending(&self) -> usize {
         self.texts.len() + self.files.len()
@@ -161,6 +169,24 @@ mod tests {
                 n => out.push(n),
             }
         }
+    }
+
+    #[test]
+    fn a_cancelled_file_sends_nothing_more() {
+        let mut s = Scheduler::new();
+        let a = s.add_file(3 * MAX_CHUNK as u64, 0);
+        let b = s.add_file(10, 0);
+        assert_eq!(s.poll_next(), Next::Begin { id: a });
+        assert!(s.cancel(a));
+        assert!(!s.cancel(a));
+        s.finish();
+        let rest = drain(&mut s);
+        assert!(
+            rest.iter()
+                .all(|n| !matches!(n, Next::Chunk { id, .. } | Next::End { id } if *id == a))
+        );
+        assert_eq!(rest.last(), Some(&Next::Bye));
+        assert!(rest.contains(&Next::End { id: b }));
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! continues its `.part`, whose existing bytes are hashed first so the hash covers the whole
 //! file. Before a file is opened, the free space must hold what is still to come.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
@@ -47,6 +48,9 @@ pub enum StoreError {
         /// What the `.part` holds.
         held: u64,
     },
+    /// Another connection is writing a file of that name right now.
+    #[error("{0} is being received on another connection")]
+    Busy(String),
     /// No such file is open.
     #[error("file {0} is not open")]
     NotOpen(u32),
@@ -79,16 +83,53 @@ struct Open {
     hash: Sha256,
 }
 
-/// The receiving directory.
+/// The names being written in one directory, shared by the stores of every connection to it,
+/// so two senders of `photo.png` at once get `photo.png` and `photo (1).png`, and no `.part` is
+/// written by two connections.
+#[derive(Debug, Clone, Default)]
+pub struct Claims(Arc<Mutex<HashSet<String>>>);
+
+impl Claims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `name` (a final name or a `.part` name) would collide with a name claimed.
+    fn collides(set: &HashSet<String>, name: &str) -> bool {
+        set.contains(name)
+            || set
+                .iter()
+                .any(|c| part_name(c) == name || part_name(name) == *c)
+    }
+}
+
+/// The receiving directory, as one connection sees it.
 pub struct Store {
     dir: PathBuf,
     overwrite: bool,
     open: HashMap<u32, Open>,
+    claims: Claims,
+}
+
+impl Drop for Store {
+    /// The connection is gone: files still open keep their `.part` (a sender can resume them
+    /// with `--continue`), and their names are free again.
+    fn drop(&mut self) {
+        let mut set = self.claims.lock();
+        for o in self.open.values() {
+            set.remove(&o.name);
+        }
+    }
 }
 
 impl Store {
-    /// A store in `dir` (which must be a directory).
+    /// A store in `dir` (which must be a directory), alone in it.
     pub fn new(dir: &Path, overwrite: bool) -> Result<Self, StoreError> {
+        Self::shared(dir, overwrite, Claims::default())
+    }
+
+    /// A store in `dir` that shares `claims` with the other connections' stores.
+    pub fn shared(dir: &Path, overwrite: bool, claims: Claims) -> Result<Self, StoreError> {
         let meta = std::fs::metadata(dir).map_err(io_err(format!("reading {}", dir.display())))?;
         if !meta.is_dir() {
             return Err(StoreError::Io {
@@ -100,23 +141,41 @@ impl Store {
             dir: dir.to_path_buf(),
             overwrite,
             open: HashMap::new(),
+            claims,
         })
     }
 
-    /// A name for a new file: `name` itself if free (or `--overwrite`), else `name (1)`, …;
-    /// a name another open file is being written under is taken too.
-    fn free_name(&self, name: &str) -> String {
-        let taken = |n: &str| {
-            self.open.values().any(|o| o.name == n)
-                || (!self.overwrite && self.dir.join(n).exists())
+    /// Claims a name for a new file: `name` itself if free (or `--overwrite`), else
+    /// `name (1)`, …; a name another file is being written under (on any connection) is taken.
+    fn claim_free_name(&self, name: &str) -> String {
+        let mut set = self.claims.lock();
+        let taken = |n: &str, set: &HashSet<String>| {
+            Claims::collides(set, n) || (!self.overwrite && self.dir.join(n).exists())
         };
-        if !taken(name) {
-            return name.to_string();
+        let free = if taken(name, &set) {
+            (1..)
+                .map(|i| numbered(name, i))
+                .find(|n| !taken(n, &set))
+                .expect("some number is free")
+        } else {
+            name.to_string()
+        };
+        set.insert(free.clone());
+        free
+    }
+
+    /// Claims `name` itself (to resume its `.part`), unless another connection holds it.
+    fn claim_exact(&self, name: &str) -> Result<(), StoreError> {
+        let mut set = self.claims.lock();
+        if Claims::collides(&set, name) {
+            return Err(StoreError::Busy(name.to_string()));
         }
-        (1..)
-            .map(|i| numbered(name, i))
-            .find(|n| !taken(n))
-            .expect("some number is free")
+        set.insert(name.to_string());
+        Ok(())
+    }
+
+    fn unclaim(&self, name: &str) {
+        self.claims.lock().remove(name);
     }
 
     /// Bytes free for an unprivileged writer in the directory.
@@ -140,8 +199,39 @@ impl Store {
                 dir: self.dir.display().to_string(),
             });
         }
+        let name = if offset > 0 {
+            self.claim_exact(name)?;
+            name.to_string()
+        } else {
+            self.claim_free_name(name)
+        };
+        match self.open_claimed(&name, offset) {
+            Ok((file, part, hash)) => {
+                self.open.insert(
+                    id,
+                    Open {
+                        name,
+                        part,
+                        file,
+                        hash,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.unclaim(&name);
+                Err(e)
+            }
+        }
+    }
+
+    fn open_claimed(
+        &mut self,
+        name: &str,
+        offset: u64,
+    ) -> Result<(File, PathBuf, Sha256), StoreError> {
         let mut hash = Sha256::new();
-        let (name, file, part) = if offset > 0 {
+        if offset > 0 {
             // Resuming: the `.part` of this very name, kept up to `offset` and hashed.
             let part = self.dir.join(part_name(name));
             let mut file = OpenOptions::new()
@@ -174,26 +264,23 @@ impl Store {
             }
             file.seek(SeekFrom::Start(offset))
                 .map_err(io_err(format!("seeking in {}", part.display())))?;
-            (name.to_string(), file, part)
+            Ok((file, part, hash))
         } else {
-            let name = self.free_name(name);
-            let part = self.dir.join(part_name(&name));
+            let part = self.dir.join(part_name(name));
             // A stale `.part` of the same name (an interrupted transfer not resumed) is
-            // replaced.
-            let file =
-                File::create(&part).map_err(io_err(format!("creating {}", part.display())))?;
-            (name, file, part)
-        };
-        self.open.insert(
-            id,
-            Open {
-                name,
-                part,
-                file,
-                hash,
-            },
-        );
-        Ok(())
+            // replaced. `create_new` (O_EXCL) does not follow a symbolic link planted there.
+            match std::fs::remove_file(&part) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(format!("removing {}", part.display()))(e)),
+            }
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&part)
+                .map_err(io_err(format!("creating {}", part.display())))?;
+            Ok((file, part, hash))
+        }
     }
 
     /// Appends to file `id`.
@@ -210,6 +297,13 @@ impl Store {
     /// otherwise its `.part` is removed.
     pub fn close(&mut self, id: u32, sha256: &[u8; 32]) -> Result<(String, [u8; 32]), StoreError> {
         let o = self.open.remove(&id).ok_or(StoreError::NotOpen(id))?;
+        let claimed = o.name.clone();
+        let result = self.finish(o, sha256);
+        self.unclaim(&claimed);
+        result
+    }
+
+    fn finish(&mut self, o: Open, sha256: &[u8; 32]) -> Result<(String, [u8; 32]), StoreError> {
         let got: [u8; 32] = o.hash.finalize().into();
         if &got != sha256 {
             drop(o.file);
@@ -219,23 +313,54 @@ impl Store {
                 got: hex(&got),
             });
         }
-        o.file
-            .sync_all()
-            .map_err(io_err(format!("writing {}", o.part.display())))?;
+        if let Err(e) = o.file.sync_all() {
+            let _ = std::fs::remove_file(&o.part);
+            return Err(io_err(format!("writing {}", o.part.display()))(e));
+        }
         drop(o.file);
-        // The name may have been taken meanwhile (another program): a free one, then.
-        let name = if self.overwrite || !self.dir.join(&o.name).exists() {
-            o.name
-        } else {
-            self.free_name(&o.name)
-        };
-        let dest = self.dir.join(&name);
-        std::fs::rename(&o.part, &dest).map_err(io_err(format!(
-            "renaming {} to {}",
-            o.part.display(),
-            dest.display()
-        )))?;
-        Ok((name, got))
+        if self.overwrite {
+            let dest = self.dir.join(&o.name);
+            return match std::fs::rename(&o.part, &dest) {
+                Ok(()) => Ok((o.name, got)),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&o.part);
+                    Err(io_err(format!(
+                        "renaming {} to {}",
+                        o.part.display(),
+                        dest.display()
+                    ))(e))
+                }
+            };
+        }
+        // Never over a file that appeared meanwhile (another program): RENAME_NOREPLACE, and
+        // the next free number if the name was taken.
+        let mut name = o.name.clone();
+        for _ in 0..1000 {
+            let dest = self.dir.join(&name);
+            match nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &o.part,
+                nix::fcntl::AT_FDCWD,
+                &dest,
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            ) {
+                Ok(()) => return Ok((name, got)),
+                Err(nix::errno::Errno::EEXIST) => {
+                    name = self.claim_free_name(&o.name);
+                    self.unclaim(&name);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&o.part);
+                    return Err(io_err(format!(
+                        "renaming {} to {}",
+                        o.part.display(),
+                        dest.display()
+                    ))(e.into()));
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&o.part);
+        Err(StoreError::Busy(o.name))
     }
 
     /// Gives up file `id`: its `.part` is removed.
@@ -243,6 +368,7 @@ impl Store {
         if let Some(o) = self.open.remove(&id) {
             drop(o.file);
             let _ = std::fs::remove_file(&o.part);
+            self.unclaim(&o.name);
         }
     }
 
@@ -289,6 +415,31 @@ mod tests {
             std::fs::read(dir.path().join("a.txt")).unwrap(),
             b"helloworld"
         );
+    }
+
+    #[test]
+    fn two_connections_never_share_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = Claims::default();
+        let mut a = Store::shared(dir.path(), false, claims.clone()).unwrap();
+        let mut b = Store::shared(dir.path(), false, claims.clone()).unwrap();
+        a.open(1, "p.png", 1, 0).unwrap();
+        b.open(1, "p.png", 1, 0).unwrap();
+        // Resuming a name another connection is writing is refused.
+        let mut c = Store::shared(dir.path(), false, claims.clone()).unwrap();
+        assert!(matches!(c.open(1, "p.png", 2, 1), Err(StoreError::Busy(_))));
+        a.write(1, b"a").unwrap();
+        b.write(1, b"b").unwrap();
+        assert_eq!(b.close(1, &sha(b"b")).unwrap().0, "p (1).png");
+        assert_eq!(a.close(1, &sha(b"a")).unwrap().0, "p.png");
+        assert_eq!(std::fs::read(dir.path().join("p.png")).unwrap(), b"a");
+        assert_eq!(std::fs::read(dir.path().join("p (1).png")).unwrap(), b"b");
+        // A connection that ends with a file open keeps its `.part` and frees the name.
+        c.open(2, "q.bin", 10, 0).unwrap();
+        c.write(2, b"12345").unwrap();
+        drop(c);
+        assert!(claims.lock().is_empty());
+        assert_eq!(a.held("q.bin", 10), 5);
     }
 
     #[test]
