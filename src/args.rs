@@ -189,6 +189,35 @@ impl GuardArgs {
     }
 }
 
+/// A client's address as given (HOST:PORT, [IPV6]:PORT, PORT), or a bare host with
+/// `default_port`; a Unix socket address is refused with `no_unix` (the protocol's words).
+pub fn inet_endpoint(
+    addr: &str,
+    default_port: u16,
+    no_unix: &str,
+) -> Result<net::Endpoint, UsageError> {
+    use net::Endpoint;
+    if let Ok(e) = addr.parse::<Endpoint>() {
+        if matches!(e, Endpoint::Unix(_)) {
+            return Err(UsageError(no_unix.into()));
+        }
+        return Ok(e);
+    }
+    let host = addr.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty()
+        || host.contains('/')
+        || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err())
+    {
+        return Err(UsageError(format!(
+            "{addr:?} is not an address (HOST, HOST:PORT, [IPV6]:PORT or PORT)"
+        )));
+    }
+    Ok(Endpoint::Inet {
+        host: host.to_string(),
+        port: default_port,
+    })
+}
+
 /// Parses a human duration: `300s`, `5m`, `1.5s`, `200ms`, `1h 30m`; a bare number means
 /// seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

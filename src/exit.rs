@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success (also when stdout is closed early, as in `… \| head`) |
-//! | 1    | check failed: the peer answered, but wrongly (an echo that differs), or a calculator's `FALLO` answer to `calc connect --eval` |
+//! | 1    | check failed: the peer answered, but wrongly (an echo that differs), a calculator's `FALLO` answer to `calc connect --eval`, or an item `transfer send` sent that the receiver refused |
 //! | 2    | bad usage: unknown flag, invalid address or value |
 //! | 3    | network error: refused, unreachable, name not found, address in use, permission |
 //! | 4    | timeout: the peer did not answer in time |

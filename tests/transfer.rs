@@ -557,24 +557,48 @@ print(round(time.time() - t, 2))
     srv.expect_log("no whole frame for 1s");
 }
 
-/// Peak RSS in KiB of `cmd`, run to completion (from Python's `getrusage` of its child).
+/// Peak RSS in KiB of `cmd`, run to completion, from `wait4`'s rusage of that very process;
+/// and its stdout and stderr.
 fn peak_rss(cmd: &[&str]) -> (u64, String) {
-    let script = "import resource, subprocess, sys\n\
-                  r = subprocess.run(sys.argv[1:], capture_output=True)\n\
-                  sys.stderr.write(r.stdout.decode() + r.stderr.decode())\n\
-                  print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
-    let mut c = Command::new("python3");
-    c.arg("-c").arg(script).args(cmd);
-    let out = run_with(c, b"", Duration::from_secs(120));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut it = text.split_whitespace();
-    assert_eq!(it.next(), Some("0"), "{cmd:?} failed: {}", err_text(&out));
-    (it.next().unwrap().parse().unwrap(), err_text(&out))
+    use std::io::Read;
+    let mut child = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let e = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled in by wait4 for this child only.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: waits for our own child; the pointers are to locals that outlive the call.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    // Reaped by wait4 already; this only lets std know (it returns an error, ignored).
+    let _ = child.try_wait();
+    let said = o.join().unwrap() + &e.join().unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed ({status}): {said}"
+    );
+    (usage.ru_maxrss as u64, said)
 }
 
 #[test]
 fn a_1_gib_file_goes_through_in_bounded_memory_on_both_sides() {
-    require("python3");
     let src = tempfile::tempdir().unwrap();
     let inbox = tempfile::tempdir().unwrap();
     let path = src.path().join("one.gib");

@@ -193,27 +193,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The address as given, with the default port when it has none.
 fn endpoint(addr: &str, default_port: u16) -> Result<Endpoint, UsageError> {
-    if let Ok(e) = addr.parse::<Endpoint>() {
-        if matches!(e, Endpoint::Unix(_)) {
-            return Err(UsageError(
-                "rtt measures over UDP or TCP, not a Unix socket".into(),
-            ));
-        }
-        return Ok(e);
-    }
-    let host = addr.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty()
-        || host.contains('/')
-        || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err())
-    {
-        return Err(UsageError(format!(
-            "{addr:?} is not an address (HOST, HOST:PORT, [IPV6]:PORT or PORT)"
-        )));
-    }
-    Ok(Endpoint::Inet {
-        host: host.to_string(),
-        port: default_port,
-    })
+    crate::args::inet_endpoint(
+        addr,
+        default_port,
+        "rtt measures over UDP or TCP, not a Unix socket",
+    )
 }
 
 impl MeasureArgs {

@@ -236,27 +236,11 @@ async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
 
 /// The address as given, with port 3600 when it has none.
 fn endpoint(addr: &str) -> Result<Endpoint, UsageError> {
-    if let Ok(e) = addr.parse::<Endpoint>() {
-        if matches!(e, Endpoint::Unix(_)) {
-            return Err(UsageError(
-                "transfer runs over TCP, not a Unix socket".into(),
-            ));
-        }
-        return Ok(e);
-    }
-    let host = addr.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty()
-        || host.contains('/')
-        || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err())
-    {
-        return Err(UsageError(format!(
-            "{addr:?} is not an address (HOST, HOST:PORT, [IPV6]:PORT or PORT)"
-        )));
-    }
-    Ok(Endpoint::Inet {
-        host: host.to_string(),
-        port: server::DEFAULT_PORT,
-    })
+    crate::args::inet_endpoint(
+        addr,
+        server::DEFAULT_PORT,
+        "transfer runs over TCP, not a Unix socket",
+    )
 }
 
 fn config(
