@@ -210,6 +210,7 @@ res['fake_png'] = session(HELLO + begin(1, len(data), 'fake.png', b'image/png') 
 res['giant_frame'] = session(HELLO + b'\x21\xff\xff\xff\xff', close=False)
 res['chunk_never_begun'] = session(HELLO + chunk(7, b'abc'), close=False)
 res['no_hello'] = session(frame(0x10, struct.pack('>I', 1) + b'hi'), close=False)
+res['escape_text'] = session(HELLO + frame(0x10, struct.pack('>I', 1) + b'\x1b]0;pwned\x07 ok') + BYE)
 res['bad_utf8_text'] = session(HELLO + frame(0x10, struct.pack('>I', 1) + b'\xff\xfe'), close=False)
 print(json.dumps(res))
 "#;
@@ -284,6 +285,10 @@ fn a_hostile_sender_gets_errors_and_leaves_nothing_behind() {
         "{printed}"
     );
     assert!(printed.contains("refused from"), "{printed}");
+    // A text that would retitle the receiver's terminal is shown with its controls escaped.
+    assert_eq!(res["escape_text"][1]["t"], "text_ok", "{res}");
+    assert!(printed.contains(": \\u{1b}]0;pwned\\u{7} ok"), "{printed}");
+    assert!(!printed.contains('\u{1b}'), "{printed}");
 }
 
 /// Sends HELLO, FILE_BEGIN and the first `half` bytes of `data` as `name`, then closes
@@ -430,6 +435,24 @@ fn stdin_lines_are_texts_and_chat_sends_a_file_while_typing_goes_on() {
     assert!(got[0].ends_with(": one"), "{got:?}");
     assert!(got[1].ends_with(": two \t"), "{got:?}");
     assert!(got[3].ends_with(": three"), "{got:?}");
+    // A line too long for a text is not sent, and the run says so with exit 6; the others go.
+    let mut long = b"before\n".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 70_000));
+    long.extend_from_slice(b"\nafter\n");
+    let out = socklab(&["transfer", "send", &srv.addr], &long);
+    exits(&out, 6);
+    stderr_has(&out, "stdin line 2");
+    let got = lines(&srv, 6);
+    assert!(
+        got[4].ends_with(": before") && got[5].ends_with(": after"),
+        "{got:?}"
+    );
+    // A text that starts with a dash is a text.
+    ok(&socklab(
+        &["transfer", "send", &srv.addr, "--text", "-dash"],
+        b"",
+    ));
+    assert!(lines(&srv, 7)[6].ends_with(": -dash"));
 
     // A 64 MB file goes out in the background; the line typed after `/send` overtakes it.
     let big = src.path().join("big.bin");
@@ -442,7 +465,7 @@ fn stdin_lines_are_texts_and_chat_sends_a_file_while_typing_goes_on() {
     let out = socklab(&["transfer", "chat", &srv.addr], typed.as_bytes());
     let said = String::from_utf8(ok(&out)).unwrap();
     assert!(said.contains("file 2"), "{said}");
-    let got = lines(&srv, 7);
+    let got = lines(&srv, 10);
     let text_at = got
         .iter()
         .position(|l| l.ends_with(": typed while it goes"))
@@ -456,7 +479,7 @@ fn stdin_lines_are_texts_and_chat_sends_a_file_while_typing_goes_on() {
 fn exit_codes_say_what_went_wrong() {
     let src = tempfile::tempdir().unwrap();
     let inbox = tempfile::tempdir().unwrap();
-    let srv = receiver(inbox.path(), &["--max-size", "1k"]);
+    let srv = receiver(inbox.path(), &["--max-size", "1k", "--json"]);
     let small = src.path().join("small.txt");
     std::fs::write(&small, b"small").unwrap();
     let large = src.path().join("large.bin");
@@ -476,6 +499,15 @@ fn exit_codes_say_what_went_wrong() {
     exits(&out, 1);
     assert!(String::from_utf8_lossy(&out.stdout).contains("refused"));
     assert_eq!(names(inbox.path()), ["small.txt"]);
+    // The receiver's --json: one event per line.
+    let events: Vec<Value> = lines(&srv, 2)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "refused", "{events:?}");
+    assert_eq!(events[0]["code"], 2, "{events:?}");
+    assert_eq!(events[1]["event"], "file", "{events:?}");
+    assert_eq!(events[1]["sha256"], sha_hex(b"small"), "{events:?}");
 
     // A file missing here: exit 6 before anything is sent.
     let before = srv.stderr().matches("connection from").count();
@@ -523,6 +555,28 @@ fn exit_codes_say_what_went_wrong() {
     );
     let out = socklab(&["transfer", "send", &port.to_string(), "--text", "x"], b"");
     exits(&out, 5);
+
+    // A peer that closes at once under a file being written: a network error, never the
+    // silent exit 0 of a closed stdout (EPIPE on the socket once looked like one).
+    let big = src.path().join("big.bin");
+    std::fs::write(&big, noise(4_000_000, 2)).unwrap();
+    let (_peer, port) = python_server(
+        "import socket\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(1)\n\
+         print(s.getsockname()[1], flush=True)\nc,_=s.accept(); c.close()",
+        &[],
+    );
+    let out = socklab(
+        &["transfer", "send", &port.to_string(), big.to_str().unwrap()],
+        b"",
+    );
+    // Which of the two it sees first depends on timing: the reset, or the close without HELLO.
+    let said = err_text(&out);
+    assert!(
+        (out.status.code() == Some(3) && said.contains("reset the connection"))
+            || (out.status.code() == Some(5) && said.contains("closed without a HELLO")),
+        "{:?}: {said}",
+        out.status
+    );
 }
 
 #[test]

@@ -2,17 +2,17 @@
 //! [`server::Config`] or a [`client::Config`].
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
-use futures_util::StreamExt;
 use ipnet::IpNet;
 use serde::Serialize;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::{Decoder, LinesCodec, LinesCodecError};
 
 use super::client::{self, Item, Summary};
 use super::proto::MAX_TEXT;
@@ -104,7 +104,7 @@ pub struct SendFlags {
     #[arg(value_name = "ADDR")]
     addr: String,
     /// A text to send (repeatable; texts and files go in the order given).
-    #[arg(long = "text", value_name = "TEXT")]
+    #[arg(long = "text", value_name = "TEXT", allow_hyphen_values = true)]
     texts: Vec<String>,
     /// Files to send. Without texts or files, and with stdin not a terminal, each stdin line
     /// is a text.
@@ -323,28 +323,75 @@ async fn chat(args: ChatArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
     finish(client::run(cfg, rx).await, reporter)
 }
 
+/// Stdin's lines, each at most [`MAX_TEXT`] bytes. Unlike a `FramedRead`, which ends at its
+/// first error, it goes on after a line too long (the codec skips to its end).
+struct StdinLines {
+    stdin: tokio::io::Stdin,
+    codec: LinesCodec,
+    buf: BytesMut,
+    eof: bool,
+}
+
+impl Default for StdinLines {
+    fn default() -> Self {
+        StdinLines {
+            stdin: tokio::io::stdin(),
+            codec: LinesCodec::new_with_max_length(MAX_TEXT),
+            buf: BytesMut::new(),
+            eof: false,
+        }
+    }
+}
+
+impl StdinLines {
+    async fn next(&mut self) -> Option<Result<String, LinesCodecError>> {
+        loop {
+            let decoded = if self.eof {
+                self.codec.decode_eof(&mut self.buf)
+            } else {
+                self.codec.decode(&mut self.buf)
+            };
+            match decoded {
+                Ok(Some(line)) => return Some(Ok(line)),
+                Ok(None) if self.eof => return None,
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+            self.buf.reserve(8192);
+            match self.stdin.read_buf(&mut self.buf).await {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => return Some(Err(LinesCodecError::Io(e))),
+            }
+        }
+    }
+}
+
 /// Feeds stdin's lines as items: texts, and with `commands`, `/send FILE`, `/quit`, `/help`.
 async fn stdin_lines(tx: mpsc::Sender<Item>, commands: bool, reporter: Reporter) {
-    let mut lines = FramedRead::new(
-        tokio::io::stdin(),
-        LinesCodec::new_with_max_length(MAX_TEXT),
-    );
+    let mut lines = StdinLines::default();
     let mut number = 0u64;
     while let Some(line) = lines.next().await {
         number += 1;
         let line = match line {
             Ok(l) => l,
+            // Not sent, and counted: the run then exits 6, never 0.
             Err(LinesCodecError::MaxLineLengthExceeded) => {
-                reporter.status(&format!(
-                    "stdin line {number} is longer than {MAX_TEXT} bytes: not sent \
-                     (send it as a file)"
-                ));
+                let why = format!("longer than {MAX_TEXT} bytes (send it as a file)");
+                if tx
+                    .send(Item::Unsendable(format!("stdin line {number}"), why))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 continue;
             }
             Err(LinesCodecError::Io(e)) => {
-                reporter.status(&format!(
-                    "stdin line {number}: {e}; nothing after it is sent"
-                ));
+                let why = format!("{e}; nothing after it is sent");
+                let _ = tx
+                    .send(Item::Unsendable(format!("stdin line {number}"), why))
+                    .await;
                 return;
             }
         };
@@ -373,11 +420,11 @@ async fn stdin_lines(tx: mpsc::Sender<Item>, commands: bool, reporter: Reporter)
                     ));
                     continue;
                 }
-                _ => Item::Text(
-                    line.strip_prefix('/')
-                        .filter(|r| r.starts_with('/'))
-                        .map_or(line.clone(), str::to_string),
-                ),
+                // `//x` sends `/x`.
+                _ => Item::Text(match line.strip_prefix("//") {
+                    Some(rest) => format!("/{rest}"),
+                    None => line,
+                }),
             }
         } else {
             Item::Text(line)
@@ -418,9 +465,4 @@ impl Event for Done {
     fn lines(&self) -> Vec<Line> {
         self.summary.lines()
     }
-}
-
-/// For the lab: the receiver's default address.
-pub fn default_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], server::DEFAULT_PORT))
 }

@@ -30,7 +30,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 
-use super::proto::{self, ErrorCode, MAX_CHUNK, MAX_TEXT, Message, kind};
+use super::proto::{self, ErrorCode, MAX_CHUNK, MAX_FILES_IN_FLIGHT, MAX_TEXT, Message, kind};
 use super::schedule::{Next, Scheduler};
 use super::store::hex;
 use crate::exit::{self, ExitCoded};
@@ -71,6 +71,8 @@ pub enum Item {
     Text(String),
     /// A file.
     File(PathBuf),
+    /// Something that cannot be sent (what, why): reported, and counted as not sent.
+    Unsendable(String, String),
 }
 
 /// How a run went.
@@ -93,17 +95,9 @@ pub struct Summary {
 /// Why a run could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Connecting failed.
+    /// Connecting failed, or the connection did (reset, closed under our writes).
     #[error(transparent)]
-    Connect(#[from] NetError),
-    /// The connection failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The error.
-        source: io::Error,
-    },
+    Net(#[from] NetError),
     /// The receiver did not answer in time.
     #[error("the receiver did not {what} within {}", fmt_duration(*.after))]
     Timeout {
@@ -123,8 +117,8 @@ pub enum SendError {
 impl ExitCoded for SendError {
     fn exit_code(&self) -> u8 {
         match self {
-            SendError::Connect(e) => e.exit_code(),
-            SendError::Io { .. } | SendError::Cut(_) => exit::NETWORK,
+            SendError::Net(e) => e.exit_code(),
+            SendError::Cut(_) => exit::NETWORK,
             SendError::Timeout { .. } => exit::TIMEOUT,
             SendError::Protocol(_) => exit::PROTOCOL,
         }
@@ -175,6 +169,7 @@ pub async fn run(cfg: Config, items: mpsc::Receiver<Item>) -> Result<Summary, Se
     });
     let mut s = Sender {
         cfg,
+        addr,
         wr,
         answers,
         items,
@@ -245,6 +240,8 @@ async fn read_answers(mut rd: OwnedReadHalf, tx: mpsc::Sender<Answer>) {
 
 struct Sender {
     cfg: Config,
+    /// The receiver's address, for errors.
+    addr: std::net::SocketAddr,
     wr: OwnedWriteHalf,
     answers: mpsc::Receiver<Answer>,
     items: mpsc::Receiver<Item>,
@@ -275,6 +272,7 @@ impl Sender {
             }
             self.take_items().await?;
             match self.sched.poll_next() {
+                Next::Idle if !self.buf.is_empty() => self.flush().await?,
                 Next::Idle => {
                     if self.wait().await? {
                         return Ok(self.summary.clone());
@@ -296,7 +294,9 @@ impl Sender {
 
     /// Whether the next item may be added now.
     fn may_add(&self) -> bool {
-        self.queries.is_empty() && (!self.cfg.ordered || self.sched.pending() == 0)
+        self.queries.is_empty()
+            && self.sending.len() < MAX_FILES_IN_FLIGHT
+            && (!self.cfg.ordered || self.sched.pending() == 0)
     }
 
     /// Adds the items waiting, as far as [`Sender::may_add`] allows; once they are all in,
@@ -355,6 +355,11 @@ impl Sender {
 
     async fn add(&mut self, item: Item) -> Result<(), SendError> {
         match item {
+            Item::Unsendable(item, reason) => self.local_failure(&Failed {
+                event: "failed",
+                item,
+                reason,
+            }),
             Item::Text(text) => {
                 if text.len() > MAX_TEXT {
                     self.local_failure(&Failed {
@@ -529,10 +534,7 @@ impl Sender {
                 if let Some(err) = self.explain_close().await {
                     return Err(err);
                 }
-                return Err(SendError::Io {
-                    what: "sending",
-                    source: e,
-                });
+                return Err(NetError::from_io(e, self.addr, "sending").into());
             }
         }
         self.buf.clear();
@@ -550,6 +552,7 @@ impl Sender {
                     )));
                 }
                 Answer::Message(_) => {}
+                Answer::Bad(reason) => return Some(SendError::Protocol(reason)),
                 _ => return None,
             }
         }
@@ -562,10 +565,9 @@ impl Sender {
             Answer::Message(m) => m,
             Answer::Bad(reason) => return Err(SendError::Protocol(reason)),
             Answer::Failed(e) => {
-                return Err(SendError::Io {
-                    what: "reading the receiver's answers",
-                    source: e,
-                });
+                return Err(
+                    NetError::from_io(e, self.addr, "reading the receiver's answers").into(),
+                );
             }
             Answer::Closed => {
                 let owed = self.pending.len() + self.queries.len() + self.sending.len();
@@ -670,7 +672,14 @@ impl Sender {
                 )));
             }
             Message::Error { id, code, reason } => {
-                self.sched.cancel(id);
+                // A file refused while being sent: no more chunks, and a FILE_END so that the
+                // receiver can forget it (its hash does not matter).
+                if self.sched.cancel(id) {
+                    self.buf.extend_from_slice(&proto::frame(&Message::FileEnd {
+                        id,
+                        sha256: [0; 32],
+                    }));
+                }
                 let item = self
                     .sending
                     .remove(&id)

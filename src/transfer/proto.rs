@@ -26,6 +26,8 @@ pub const MAX_NAME: usize = 1024;
 pub const MAX_MEDIA: usize = 255;
 /// The longest error reason.
 pub const MAX_REASON: usize = 1024;
+/// Files a sender may have begun and not ended at once (more are refused, ERROR code 99).
+pub const MAX_FILES_IN_FLIGHT: usize = 64;
 /// The largest frame value any message needs: a chunk and its id.
 pub const MAX_FRAME: usize = MAX_CHUNK + 4;
 

@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 
 use super::name::safe_name;
-use super::proto::{ErrorCode, Message, contradicts};
+use super::proto::{ErrorCode, MAX_FILES_IN_FLIGHT, Message, contradicts};
 
 /// The receiver's limits.
 #[derive(Debug, Clone)]
@@ -116,6 +116,10 @@ struct Incoming {
 /// Bytes enough for every magic [`super::proto::sniff`] knows.
 const HEAD: usize = 16;
 
+/// Files begun and not ended (refused ones included) a connection may have; more is a
+/// protocol error.
+pub const MAX_TRACKED: usize = 1024;
+
 impl Incoming {
     /// Gathers the first bytes; once there are enough (or the file is over, `done`), checks
     /// them against the declared type, once.
@@ -194,16 +198,34 @@ impl Receiver {
                 if self.files.contains_key(&id) {
                     return fatal(format!("file {id} begun twice"), self);
                 }
-                let refused = size > self.cfg.max_size;
-                if refused {
-                    self.answers.push_back(Message::Error {
-                        id,
-                        code: ErrorCode::TooLarge,
-                        reason: format!(
+                // Every file begun and not ended is remembered (its chunks are recognised even
+                // after a refusal): bounded, like every other thing a peer can make us keep.
+                if self.files.len() >= MAX_TRACKED {
+                    return fatal(
+                        format!("more than {MAX_TRACKED} files begun and not ended"),
+                        self,
+                    );
+                }
+                let open = self.files.values().filter(|f| !f.refused).count();
+                let refusal = if size > self.cfg.max_size {
+                    Some((
+                        ErrorCode::TooLarge,
+                        format!(
                             "{size} bytes is more than this receiver takes ({} bytes, --max-size)",
                             self.cfg.max_size
                         ),
-                    });
+                    ))
+                } else if open >= MAX_FILES_IN_FLIGHT {
+                    Some((
+                        ErrorCode::Other,
+                        format!("more than {MAX_FILES_IN_FLIGHT} files at once"),
+                    ))
+                } else {
+                    None
+                };
+                let refused = refusal.is_some();
+                if let Some((code, reason)) = refusal {
+                    self.answers.push_back(Message::Error { id, code, reason });
                 } else {
                     self.actions.push_back(Action::Open {
                         id,
@@ -370,6 +392,38 @@ mod tests {
 
     fn answers(r: &mut Receiver) -> Vec<Message> {
         std::iter::from_fn(|| r.poll_answer()).collect()
+    }
+
+    #[test]
+    fn files_at_once_and_files_remembered_are_bounded() {
+        let mut r = rx();
+        for id in 1..=MAX_FILES_IN_FLIGHT as u32 {
+            r.handle(begin(id, 10, "f", "")).unwrap();
+        }
+        assert_eq!(answers(&mut r), []);
+        // One more at once is refused, not fatal; its END is then forgotten silently.
+        r.handle(begin(1000, 10, "f", "")).unwrap();
+        assert!(matches!(
+            answers(&mut r)[..],
+            [Message::Error {
+                id: 1000,
+                code: ErrorCode::Other,
+                ..
+            }]
+        ));
+        r.handle(Message::FileEnd {
+            id: 1000,
+            sha256: [0; 32],
+        })
+        .unwrap();
+        assert_eq!(answers(&mut r), []);
+        // Refused files count towards what a connection may leave begun: 1,024 at most.
+        let mut big = Receiver::new(Config { max_size: 0 });
+        big.handle(Message::Hello).unwrap();
+        for id in 1..=MAX_TRACKED as u32 {
+            big.handle(begin(id, 10, "f", "")).unwrap();
+        }
+        assert!(big.handle(begin(5000, 10, "f", "")).is_err());
     }
 
     #[test]

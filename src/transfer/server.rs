@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
@@ -42,8 +42,12 @@ pub const DEFAULT_PORT: u16 = 3600;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default for `--max-size`.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 40;
-/// Bytes asked of the kernel per read (two chunks and their heads).
-const READ_CHUNK: usize = 2 * (MAX_FRAME + tlv::HEAD);
+/// Bytes asked of the kernel per read: 16 chunks. Reads of 1 MiB cost the receiver 0.6 s of
+/// kernel time per GiB, reads of 64 to 128 KiB 1.1 to 1.4 s (measured on loopback, the sender
+/// ahead of the receiver).
+const BIG_READ: usize = 1024 * 1024;
+/// What a read needs at least (when the input budget is short): a whole frame and a head.
+const SMALL_READ: usize = MAX_FRAME + 2 * tlv::HEAD;
 
 /// Everything a receiver needs, already checked.
 #[derive(Debug, Clone)]
@@ -129,6 +133,9 @@ pub enum ConnError {
     /// The connection closed in the middle (files still open keep their `.part`).
     #[error("closed by the sender before BYE")]
     Cut,
+    /// The server-wide input budget is spent.
+    #[error("{0}")]
+    Budget(crate::net::host::OverBudget),
     /// Printing what arrived failed (stdout closed).
     #[error("printing: {0}")]
     Print(io::Error),
@@ -191,9 +198,25 @@ impl Session<'_> {
             if finished {
                 return Ok(());
             }
-            input.reserve(READ_CHUNK);
-            let _ = conn.input.set(input.capacity());
-            let read = tokio::time::timeout_at(deadline, io.read_buf(&mut input)).await;
+            // The server-wide input budget decides how much this connection may buffer.
+            let room = if conn.input.set(input.len() + BIG_READ).is_ok() {
+                BIG_READ
+            } else {
+                match conn.input.set(input.len() + SMALL_READ) {
+                    Ok(()) => SMALL_READ,
+                    Err(e) => {
+                        self.refuse_connection(
+                            &mut output,
+                            "the receiver is short of memory for input; try again later",
+                        );
+                        send(io, &mut output, self.cfg.timeout).await?;
+                        return Err(ConnError::Budget(e));
+                    }
+                }
+            };
+            input.reserve(room);
+            let read =
+                tokio::time::timeout_at(deadline, io.read_buf(&mut (&mut input).limit(room))).await;
             match read {
                 Err(_) => return Err(ConnError::Idle(self.cfg.timeout)),
                 Ok(Err(e)) => return Err(ConnError::Read(e)),
