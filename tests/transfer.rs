@@ -635,9 +635,14 @@ fn peak_rss(cmd: &[&str]) -> (u64, String) {
     });
     // VmHWM of the running process, polled (a fork's copy of this test binary before exec
     // would count in a wait4 rusage; VmHWM starts afresh at exec).
+    assert!(cmd[0].ends_with("/socklab"), "{cmd:?}");
     let mut peak = 0u64;
     let status = loop {
-        if let Ok(st) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+        // Only once the child runs socklab: before exec, /proc shows the memory of this test
+        // binary it was forked from (21 MB under a parallel run).
+        if let Ok(st) = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            && st.lines().next() == Some("Name:\tsocklab")
+        {
             let hwm = st
                 .lines()
                 .find_map(|l| l.strip_prefix("VmHWM:"))
