@@ -13,7 +13,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::args::{OutputArgs, UsageError};
 use crate::simple::proto::Service;
-use crate::{calc, chat, echo, http, lab, p2p, rtt, simple, transfer};
+use crate::{calc, chat, echo, http, lab, p2p, rexec, rtt, simple, transfer};
 
 /// `0.1.0 (git 1a2b3c4)`: the package version and the revision it was built from.
 pub const VERSION: &str = concat!(
@@ -162,6 +162,16 @@ pub enum Command {
         #[command(subcommand)]
         role: transfer::cli::Role,
     },
+    /// Remote commands over TLS 1.3: Argon2id passwords, host keys trusted as ssh does, a
+    /// JSON audit log of every command.
+    #[command(
+        after_help = "Examples:\n  socklab rexec passwd users add ana\n  socklab rexec serve --users users\n  socklab rexec connect ana@127.0.0.1:2222\n  socklab rexec run ana@127.0.0.1:2222 -- ls -l\nMore: socklab rexec serve --help, socklab rexec run --help"
+    )]
+    Rexec {
+        /// passwd, serve, connect or run.
+        #[command(subcommand)]
+        role: rexec::cli::Role,
+    },
     /// Start every server on loopback and show how to try each one.
     Lab(lab::LabArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -221,6 +231,7 @@ impl Command {
             Command::P2p { role } => role.run(out).await,
             Command::Rtt { role } => role.run(out).await,
             Command::Transfer { role } => role.run(out).await,
+            Command::Rexec { role } => role.run(out).await,
             Command::Impair(args) => args.run(out.json).await,
             Command::Lab(args) => lab::run(args).await,
             Command::Completions { shell } => {

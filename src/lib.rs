@@ -26,6 +26,7 @@ pub mod lab;
 pub mod net;
 pub mod p2p;
 pub mod report;
+pub mod rexec;
 pub mod rtt;
 pub mod simple;
 pub mod stats;

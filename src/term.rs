@@ -33,7 +33,8 @@ impl std::fmt::Debug for TermRestore {
 }
 
 impl TermRestore {
-    fn save() -> TermRestore {
+    /// The terminal's settings now (nothing when stdin is not a terminal).
+    pub fn save() -> TermRestore {
         // SAFETY: tcgetattr writes a termios for fd 0 into the zeroed value; on failure the
         // value is not used.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };

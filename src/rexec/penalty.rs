@@ -1,0 +1,238 @@
+//! The brute-force brake, sans-IO (time is an argument): failed logins for one user name from
+//! one source address make the next tries for that pair wait longer and longer.
+//!
+//! ```text
+//!  failures for (source, user):  0 1 2 3   4   5   6   7    8 …
+//!  wait before the next try:     0 0 0 1s  2s  4s  8s  16s  … 60 s at most
+//! ```
+//!
+//! Each try *reserves* its start time, so fifty tries on fifty parallel connections queue one
+//! behind the other instead of all running at once. A try that would have to wait longer
+//! than [`MAX_WAIT`] is not checked at all: it is answered at once with `AUTH_FAIL` and the
+//! time to wait, and it does not count as a failure (nothing was learned). The key is the
+//! pair, not the user name alone (a stranger cannot lock a user out from elsewhere) nor the
+//! source alone (another user behind the same address logs in normally). A pair is forgotten
+//! [`FORGET`] after its last failure; the table holds at most [`MAX_ENTRIES`] pairs, the
+//! oldest going first.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Failures allowed before tries wait.
+pub const FREE: u32 = 3;
+/// The longest wait between two tries for one pair.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
+/// The longest a try waits for its turn before it is answered without being checked.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+/// A pair's failures are forgotten this long after the last one.
+pub const FORGET: Duration = Duration::from_secs(15 * 60);
+/// Most pairs remembered.
+pub const MAX_ENTRIES: usize = 10_000;
+
+/// The wait after `failures` failures.
+pub fn delay(failures: u32) -> Duration {
+    if failures < FREE {
+        return Duration::ZERO;
+    }
+    let exp = (failures - FREE).min(6);
+    (Duration::from_secs(1) * (1u32 << exp)).min(MAX_DELAY)
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    failures: u32,
+    /// Tries reserved and not finished.
+    pending: u32,
+    next: Instant,
+    last: Instant,
+}
+
+/// What a try should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Wait until then, check the password, and report with [`Brake::finish`].
+    At(Instant),
+    /// Do not check: answer at once that the next try is worth making only after this long.
+    Refuse(Duration),
+}
+
+/// Failures per (source, user).
+#[derive(Debug, Default)]
+pub struct Brake {
+    entries: HashMap<(IpAddr, String), Entry>,
+}
+
+impl Brake {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pairs remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no pair is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// A try for `user` from `source` at `now`.
+    pub fn admit(&mut self, source: IpAddr, user: &str, now: Instant) -> Admit {
+        self.expire(now);
+        let key = (source, user.to_string());
+        if !self.entries.contains_key(&key) && self.entries.len() >= MAX_ENTRIES {
+            // The oldest pair goes (a flood of names cannot grow the table).
+            if let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last)
+                .map(|(k, _)| k.clone())
+            {
+                self.entries.remove(&oldest);
+            }
+        }
+        let e = self.entries.entry(key).or_insert(Entry {
+            failures: 0,
+            pending: 0,
+            next: now,
+            last: now,
+        });
+        let start = e.next.max(now);
+        if start.duration_since(now) > MAX_WAIT {
+            return Admit::Refuse(start.duration_since(now));
+        }
+        // If every try queued before this one fails, this one comes after their waits.
+        e.next = start + delay(e.failures + e.pending + 1);
+        e.pending += 1;
+        e.last = now;
+        Admit::At(start)
+    }
+
+    /// The try admitted for `user` from `source` ended: `ok` forgets the pair's failures.
+    pub fn finish(&mut self, source: IpAddr, user: &str, ok: bool, now: Instant) {
+        let key = (source, user.to_string());
+        if ok {
+            self.entries.remove(&key);
+            return;
+        }
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.pending = e.pending.saturating_sub(1);
+            e.failures = e.failures.saturating_add(1);
+            e.last = now;
+        }
+    }
+
+    /// The failures counted for a pair.
+    pub fn failures(&self, source: IpAddr, user: &str) -> u32 {
+        self.entries
+            .get(&(source, user.to_string()))
+            .map_or(0, |e| e.failures)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        self.entries
+            .retain(|_, e| e.pending > 0 || now.duration_since(e.last) < FORGET);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+    #[test]
+    fn the_schedule() {
+        let d: Vec<u64> = (0..12).map(|f| delay(f).as_secs()).collect();
+        assert_eq!(d, [0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn sequential_failures_slow_down() {
+        let t0 = crate::net::clock::now();
+        let mut b = Brake::new();
+        let mut now = t0;
+        let mut starts = Vec::new();
+        for _ in 0..6 {
+            match b.admit(A, "ana", now) {
+                Admit::At(at) => {
+                    starts.push(at.duration_since(t0).as_secs());
+                    now = at;
+                    b.finish(A, "ana", false, now);
+                }
+                Admit::Refuse(_) => panic!("refused too early"),
+            }
+        }
+        // Free, free, free, then 1 s, 2 s, 4 s apart.
+        assert_eq!(starts, [0, 0, 0, 1, 3, 7]);
+        // The next would wait 8 s: still admitted; the one after (16 s) is refused.
+        assert_eq!(
+            b.admit(A, "ana", now),
+            Admit::At(now + Duration::from_secs(8))
+        );
+        assert!(matches!(b.admit(A, "ana", now), Admit::Refuse(d) if d > MAX_WAIT));
+    }
+
+    #[test]
+    fn parallel_tries_queue() {
+        let now = crate::net::clock::now();
+        let mut b = Brake::new();
+        let mut waits = Vec::new();
+        let mut refused = 0;
+        for _ in 0..50 {
+            match b.admit(A, "ana", now) {
+                Admit::At(at) => waits.push(at.duration_since(now).as_secs()),
+                Admit::Refuse(_) => refused += 1,
+            }
+        }
+        assert_eq!(waits, [0, 0, 0, 1, 3, 7]);
+        assert_eq!(refused, 44);
+    }
+
+    #[test]
+    fn other_users_and_sources_are_not_slowed() {
+        let now = crate::net::clock::now();
+        let mut b = Brake::new();
+        for _ in 0..10 {
+            if let Admit::At(_) = b.admit(A, "ana", now) {
+                b.finish(A, "ana", false, now);
+            }
+        }
+        assert_eq!(b.admit(A, "bob", now), Admit::At(now));
+        assert_eq!(b.admit(B, "ana", now), Admit::At(now));
+    }
+
+    #[test]
+    fn success_and_time_forget() {
+        let now = crate::net::clock::now();
+        let mut b = Brake::new();
+        for _ in 0..5 {
+            if let Admit::At(at) = b.admit(A, "ana", now) {
+                b.finish(A, "ana", false, at);
+            }
+        }
+        assert_eq!(b.failures(A, "ana"), 5);
+        let later = now + FORGET + Duration::from_secs(120);
+        assert_eq!(b.admit(A, "ana", later), Admit::At(later));
+        b.finish(A, "ana", true, later);
+        assert_eq!(b.failures(A, "ana"), 0);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let now = crate::net::clock::now();
+        let mut b = Brake::new();
+        for i in 0..(MAX_ENTRIES + 100) {
+            let user = format!("u{i}");
+            if let Admit::At(_) = b.admit(A, &user, now) {
+                b.finish(A, &user, false, now);
+            }
+        }
+        assert_eq!(b.len(), MAX_ENTRIES);
+    }
+}
