@@ -40,6 +40,9 @@ mod p2p_python;
 mod p2p_ui;
 /// Bugs found after their feature landed, named after the issue that found them.
 mod regression;
+/// `socklab rexec`: the seed session, host keys on first use and changed, a tcpdump capture
+/// decrypted by tshark, openssl's fingerprint, the brute-force brake, hostile frames, 1 GiB.
+mod rexec;
 /// `socklab rtt`: reflector and source, echo servers (ours, Python, xinetd), irtt beside it,
 /// impair's loss, duplication and delay.
 mod rtt;

@@ -467,6 +467,11 @@ impl Channel {
             )));
         }
         let began = clock::now();
+        // One stream for the whole command: a Ctrl-C between two turns of the loop below is
+        // kept for the next turn, not lost.
+        let mut interrupts =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(local("catching Ctrl-C"))?;
         if let Some(t) = &mut self.transcript {
             t.command(line)?;
         }
@@ -518,7 +523,7 @@ impl Channel {
                         Err(e) => return Err(local("reading stdin")(e)),
                     }
                 }
-                _ = tokio::signal::ctrl_c() => {
+                _ = interrupts.recv() => {
                     // The remote group gets SIGINT; the command decides what it means.
                     self.send(&Message::Signal(2)).await?;
                 }

@@ -3,17 +3,23 @@
 //!
 //! ```text
 //!  failures for (source, user):  0 1 2 3   4   5   6   7    8 …
-//!  wait before the next try:     0 0 0 1s  2s  4s  8s  16s  … 60 s at most
+//!  wait before the next check:   0 0 0 1s  2s  4s  8s  16s  … 60 s at most
 //! ```
 //!
-//! Each try *reserves* its start time, so fifty tries on fifty parallel connections queue one
-//! behind the other instead of all running at once. A try that would have to wait longer
-//! than [`MAX_WAIT`] is not checked at all: it is answered at once with `AUTH_FAIL` and the
-//! time to wait, and it does not count as a failure (nothing was learned). The key is the
-//! pair, not the user name alone (a stranger cannot lock a user out from elsewhere) nor the
-//! source alone (another user behind the same address logs in normally). A pair is forgotten
-//! [`FORGET`] after its last failure; the table holds at most [`MAX_ENTRIES`] pairs, the
-//! oldest going first.
+//! - While a pair has fewer than [`FREE`] failures, up to `FREE − failures` checks for it run
+//!   at once (ten scripts logging in together are not slowed); more wait for a slot
+//!   ([`Admit::Busy`]).
+//! - From [`FREE`] failures on, the pair's checks run one at a time, each no sooner than the
+//!   wait above after the previous failure. Fifty tries on fifty parallel connections queue
+//!   one behind the other instead of running at once.
+//! - A check that would have to wait longer than [`MAX_WAIT`] is not made: the try is answered
+//!   at once with `AUTH_FAIL` and the time to wait, and does not count as a failure (nothing
+//!   was learned).
+//!
+//! The key is the pair, not the user name alone (a stranger cannot lock a user out from
+//! elsewhere) nor the source alone (another user behind the same address logs in normally).
+//! A success forgets the pair; so does [`FORGET`] without a failure. The table holds at most
+//! [`MAX_ENTRIES`] pairs, the oldest going first.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -39,22 +45,25 @@ pub fn delay(failures: u32) -> Duration {
     (Duration::from_secs(1) * (1u32 << exp)).min(MAX_DELAY)
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    failures: u32,
-    /// Tries reserved and not finished.
-    pending: u32,
-    next: Instant,
-    last: Instant,
-}
-
 /// What a try should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
-    /// Wait until then, check the password, and report with [`Brake::finish`].
+    /// Check the password at this time (now, or later), then report with [`Brake::finish`].
     At(Instant),
+    /// No slot for this pair now: ask again when another try finishes.
+    Busy,
     /// Do not check: answer at once that the next try is worth making only after this long.
     Refuse(Duration),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    failures: u32,
+    /// Checks admitted and not finished.
+    pending: u32,
+    /// The earliest next check (after the last failure).
+    next: Instant,
+    last: Instant,
 }
 
 /// Failures per (source, user).
@@ -84,10 +93,11 @@ impl Brake {
         self.expire(now);
         let key = (source, user.to_string());
         if !self.entries.contains_key(&key) && self.entries.len() >= MAX_ENTRIES {
-            // The oldest pair goes (a flood of names cannot grow the table).
+            // The oldest idle pair goes (a flood of names cannot grow the table).
             if let Some(oldest) = self
                 .entries
                 .iter()
+                .filter(|(_, e)| e.pending == 0)
                 .min_by_key(|(_, e)| e.last)
                 .map(|(k, _)| k.clone())
             {
@@ -100,12 +110,14 @@ impl Brake {
             next: now,
             last: now,
         });
+        let slots = FREE.saturating_sub(e.failures).max(1);
+        if e.pending >= slots {
+            return Admit::Busy;
+        }
         let start = e.next.max(now);
         if start.duration_since(now) > MAX_WAIT {
             return Admit::Refuse(start.duration_since(now));
         }
-        // If every try queued before this one fails, this one comes after their waits.
-        e.next = start + delay(e.failures + e.pending + 1);
         e.pending += 1;
         e.last = now;
         Admit::At(start)
@@ -114,14 +126,20 @@ impl Brake {
     /// The try admitted for `user` from `source` ended: `ok` forgets the pair's failures.
     pub fn finish(&mut self, source: IpAddr, user: &str, ok: bool, now: Instant) {
         let key = (source, user.to_string());
-        if ok {
-            self.entries.remove(&key);
+        let Some(e) = self.entries.get_mut(&key) else {
             return;
-        }
-        if let Some(e) = self.entries.get_mut(&key) {
-            e.pending = e.pending.saturating_sub(1);
+        };
+        e.pending = e.pending.saturating_sub(1);
+        if ok {
+            e.failures = 0;
+            e.next = now;
+        } else {
             e.failures = e.failures.saturating_add(1);
-            e.last = now;
+            e.next = now + delay(e.failures);
+        }
+        e.last = now;
+        if e.failures == 0 && e.pending == 0 {
+            self.entries.remove(&key);
         }
     }
 
@@ -157,40 +175,67 @@ mod tests {
         let mut b = Brake::new();
         let mut now = t0;
         let mut starts = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..7 {
             match b.admit(A, "ana", now) {
                 Admit::At(at) => {
                     starts.push(at.duration_since(t0).as_secs());
                     now = at;
                     b.finish(A, "ana", false, now);
                 }
-                Admit::Refuse(_) => panic!("refused too early"),
+                other => panic!("{other:?} too early"),
             }
         }
-        // Free, free, free, then 1 s, 2 s, 4 s apart.
-        assert_eq!(starts, [0, 0, 0, 1, 3, 7]);
-        // The next would wait 8 s: still admitted; the one after (16 s) is refused.
+        // Free, free, free, then 1 s, 2 s, 4 s, 8 s apart.
+        assert_eq!(starts, [0, 0, 0, 1, 3, 7, 15]);
+        // The next would wait 16 s: refused, and not counted.
         assert_eq!(
             b.admit(A, "ana", now),
-            Admit::At(now + Duration::from_secs(8))
+            Admit::Refuse(Duration::from_secs(16))
         );
-        assert!(matches!(b.admit(A, "ana", now), Admit::Refuse(d) if d > MAX_WAIT));
+        assert_eq!(b.failures(A, "ana"), 7);
     }
 
     #[test]
-    fn parallel_tries_queue() {
-        let now = crate::net::clock::now();
+    fn parallel_tries_take_slots_then_queue() {
+        let t0 = crate::net::clock::now();
         let mut b = Brake::new();
-        let mut waits = Vec::new();
-        let mut refused = 0;
-        for _ in 0..50 {
-            match b.admit(A, "ana", now) {
-                Admit::At(at) => waits.push(at.duration_since(now).as_secs()),
-                Admit::Refuse(_) => refused += 1,
-            }
+        // Three at once for a fresh pair; the fourth waits for a slot.
+        for _ in 0..3 {
+            assert_eq!(b.admit(A, "ana", t0), Admit::At(t0));
         }
-        assert_eq!(waits, [0, 0, 0, 1, 3, 7]);
-        assert_eq!(refused, 44);
+        assert_eq!(b.admit(A, "ana", t0), Admit::Busy);
+        // The three fail: from now on one at a time, 1 s after the last failure.
+        let t1 = t0 + Duration::from_millis(70);
+        for _ in 0..3 {
+            b.finish(A, "ana", false, t1);
+        }
+        assert_eq!(
+            b.admit(A, "ana", t1),
+            Admit::At(t1 + Duration::from_secs(1))
+        );
+        assert_eq!(b.admit(A, "ana", t1), Admit::Busy, "one in flight");
+    }
+
+    #[test]
+    fn parallel_logins_that_succeed_are_not_slowed() {
+        let t0 = crate::net::clock::now();
+        let mut b = Brake::new();
+        let mut now = t0;
+        let mut done = 0;
+        while done < 20 {
+            let mut batch = 0;
+            while let Admit::At(at) = b.admit(A, "ana", now) {
+                assert_eq!(at, now, "no wait");
+                batch += 1;
+            }
+            now += Duration::from_millis(70);
+            for _ in 0..batch {
+                b.finish(A, "ana", true, now);
+            }
+            done += batch;
+        }
+        assert!(now - t0 < Duration::from_secs(1), "{:?}", now - t0);
+        assert!(b.is_empty());
     }
 
     #[test]

@@ -134,6 +134,8 @@ struct Gate {
     users: PathBuf,
     brake: Mutex<Brake>,
     hashing: Semaphore,
+    /// Woken when a check finishes (tries waiting for a slot ask again).
+    slot: tokio::sync::Notify,
     decoy: String,
 }
 
@@ -146,22 +148,30 @@ struct Outcome {
 
 impl Gate {
     async fn check(self: Arc<Self>, ip: IpAddr, user: String, mut password: Vec<u8>) -> Outcome {
-        let admit =
-            self.brake
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .admit(ip, &user, clock::now());
-        match admit {
-            Admit::Refuse(wait) => {
-                password.zeroize();
-                return Outcome {
-                    ok: false,
-                    reason: format!("too many failures, retry after {} ms", wait.as_millis()),
-                    retry_after: wait,
-                };
+        let at = loop {
+            // Made before asking, so a slot freed in between is not missed.
+            let freed = self.slot.notified();
+            let admit =
+                self.brake
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .admit(ip, &user, clock::now());
+            match admit {
+                Admit::At(at) => break at,
+                Admit::Busy => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), freed).await;
+                }
+                Admit::Refuse(wait) => {
+                    password.zeroize();
+                    return Outcome {
+                        ok: false,
+                        reason: format!("too many failures, retry after {} ms", wait.as_millis()),
+                        retry_after: wait,
+                    };
+                }
             }
-            Admit::At(at) => tokio::time::sleep_until(at.into()).await,
-        }
+        };
+        tokio::time::sleep_until(at.into()).await;
         let permit = self.hashing.acquire().await;
         let gate = self.clone();
         let name = user.clone();
@@ -185,6 +195,7 @@ impl Gate {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .finish(ip, &user, ok, clock::now());
+        self.slot.notify_waiters();
         Outcome {
             ok,
             reason,
@@ -217,6 +228,7 @@ pub async fn run(
             users: cfg.users.clone(),
             brake: Mutex::new(Brake::new()),
             hashing: Semaphore::new(cfg.max_auth.max(1)),
+            slot: tokio::sync::Notify::new(),
             decoy,
         }),
         cfg,
