@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh: the test command. The integration tests run socklab against real peers (nc, Python,
-# curl, wget, nginx, tinyproxy, xinetd, rdate, slowhttptest, Chromium, Firefox ESR, irtt), so this
+# curl, wget, nginx, tinyproxy, xinetd, rdate, slowhttptest, Chromium, Firefox ESR, irtt, tcpdump, tshark), so this
 # script first makes sure those programs are installed, then runs `cargo test`.
 #
 #   ./test.sh                    install what is missing, then every test (unit, integration, doc)
@@ -35,6 +35,10 @@ PEERS=(
     "irtt          irtt            rtt: irtt's server and client measure the same impaired path as socklab rtt"
     "nft           nftables        rtt: a firewall (in a private network namespace) that rejects probes"
     "pnmtojpeg     netpbm          transfer: real PNG and JPEG encoders and decoders for the images sent"
+    "tcpdump       tcpdump         rexec: a capture of a login and a command, searched for the secrets"
+    "tshark        tshark          rexec: decrypts that capture with the client's SSLKEYLOGFILE"
+    "argon2        argon2          rexec: the reference Argon2 tool makes a hash the users file takes"
+    "openssl       openssl         rexec: s_client recomputes the host key's fingerprint"
     "redis-server  redis-server    chat_cluster: the cluster's Redis, killed and restarted by the tests"
     "redis-cli     redis-tools     chat_cluster: checks on the cluster's keys"
     "kill          procps          cli, http_server, support: signals to servers (/usr/bin/kill)"

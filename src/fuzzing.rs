@@ -673,6 +673,46 @@ pub fn p2p_datagram(data: &[u8]) {
     }
 }
 
+/// `socklab rexec`'s inner protocol: `data[0]` picks the read size (and, with its top bit, the
+/// direction: client messages into the server's state machine, or server messages into the
+/// client's); the rest is cut into TLV frames and each read as a message. Every message that
+/// parses encodes back to the same frame bytes; the state machines never panic, and the
+/// server's stdin window never goes past what it granted.
+pub fn rexec_messages(data: &[u8]) {
+    use crate::frame::tlv::TlvCodec;
+    use crate::rexec::proto::{
+        ClientSession, MAX_FRAME, Message, STDIN_WINDOW, ServerPhase, ServerSession,
+    };
+    let [first, stream @ ..] = data else {
+        return;
+    };
+    let to_server = first & 0x80 == 0;
+    let mut server = ServerSession::new();
+    let mut client = ClientSession::new();
+    client.exec_sent();
+    for f in decode_checked(|| TlvCodec::new(MAX_FRAME), stream, first & 0x7f) {
+        assert!(f.value.len() <= MAX_FRAME);
+        let Ok(m) = Message::parse(f.kind, &f.value) else {
+            continue;
+        };
+        let again = m.to_bytes();
+        assert_eq!(again[0], f.kind);
+        assert_eq!(&again[5..], &f.value[..], "{m:?} did not encode back");
+        if to_server {
+            if let Ok(crate::rexec::proto::ServerEvent::Authenticate { .. }) = server.on_message(m)
+            {
+                // Alternate failures and success, so both paths run.
+                server.auth_done(f.value.len() % 2 == 0);
+            }
+            if let ServerPhase::Running { window, .. } = server.phase() {
+                assert!(*window <= u64::from(STDIN_WINDOW));
+            }
+        } else {
+            let _ = client.on_message(&m);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -776,6 +816,7 @@ mod tests {
             p2p_datagram(&data);
             rtt_probe(&data);
             transfer_stream(&data);
+            rexec_messages(&data);
         }
 
         #[test]
@@ -805,6 +846,16 @@ mod tests {
         long.extend(std::iter::repeat_n(b'x', 10_000));
         long.extend_from_slice(b"\r\nNICK a\r\n");
         irc_message(&long);
+    }
+
+    #[test]
+    fn rexec_seed_session_holds_its_invariants() {
+        let seed = include_bytes!("../fuzz/seeds/rexec_messages/session");
+        for read in [0u8, 1, 3, 7, 64, 0x80, 0x81, 0xff] {
+            let mut data = seed.to_vec();
+            data[0] = read;
+            rexec_messages(&data);
+        }
     }
 
     #[test]

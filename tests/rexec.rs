@@ -936,3 +936,44 @@ fn a_gibibyte_of_output_in_bounded_server_memory() {
     let cmd = events(&log, "command")[0];
     assert_eq!(cmd["bytes_out"], 1u64 << 30);
 }
+
+#[test]
+fn a_python_client_written_from_the_document_runs_commands() {
+    // tests/support/rexec_client.py was written from docs/PROTOCOLS.md §12 alone (stdlib
+    // ssl, socket, struct): TLS 1.3, the fingerprint pinned by hand, AUTH, EXEC with stdin
+    // and its windows, EXIT.
+    require("python3");
+    let lab = Lab::new();
+    let srv = lab.server("hk.pem", "audit.jsonl", &[]);
+    let fp = fingerprint_of(&srv);
+    let py = |fp: &str, password: &str, command: &str, stdin: &[u8]| {
+        let mut cmd = Command::new("python3");
+        cmd.arg(format!(
+            "{}/tests/support/rexec_client.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(["127.0.0.1", &srv.port().to_string(), "ana", fp, command])
+        .env("SOCKLAB_PASSWORD", password);
+        run_with(cmd, stdin, Duration::from_secs(60))
+    };
+    let out = py(&fp, ANA_PW, "cat; echo err >&2; exit 3", b"hello\n");
+    assert_eq!(out.status.code(), Some(3), "{}", err_text(&out));
+    assert_eq!(out.stdout, b"hello\n");
+    assert_eq!(err_text(&out), "err\n");
+    // A megabyte of stdin, more than the window, through sha256sum.
+    let data = noise(1 << 20, 3);
+    let out = py(&fp, ANA_PW, "wc -c", &data);
+    assert_eq!(String::from_utf8_lossy(&ok(&out)).trim(), "1048576");
+    // The wrong fingerprint: refused before anything is sent.
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let out = py(wrong, ANA_PW, "touch py-should-not-exist", b"");
+    exits(&out, 255);
+    assert!(!lab.home().join("py-should-not-exist").exists());
+    // The wrong password.
+    let out = py(&fp, "nope", "true", b"");
+    exits(&out, 255);
+    let log = lab.audit("audit.jsonl");
+    let commands = events(&log, "command");
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert_eq!(commands[1]["command"], "wc -c");
+}

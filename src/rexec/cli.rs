@@ -321,6 +321,9 @@ async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
     if !home.is_dir() {
         return Err(UsageError(format!("{} is not a directory", home.display())).into());
     }
+    // Absolute, so AUTH_OK and EXIT carry what `pwd` would print.
+    let home = std::fs::canonicalize(&home)
+        .map_err(|e| anyhow::Error::new(e).context(format!("resolving {}", home.display())))?;
     let key_path = match args.host_key {
         Some(p) => p,
         None => tls::data_dir("the host key")

@@ -123,7 +123,8 @@ impl Ending {
         Ok(match kind {
             0 => Ending::Exited(code),
             1 => Ending::Signaled(code),
-            2 => Ending::NotStarted,
+            2 if code == 0 => Ending::NotStarted,
+            2 => return Err(ProtoError::Bad("EXIT of kind 2 with a code".into())),
             3 => Ending::TimedOut(code),
             k => return Err(ProtoError::Bad(format!("EXIT of unknown kind {k}"))),
         })
@@ -460,7 +461,7 @@ impl Message {
                 }
                 Message::Error {
                     code: ErrorCode::from_byte(v[0]),
-                    reason: String::from_utf8_lossy(&v[1..]).into_owned(),
+                    reason: utf8(&v[1..], "the reason")?,
                 }
             }
             other => return Err(ProtoError::UnknownType(other)),
@@ -984,6 +985,10 @@ mod tests {
         assert!(p(kind::WINDOW, b"\0\x04\0\x01").is_err(), "past the window");
         assert!(p(kind::EXIT, b"\x07\x00/").is_err());
         assert!(p(kind::EXIT, b"\x00").is_err());
+        assert!(
+            p(kind::EXIT, b"\x02\x01/").is_err(),
+            "kind 2 carries code 0"
+        );
         assert!(p(kind::ERROR, b"").is_err());
         assert_eq!(p(0x42, b""), Err(ProtoError::UnknownType(0x42)));
     }

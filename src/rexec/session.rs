@@ -91,13 +91,8 @@ impl Running {
 
 /// The environment commands get.
 pub fn environment(user: &str, peer: &str, cwd: &std::path::Path) -> Vec<(String, String)> {
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
-    let os_user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            unsafe { libc::getuid() }.to_string()
-        });
+    let (os_user, pw_home) = os_user();
+    let home = std::env::var("HOME").unwrap_or(pw_home);
     vec![
         (
             "PATH".into(),
@@ -113,6 +108,31 @@ pub fn environment(user: &str, peer: &str, cwd: &std::path::Path) -> Vec<(String
         ("SOCKLAB_REXEC_USER".into(), user.into()),
         ("SOCKLAB_REXEC_PEER".into(), peer.into()),
     ]
+}
+
+/// The server's user name and home directory, from the password database (the uid and `/`
+/// when it has no entry).
+fn os_user() -> (String, String) {
+    // SAFETY: getuid cannot fail; getpwuid_r writes into the buffers given, whose sizes are
+    // passed, and `result` is null or points at `pwd`, whose strings live in `buf`.
+    unsafe {
+        let uid = libc::getuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() {
+            return (uid.to_string(), "/".into());
+        }
+        let s = |p: *const libc::c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        (s(pwd.pw_name), s(pwd.pw_dir))
+    }
 }
 
 /// Starts a command. Its output goes to `out` as STDOUT and STDERR messages (the channel's
