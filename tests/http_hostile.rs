@@ -1,0 +1,120 @@
+//! Hostile peers against `socklab http serve` and `socklab http get` (issue 15): slow bodies,
+//! a log nobody reads, odd ranges and paths, endless or oversized answers, early refusals.
+//! Each test runs the real binary against a peer it writes itself (raw Rust sockets or a
+//! Python stdlib script), on loopback and ephemeral ports, bounded in time.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A served directory: `a.txt` holds 100 bytes (`0123456789` ten times).
+fn site(extra: &[&str]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "0123456789".repeat(10)).unwrap();
+    let root = dir.path().to_str().unwrap().to_string();
+    let mut args = vec!["http", "serve", root.as_str(), "-p", "0", "--no-access-log"];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    (dir, server)
+}
+
+/// One response: status, head text, body (framed by Content-Length).
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Reads one response from `s` (Content-Length framing; HEAD-less requests only).
+fn read_reply(s: &mut TcpStream, buf: &mut Vec<u8>) -> Reply {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk).expect("reading a response");
+        assert!(n > 0, "closed before a response head: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    let mut reply = Reply {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    let len: usize = reply
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap());
+    while buf.len() < head_end + len {
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk).expect("reading a response body");
+        assert!(n > 0, "closed in a response body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    reply.body = buf[head_end..head_end + len].to_vec();
+    buf.drain(..head_end + len);
+    reply
+}
+
+/// One GET on a new connection, with extra header lines.
+fn get(addr: &str, target: &str, extra: &str) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_reply(&mut s, &mut Vec::new())
+}
+
+/// See: issue 15. `Range: bytes=-99999999999999999999` (a suffix too long for a u64) got
+/// 416; like any suffix longer than the file it means the whole file (RFC 9110 §14.1.3).
+#[test]
+fn r15_http_serve_a_suffix_longer_than_u64_is_the_whole_file() {
+    let (_dir, srv) = site(&[]);
+    for range in ["bytes=-101", "bytes=-99999999999999999999"] {
+        let r = get(&srv.addr, "/a.txt", &format!("Range: {range}\r\n"));
+        assert_eq!(r.status, 206, "{range}: {}", r.head);
+        assert_eq!(
+            r.header("content-range").as_deref(),
+            Some("bytes 0-99/100"),
+            "{range}"
+        );
+        assert_eq!(r.body, "0123456789".repeat(10).as_bytes(), "{range}");
+    }
+    // A zero-length suffix is still unsatisfiable.
+    let r = get(&srv.addr, "/a.txt", "Range: bytes=-0\r\n");
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range").as_deref(), Some("bytes */100"));
+}
+
+/// See: issue 15. `/a.txt/`, `/a.txt/.` and `/a.txt//` served the regular file a.txt; a
+/// path that names a directory is 404 for a file, as nginx and Apache answer.
+#[test]
+fn r15_http_serve_a_file_named_as_a_directory_is_404() {
+    let (_dir, srv) = site(&[]);
+    assert_eq!(get(&srv.addr, "/a.txt", "").status, 200);
+    for target in ["/a.txt/", "/a.txt/.", "/a.txt//", "/a.txt/./", "/a.txt%2F"] {
+        let r = get(&srv.addr, target, "");
+        assert_eq!(r.status, 404, "{target}: {}", r.head);
+        assert!(
+            !r.body.windows(10).any(|w| w == b"0123456789"),
+            "{target} leaked the file"
+        );
+    }
+}
