@@ -4,7 +4,7 @@
 //! |------|---------|
 //! | 0    | success (also when stdout is closed early, as in `… \| head`) |
 //! | 1    | check failed: the peer answered, but wrongly (an echo that differs), a calculator's `FALLO` answer to `calc connect --eval`, or an item `transfer send` sent that the receiver refused |
-//! | 2    | bad usage: unknown flag, invalid address or value |
+//! | 2    | bad usage: unknown flag, invalid address or value; a file named by a server flag (`--not-found`, `--quotes`, `--motd`) that cannot be read, is not a regular file, or is too large |
 //! | 3    | network error: refused, unreachable, name not found, address in use, permission |
 //! | 4    | timeout: the peer did not answer in time |
 //! | 5    | protocol error: the peer sent something malformed (a bad frame, a bad daytime/time/chargen reply, a calculator reply that is not OK/FALLO) |

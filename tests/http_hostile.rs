@@ -118,3 +118,81 @@ fn r15_http_serve_a_file_named_as_a_directory_is_404() {
         );
     }
 }
+
+/// See: issue 15. `--not-found /dev/zero` (and `qotd serve --quotes /dev/zero`) read forever
+/// and grew to gigabytes before listening. A file the operator names must be a regular file
+/// of bounded size: anything else is a usage error (exit 2), said at once.
+#[test]
+fn r15_operator_files_must_be_regular_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let big = dir.path().join("big.html");
+    std::fs::write(&big, vec![b'x'; (1 << 20) + 1]).unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fifo = fifo.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["http", "serve", root, "-p", "0", "--not-found", "/dev/zero"],
+            "--not-found /dev/zero: not a regular file",
+        ),
+        (
+            &["http", "serve", root, "-p", "0", "--not-found", fifo],
+            "not a regular file",
+        ),
+        (
+            &[
+                "http",
+                "serve",
+                root,
+                "-p",
+                "0",
+                "--not-found",
+                big.to_str().unwrap(),
+            ],
+            "larger than 1048576 bytes",
+        ),
+        (
+            &["qotd", "serve", "-p", "0", "--quotes", "/dev/zero"],
+            "--quotes /dev/zero: not a regular file",
+        ),
+        (
+            &["chat", "serve", "-p", "0", "--motd", "/dev/zero"],
+            "--motd /dev/zero: not a regular file",
+        ),
+    ];
+    for (args, said) in cases {
+        let started = Instant::now();
+        let out = socklab(args, b"");
+        exits(&out, 2);
+        stderr_has(&out, said);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("listening on"),
+            "{args:?} listened"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{args:?} was slow"
+        );
+    }
+    // A page of 1 MiB is fine.
+    std::fs::write(&big, vec![b'x'; 1 << 20]).unwrap();
+    let srv = Server::start(&[
+        "http",
+        "serve",
+        root,
+        "-p",
+        "0",
+        "--no-access-log",
+        "--not-found",
+        big.to_str().unwrap(),
+    ]);
+    let r = get(&srv.addr, "/missing", "");
+    assert_eq!((r.status, r.body.len()), (404, 1 << 20));
+}

@@ -9,7 +9,9 @@ use clap::{Args, Subcommand};
 use super::client::request::{basic_auth, parse_header_arg, url_credentials};
 use super::client::{self, Body, Family, Output, output, proxy, tls::TlsOptions, ui::LogTarget};
 use super::server::{self, log::Destination};
-use crate::args::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
+use crate::args::{
+    OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size, read_operator_file,
+};
 use crate::exit::CodedResult;
 use crate::net;
 
@@ -297,7 +299,8 @@ pub struct ServeArgs {
     /// Never list a directory: one without index.html is 403 Forbidden.
     #[arg(long)]
     no_listing: bool,
-    /// Send this file's contents (as text/html) as the body of every 404.
+    /// Send this file's contents (as text/html) as the body of every 404 (a regular file of
+    /// at most 1 MiB, read once at start-up).
     #[arg(long, value_name = "FILE")]
     not_found: Option<PathBuf>,
     /// Append the access log to FILE instead of stdout.
@@ -360,11 +363,9 @@ impl TryFrom<&ServeArgs> for server::Config {
         }
         let not_found = match &a.not_found {
             None => None,
-            Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|e| UsageError(format!("--not-found {}: {e}", path.display())))?
-                    .into(),
-            ),
+            Some(path) => {
+                Some(read_operator_file("--not-found", path, server::MAX_NOT_FOUND_FILE)?.into())
+            }
         };
         let log = match (&a.access_log, a.no_access_log) {
             (_, true) => Destination::Off,

@@ -65,6 +65,8 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_REQUESTS: usize = 1000;
 /// Largest request body we read (and throw away); a longer one gets 413 and a close.
 pub const MAX_BODY: u64 = 1 << 20;
+/// Largest `--not-found` page: it is read once at start-up and kept in memory.
+pub const MAX_NOT_FOUND_FILE: u64 = 1 << 20;
 /// Bytes read from a file per write to the socket: memory stays flat whatever the file size.
 const FILE_CHUNK: usize = 64 * 1024;
 /// A connection keeps its response buffer between requests up to this capacity.
