@@ -196,3 +196,162 @@ fn r15_operator_files_must_be_regular_and_bounded() {
     let r = get(&srv.addr, "/missing", "");
     assert_eq!((r.status, r.body.len()), (404, 1 << 20));
 }
+
+/// A socklab server whose stdout is a pipe nobody reads after the `listening on` line (the
+/// access log backs up into it), its stderr captured; killed on drop.
+struct UnreadStdout {
+    child: std::process::Child,
+    addr: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Held open and never read.
+    _stdout: std::process::ChildStdout,
+}
+
+impl UnreadStdout {
+    fn start(args: &[&str]) -> UnreadStdout {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = Command::new(bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        // Read the first line one byte at a time, so nothing after it leaves the pipe.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = Vec::new();
+        let mut byte = [0u8; 1];
+        while stdout.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            first.push(byte[0]);
+        }
+        let first = String::from_utf8(first).unwrap();
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line {first:?}"))
+            .to_string();
+        UnreadStdout {
+            child,
+            addr,
+            stderr,
+            _stdout: stdout,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn wait_stderr(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for UnreadStdout {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// See: issue 15. With stdout a pipe nobody reads, the access log's 1,024-entry queue filled
+/// and then every request waited 100 ms for room (0.2 ms → 101 ms). A full queue now drops
+/// and counts the line: requests keep their speed, and stderr says how many were dropped.
+#[test]
+fn r15_http_serve_a_blocked_access_log_never_slows_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "hello\n").unwrap();
+    let root = dir.path().to_str().unwrap();
+    let mut srv = UnreadStdout::start(&[
+        "http",
+        "serve",
+        root,
+        "-p",
+        "0",
+        "--workers",
+        "1",
+        "--max-requests",
+        "100000",
+    ]);
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut buf = Vec::new();
+    // A 64 KiB pipe holds about 700 log lines and the queue 1,024 more: past 1,800 requests
+    // every line must be dropped. Time the requests after that.
+    const FILL: usize = 2_000;
+    const TIMED: usize = 400;
+    let mut slow = 0;
+    let mut times = Vec::new();
+    for i in 0..FILL + TIMED {
+        let started = Instant::now();
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let r = read_reply(&mut s, &mut buf);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]));
+        let took = started.elapsed();
+        if i >= FILL {
+            times.push(took);
+            // The old wait was 100 ms a request; a few slow ones may be the machine's noise.
+            if took >= Duration::from_millis(90) {
+                slow += 1;
+                assert!(
+                    slow <= 5,
+                    "request {i} took {took:?}: requests wait for the blocked log"
+                );
+            }
+        }
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    eprintln!(
+        "with a blocked access log: median {median:?}, p99 {:?}, max {:?} over {TIMED} requests",
+        times[times.len() * 99 / 100],
+        times[times.len() - 1]
+    );
+    assert!(median < Duration::from_millis(20), "median {median:?}");
+    // The drops are said on stderr, at once, and in total at shutdown.
+    assert!(
+        srv.wait_stderr("line(s) dropped so far", Duration::from_secs(5)),
+        "no warning about dropped lines; stderr:\n{}",
+        srv.stderr()
+    );
+    drop(s);
+    let _ = Command::new("kill")
+        .args(["-TERM", &srv.child.id().to_string()])
+        .status();
+    assert!(
+        srv.wait_stderr("still queued at exit", Duration::from_secs(15)),
+        "no shutdown report; stderr:\n{}",
+        srv.stderr()
+    );
+    let total = srv.stderr();
+    let line = total
+        .lines()
+        .find(|l| l.contains("still queued at exit"))
+        .unwrap();
+    let dropped: u64 = line
+        .split("access log: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"));
+    // At least the timed requests' lines found the queue full.
+    assert!(dropped >= TIMED as u64, "{line}");
+    let _ = srv.child.wait();
+}

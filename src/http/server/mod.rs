@@ -143,6 +143,7 @@ pub async fn run(
         }
     };
     let opts = cfg.serve.clone();
+    let log_counts = logger.counts();
     let shared = Arc::new(Shared {
         root: files::Root::new(cfg.root.clone()),
         cfg,
@@ -155,6 +156,7 @@ pub async fn run(
     if let Some(writer) = writer {
         let _ = tokio::time::timeout(LOG_FLUSH, writer).await;
     }
+    log_counts.report();
     summary
 }
 
@@ -326,7 +328,7 @@ where
                 user_agent: header_text(&req, USER_AGENT),
                 took: clock::since(started),
             };
-            sh.logger.log(entry).await;
+            sh.logger.log(entry);
         }
         sent?;
         if close {
@@ -407,18 +409,16 @@ async fn finish_early<S>(
     )
     .await
     .unwrap_or(0);
-    sh.logger
-        .log(log::Entry {
-            peer: ip,
-            time,
-            request,
-            status,
-            bytes: sent,
-            referer: None,
-            user_agent: None,
-            took: Duration::ZERO,
-        })
-        .await;
+    sh.logger.log(log::Entry {
+        peer: ip,
+        time,
+        request,
+        status,
+        bytes: sent,
+        referer: None,
+        user_agent: None,
+        took: Duration::ZERO,
+    });
     // The host closes gracefully once the service returns.
 }
 
