@@ -301,7 +301,8 @@ fn r15_http_serve_a_blocked_access_log_never_slows_requests() {
     let mut times = Vec::new();
     for i in 0..FILL + TIMED {
         let started = Instant::now();
-        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let r = read_reply(&mut s, &mut buf);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]));
         let took = started.elapsed();
@@ -354,4 +355,111 @@ fn r15_http_serve_a_blocked_access_log_never_slows_requests() {
     // At least the timed requests' lines found the queue full.
     assert!(dropped >= TIMED as u64, "{line}");
     let _ = srv.child.wait();
+}
+
+/// What a slow-body peer saw: how long after its head the server closed, and what it said.
+struct Cut {
+    after: Duration,
+    answer: String,
+}
+
+/// A peer that sends a POST head announcing `len` body bytes, then `piece` bytes every
+/// `every`, until the server closes (or 20 s pass). Returns when the server answered and
+/// closed.
+fn slow_body(
+    addr: &str,
+    len: usize,
+    piece: usize,
+    every: Duration,
+) -> std::thread::JoinHandle<Cut> {
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .unwrap();
+        let started = Instant::now();
+        let mut reader = s.try_clone().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_secs(25)))
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let read = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let _ = reader.read_to_end(&mut got);
+            let _ = tx.send(());
+            (started.elapsed(), got)
+        });
+        let deadline = started + Duration::from_secs(20);
+        while Instant::now() < deadline && rx.try_recv().is_err() {
+            if s.write_all(&vec![b'x'; piece]).is_err() {
+                break;
+            }
+            std::thread::sleep(every);
+        }
+        let (after, got) = read.join().unwrap();
+        let answer = String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        Cut { after, answer }
+    })
+}
+
+/// See: issue 15. A slow request body held its connection forever: `--header-timeout`
+/// applied to each read, with no deadline for the whole body, so peers sending a byte every
+/// few seconds filled `--max-conns` and every normal client timed out. A body now gets the
+/// first `--header-timeout`, one more second per `--body-min-rate` bytes, and
+/// `--body-timeout` in all; then 408 and close.
+#[test]
+fn r15_http_serve_slow_bodies_are_cut_and_a_normal_client_is_served() {
+    let (_dir, srv) = site(&[
+        "--max-conns",
+        "3",
+        "--header-timeout",
+        "1s",
+        "--body-timeout",
+        "3s",
+        "--body-min-rate",
+        "1k",
+    ]);
+    // Two drips (a byte every 0.4 s, each read in time for the old per-read rule), and one
+    // body fast enough for the rate (2,000 bytes a second) but endless for practical purposes.
+    let drips = [
+        slow_body(&srv.addr, 1000, 1, Duration::from_millis(400)),
+        slow_body(&srv.addr, 1000, 1, Duration::from_millis(400)),
+    ];
+    let steady = slow_body(&srv.addr, 1 << 20, 200, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(300));
+    // Every connection slot is held now; a normal client waits in the backlog until a slow
+    // body is cut (about 1 s), not forever.
+    let started = Instant::now();
+    let r = get(&srv.addr, "/a.txt", "");
+    let waited = started.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(waited < Duration::from_secs(4), "served after {waited:?}");
+    for (i, d) in drips.into_iter().enumerate() {
+        let cut = d.join().unwrap();
+        assert!(
+            cut.answer.starts_with("HTTP/1.1 408"),
+            "drip {i} got {:?}",
+            cut.answer
+        );
+        assert!(
+            cut.after < Duration::from_millis(2500),
+            "drip {i} cut after {:?}",
+            cut.after
+        );
+    }
+    let cut = steady.join().unwrap();
+    assert!(cut.answer.starts_with("HTTP/1.1 408"), "{:?}", cut.answer);
+    assert!(
+        cut.after >= Duration::from_millis(2500) && cut.after < Duration::from_secs(6),
+        "the steady body was cut after {:?}, not at --body-timeout 3s",
+        cut.after
+    );
+    srv.expect_log("request body too slow");
 }

@@ -282,8 +282,10 @@ Try it:
   printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc 127.0.0.1 8080
 The access log (Combined Log Format + seconds taken) goes to stdout after the
 `listening on` line unless --access-log or --no-access-log.
-Timeouts: reading a request is bounded by --header-timeout and --keepalive-timeout;
--t/--timeout bounds each write, so a client that stops reading is dropped after it.";
+Timeouts: reading a request head is bounded by --header-timeout and --keepalive-timeout;
+a request body gets --header-timeout, then one second more for each --body-min-rate
+bytes, and --body-timeout in all (408 after it); -t/--timeout bounds each write, so a
+client that stops reading is dropped after it.";
 
 /// `socklab http serve`.
 #[derive(Debug, Args)]
@@ -315,6 +317,14 @@ pub struct ServeArgs {
     /// Time allowed for a whole request head, from its first byte (408 after it).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     header_timeout: Duration,
+    /// Time allowed for a whole request body, from the end of its head (408 after it).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    body_timeout: Duration,
+    /// Least average rate of a request body once its first --header-timeout is spent, in
+    /// bytes a second (k, M: powers of 1024); a body that falls behind gets 408. 0: no rate
+    /// check, only --body-timeout.
+    #[arg(long, default_value = "1k", value_parser = parse_size, value_name = "RATE")]
+    body_min_rate: usize,
     /// Close a keep-alive connection idle for this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     keepalive_timeout: Duration,
@@ -341,6 +351,7 @@ impl TryFrom<&ServeArgs> for server::Config {
         }
         for (name, d) in [
             ("--header-timeout", a.header_timeout),
+            ("--body-timeout", a.body_timeout),
             ("--keepalive-timeout", a.keepalive_timeout),
         ] {
             if d.is_zero() {
@@ -393,6 +404,8 @@ impl TryFrom<&ServeArgs> for server::Config {
             log,
             json_log: a.json_log,
             header_timeout: a.header_timeout,
+            body_timeout: a.body_timeout,
+            body_min_rate: a.body_min_rate as u64,
             keepalive_timeout: a.keepalive_timeout,
             max_requests: a.max_requests,
             // For HTTP, reads are bounded by --header-timeout and --keepalive-timeout; -t
