@@ -463,3 +463,118 @@ fn r15_http_serve_slow_bodies_are_cut_and_a_normal_client_is_served() {
     );
     srv.expect_log("request body too slow");
 }
+
+/// A hostile origin for `http get`, one route per finding. Prints its port first.
+const HOSTILE: &str = r#"
+import gzip, socket, sys, threading, time
+from urllib.parse import urlsplit, parse_qs
+
+BOMB = gzip.compress(b"\0" * (20 << 20), 9)
+
+def head_of(c):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = c.recv(65536)
+        if not d:
+            return None
+        data += d
+    return data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+
+def forever(c, piece, every=0.01, limit=30):
+    end = time.time() + limit
+    while time.time() < end:
+        c.sendall(piece)
+        time.sleep(every)
+
+def handle(c):
+    try:
+        head = head_of(c)
+        if head is None:
+            return
+        target = head.split(" ")[1]
+        u = urlsplit(target)
+        q = parse_qs(u.query)
+        ranged = any(l.lower().startswith("range:") for l in head.split("\r\n"))
+        if u.path == "/r416":
+            if ranged:
+                c.sendall(("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: %s\r\n"
+                           "Content-Length: 0\r\nConnection: close\r\n\r\n" % q["cr"][0]).encode())
+            else:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        elif u.path == "/continue-forever":
+            forever(c, b"HTTP/1.1 100 Continue\r\n\r\n", every=0.001)
+        elif u.path == "/endless-chunked":
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            forever(c, b"10000\r\n" + b"e" * 65536 + b"\r\n")
+        elif u.path == "/endless-close":
+            c.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+            forever(c, b"c" * 65536)
+        elif u.path == "/huge-length":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\nConnection: close\r\n\r\n"
+                      + b"h" * 1024)
+            time.sleep(30)
+        elif u.path == "/bomb":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n"
+                      b"Connection: close\r\n\r\n" % len(BOMB) + BOMB)
+        elif u.path == "/413":
+            # Refuse the upload at once, without reading it, and close: the unread body
+            # makes the kernel send a reset after the answer.
+            c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
+                      b"Content-Length: 10\r\nConnection: close\r\n\r\ntoo large\n")
+    except OSError:
+        pass
+    finally:
+        c.close()
+
+s = socket.create_server(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"#;
+
+fn hostile() -> (Peer, String) {
+    let (peer, port) = python_server(HOSTILE, &[]);
+    (peer, format!("http://127.0.0.1:{port}"))
+}
+
+/// `socklab http get ARGS` in `dir`, without proxy variables, 30 s at most.
+fn http_get(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(["http", "get"]).args(args).current_dir(dir);
+    without_proxies(&mut cmd);
+    run_with(cmd, b"", Duration::from_secs(30))
+}
+
+/// See: issue 15. `-c` against a 416 whose Content-Range is not `bytes */K` threw the
+/// `.part` away, asked again without Range and saved what came (an empty file) under the
+/// final name with exit 0. README promises the `.part` is kept and exit 7.
+#[test]
+fn r15_http_get_resume_refused_with_416_keeps_the_part_and_exits_7() {
+    let (_peer, base) = hostile();
+    let dir = tempfile::tempdir().unwrap();
+    for cr in ["bytes%20*/0", "bytes%20*/3", "nonsense"] {
+        std::fs::write(dir.path().join("r416.part"), "partial").unwrap();
+        let url = format!("{base}/r416?cr={cr}");
+        let out = http_get(dir.path(), &["-c", "-O", "r416", &url]);
+        exits(&out, 7);
+        stderr_has(&out, "416");
+        stderr_has(&out, "the partial file is kept");
+        assert_eq!(
+            std::fs::read(dir.path().join("r416.part")).unwrap(),
+            b"partial",
+            "{cr}"
+        );
+        assert!(
+            !dir.path().join("r416").exists(),
+            "{cr}: saved a final file"
+        );
+    }
+    // `bytes */K` still means the .part is complete.
+    let out = http_get(
+        dir.path(),
+        &["-c", "-O", "r416", &format!("{base}/r416?cr=bytes%20*/7")],
+    );
+    ok(&out);
+    assert_eq!(std::fs::read(dir.path().join("r416")).unwrap(), b"partial");
+}

@@ -573,6 +573,14 @@ impl<'c> Download<'c> {
                 }
                 Ok(ControlFlow::Break(Step::Fresh))
             }
+            // The server cannot serve from the .part's end: keep the .part, say so (exit 7).
+            Resume::Unsatisfiable => Err(Error::Status {
+                url: got.url.to_string(),
+                status: got.head.status_line(),
+                hint: " to the resume request (the partial file is longer than the server's \
+                       file, or it changed); the partial file is kept: remove it to download \
+                       the whole file again",
+            }),
             // An error page instead of the rest of the file: keep the .part.
             Resume::NotRange => Err(Error::Status {
                 url: got.url.to_string(),
