@@ -578,3 +578,32 @@ fn r15_http_get_resume_refused_with_416_keeps_the_part_and_exits_7() {
     ok(&out);
     assert_eq!(std::fs::read(dir.path().join("r416")).unwrap(), b"partial");
 }
+
+/// See: issue 15. A server sending `100 Continue` forever kept the client running forever,
+/// and its `--header-log` growing. At most 20 informational responses are read; then a
+/// protocol error (exit 5).
+#[test]
+fn r15_http_get_endless_100_continue_is_a_protocol_error() {
+    let (_peer, base) = hostile();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = http_get(
+        dir.path(),
+        &[
+            "--header-log",
+            "heads.log",
+            "-O",
+            "out",
+            &format!("{base}/continue-forever"),
+        ],
+    );
+    exits(&out, 5);
+    stderr_has(
+        &out,
+        "sent more than 20 informational (1xx) responses without a final one",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let log = std::fs::read_to_string(dir.path().join("heads.log")).unwrap();
+    assert_eq!(log.matches("HTTP/1.1 100 Continue").count(), 21, "{log}");
+    assert!(!dir.path().join("out").exists());
+}

@@ -70,6 +70,10 @@ impl AsyncWrite for Stream {
 /// Size of the read buffer: big enough for few system calls per megabyte, small enough that
 /// memory stays flat.
 pub const BUF_SIZE: usize = 256 * 1024;
+/// Most informational (1xx) responses read before the final one. A server may send several
+/// (`100 Continue`, `103 Early Hints`), but one that never stops would keep the client (and
+/// its `--header-log`) going forever.
+pub const MAX_INFORMATIONAL: usize = 20;
 
 /// A connection ready for a request, with its read buffer.
 pub struct Conn {
@@ -86,6 +90,8 @@ pub struct Conn {
     timeout: Duration,
     /// The TLS peer closed the TCP connection without a `close_notify` alert.
     unclean_eof: bool,
+    /// Informational (1xx) responses read so far.
+    informational: usize,
 }
 
 impl Conn {
@@ -107,6 +113,7 @@ impl Conn {
             end: 0,
             timeout: cfg.timeout,
             unclean_eof: false,
+            informational: 0,
         }
     }
 
@@ -170,42 +177,55 @@ impl Conn {
     }
 
     /// Reads one response head: the head and its exact bytes. 1xx heads are logged and
-    /// skipped.
+    /// skipped, [`MAX_INFORMATIONAL`] at most.
     pub async fn read_head(&mut self, ui: &mut Ui) -> Result<(Response, Vec<u8>), Error> {
+        loop {
+            if let Some(head) = self.take_head(ui)? {
+                return Ok(head);
+            }
+            let had = self.end - self.start;
+            if self.fill(usize::MAX).await? == 0 {
+                return Err(Error::NoResponse {
+                    peer: self.peer.clone(),
+                    partial: had > 0,
+                });
+            }
+        }
+    }
+
+    /// The final response head, if the buffer holds one: 1xx heads before it are logged,
+    /// counted and skipped. `None`: more bytes are needed.
+    fn take_head(&mut self, ui: &mut Ui) -> Result<Option<(Response, Vec<u8>)>, Error> {
         loop {
             let parsed = Response::parse(self.buffered()).map_err(|source| Error::Head {
                 peer: self.peer.clone(),
                 source,
             })?;
-            match parsed {
-                Status::Complete((head, used)) => {
-                    let raw = self.buffered()[..used].to_vec();
-                    self.consume(used);
-                    ui.log_head(LogDir::Response, &self.peer, self.via_proxy, &raw)
-                        .map_err(Error::log)?;
-                    if head.status.as_u16() == 101 {
-                        return Err(Error::Head {
-                            peer: self.peer.clone(),
-                            source: h1::Error::MalformedHead {
-                                kind: h1::Kind::Response,
-                                reason: "unexpected 101 Switching Protocols".into(),
-                            },
-                        });
-                    }
-                    if head.status.is_informational() {
-                        continue;
-                    }
-                    return Ok((head, raw));
-                }
-                Status::Partial => {
-                    let had = self.end - self.start;
-                    if self.fill(usize::MAX).await? == 0 {
-                        return Err(Error::NoResponse {
-                            peer: self.peer.clone(),
-                            partial: had > 0,
-                        });
-                    }
-                }
+            let Status::Complete((head, used)) = parsed else {
+                return Ok(None);
+            };
+            let raw = self.buffered()[..used].to_vec();
+            self.consume(used);
+            ui.log_head(LogDir::Response, &self.peer, self.via_proxy, &raw)
+                .map_err(Error::log)?;
+            if head.status.as_u16() == 101 {
+                return Err(Error::Head {
+                    peer: self.peer.clone(),
+                    source: h1::Error::MalformedHead {
+                        kind: h1::Kind::Response,
+                        reason: "unexpected 101 Switching Protocols".into(),
+                    },
+                });
+            }
+            if !head.status.is_informational() {
+                return Ok(Some((head, raw)));
+            }
+            self.informational += 1;
+            if self.informational > MAX_INFORMATIONAL {
+                return Err(Error::TooManyInformational {
+                    peer: self.peer.clone(),
+                    max: MAX_INFORMATIONAL,
+                });
             }
         }
     }

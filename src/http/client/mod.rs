@@ -201,6 +201,15 @@ pub enum Error {
         /// What was wrong.
         source: h1::Error,
     },
+    /// More informational (1xx) responses than `conn::MAX_INFORMATIONAL` (20) before a final
+    /// one.
+    #[error("{peer} sent more than {max} informational (1xx) responses without a final one")]
+    TooManyInformational {
+        /// The peer.
+        peer: String,
+        /// The limit.
+        max: usize,
+    },
     /// The server closed the connection before a complete response head.
     #[error("{peer} closed the connection {}", if *.partial { "in the middle of the response head" } else { "without answering" })]
     NoResponse {
@@ -291,6 +300,7 @@ impl crate::exit::ExitCoded for Error {
             Error::Status { .. } => exit::HTTP_STATUS,
             Error::Protocol(_)
             | Error::Head { .. }
+            | Error::TooManyInformational { .. }
             | Error::NoResponse { .. }
             | Error::Body(_)
             | Error::Redirect(_)
