@@ -607,3 +607,135 @@ fn r15_http_get_endless_100_continue_is_a_protocol_error() {
     assert_eq!(log.matches("HTTP/1.1 100 Continue").count(), 21, "{log}");
     assert!(!dir.path().join("out").exists());
 }
+
+/// See: issue 15. Nothing bounded a download's total time: an endless body ran until the
+/// disk filled. `-m 2s` ends it after 2 s with exit 4, the .part kept and never renamed.
+#[test]
+fn r15_http_get_max_time_ends_an_endless_body() {
+    let (_peer, base) = hostile();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = http_get(
+        dir.path(),
+        &[
+            "-m",
+            "2s",
+            "-O",
+            "endless",
+            &format!("{base}/endless-chunked"),
+        ],
+    );
+    let took = started.elapsed();
+    exits(&out, 4);
+    stderr_has(&out, "-m/--max-time");
+    stderr_has(&out, "endless.part");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+        "ended after {took:?}"
+    );
+    assert!(dir.path().join("endless.part").exists());
+    assert!(!dir.path().join("endless").exists());
+    // A zero or unreadable duration is a usage error.
+    exits(&http_get(dir.path(), &["-m", "0", &base]), 2);
+}
+
+/// See: issue 15. A gzip bomb (20 MiB of zeros in about 20 KiB) was inflated to the end.
+/// With `--compressed` a body inflating past 100:1 after its first MiB is refused (exit 5),
+/// unless `--max-filesize` bounds it instead.
+#[test]
+fn r15_http_get_refuses_a_decompression_bomb() {
+    let (_peer, base) = hostile();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{base}/bomb");
+    let out = http_get(dir.path(), &["--compressed", "-O", "bomb", &url]);
+    exits(&out, 5);
+    stderr_has(&out, "inflates more than 100:1");
+    assert!(!dir.path().join("bomb").exists());
+    let part = std::fs::metadata(dir.path().join("bomb.part"))
+        .unwrap()
+        .len();
+    assert!(part <= 1 << 20, "{part} bytes written before the refusal");
+    // With --max-filesize the user's own ceiling applies instead: large enough, all of it...
+    let out = http_get(
+        dir.path(),
+        &["--compressed", "--max-filesize", "30M", "-O", "bomb", &url],
+    );
+    ok(&out);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("bomb")).unwrap().len(),
+        20 << 20
+    );
+    // ... too small, stopped there (exit 1), nothing renamed.
+    let out = http_get(
+        dir.path(),
+        &["--compressed", "--max-filesize", "10M", "-O", "bomb2", &url],
+    );
+    exits(&out, 1);
+    stderr_has(&out, "past --max-filesize 10485760 bytes");
+    assert!(!dir.path().join("bomb2").exists());
+    let part = std::fs::metadata(dir.path().join("bomb2.part"))
+        .unwrap()
+        .len();
+    assert!(part <= 10 << 20, "{part}");
+}
+
+/// See: issue 15. No limit on size: `--max-filesize` refuses a too-large Content-Length
+/// before downloading anything, and stops a body without a length when it gets there
+/// (exit 1, the .part never renamed).
+#[test]
+fn r15_http_get_max_filesize_refuses_large_and_endless_bodies() {
+    let (_peer, base) = hostile();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = http_get(
+        dir.path(),
+        &[
+            "--max-filesize",
+            "1M",
+            "-O",
+            "huge",
+            &format!("{base}/huge-length"),
+        ],
+    );
+    exits(&out, 1);
+    stderr_has(
+        &out,
+        "the server announces 1000000000000 bytes, more than --max-filesize 1048576",
+    );
+    // The server sends 1 KiB and then waits 30 s: refused at the head, not after.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!dir.path().join("huge.part").exists(), "began downloading");
+    assert!(!dir.path().join("huge").exists());
+    for route in ["endless-close", "endless-chunked"] {
+        let out = http_get(
+            dir.path(),
+            &[
+                "--max-filesize",
+                "1M",
+                "-O",
+                route,
+                &format!("{base}/{route}"),
+            ],
+        );
+        exits(&out, 1);
+        stderr_has(&out, "the body goes past --max-filesize 1048576 bytes");
+        assert!(!dir.path().join(route).exists(), "{route} renamed");
+        let part = std::fs::metadata(dir.path().join(format!("{route}.part")))
+            .unwrap()
+            .len();
+        assert!(part <= 1 << 20, "{route}: {part}");
+    }
+    // On stdout too.
+    let out = http_get(
+        dir.path(),
+        &[
+            "--max-filesize",
+            "100k",
+            "-O",
+            "-",
+            &format!("{base}/endless-close"),
+        ],
+    );
+    exits(&out, 1);
+    assert!(out.stdout.len() <= 100 * 1024, "{}", out.stdout.len());
+}

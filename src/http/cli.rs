@@ -41,8 +41,12 @@ An existing file is replaced only when the new one is complete (--no-clobber kee
 Without --fail an error page (404...) is saved, with a warning, and the exit code is 0.
 Proxies: -x, or http_proxy / https_proxy / no_proxy from the environment (--no-proxy
 ignores them; -x is always used).
-Exit codes: 2 usage, 3 network, 4 timeout, 5 protocol (short body, bad response,
-redirect loop), 6 local file, 7 HTTP status with --fail, 8 TLS, 9 proxy.";
+Limits: -t (60s) without progress, -m/--max-time for the whole run, --max-filesize;
+with --compressed a body inflating past 100:1 after its first MiB is refused (a
+decompression bomb) unless --max-filesize bounds it instead.
+Exit codes: 1 larger than --max-filesize, 2 usage, 3 network, 4 timeout (-t, -m),
+5 protocol (short body, bad response, redirect loop, decompression bomb, endless 1xx),
+6 local file, 7 HTTP status with --fail, 8 TLS, 9 proxy.";
 
 /// `socklab http get`.
 #[derive(Debug, Args)]
@@ -96,6 +100,15 @@ pub struct GetArgs {
     /// Give up when nothing moves for this long (reads, writes, the TLS handshake).
     #[arg(short = 't', long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     timeout: Duration,
+    /// Give up after this long in all: connecting, redirects, the body, retries and their
+    /// waits (exit 4; the .part is kept, never renamed).
+    #[arg(short = 'm', long, value_parser = parse_duration, value_name = "DUR")]
+    max_time: Option<Duration>,
+    /// Save at most SIZE bytes (k, M, G: powers of 1024): a larger announced size is refused
+    /// before downloading, a body that grows past it is stopped (exit 1). It also replaces
+    /// the --compressed ratio limit (100:1 after the first MiB) with itself.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_filesize: Option<usize>,
     /// An extra request header, "Name: value" (repeatable; an empty value removes a default).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     headers: Vec<String>,
@@ -177,6 +190,7 @@ impl GetArgs {
         for (name, d) in [
             ("--connect-timeout", self.connect_timeout),
             ("--timeout", self.timeout),
+            ("--max-time", self.max_time.unwrap_or(Duration::MAX)),
         ] {
             if d.is_zero() {
                 return Err(UsageError(format!("{name} must be more than 0")));
@@ -247,6 +261,8 @@ impl GetArgs {
             limit_rate: self.limit_rate.map(|r| r as u64),
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
+            max_time: self.max_time,
+            max_filesize: self.max_filesize.map(|m| m as u64),
             headers,
             user_agent: self
                 .user_agent
