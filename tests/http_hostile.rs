@@ -739,3 +739,29 @@ fn r15_http_get_max_filesize_refuses_large_and_endless_bodies() {
     exits(&out, 1);
     assert!(out.stdout.len() <= 100 * 1024, "{}", out.stdout.len());
 }
+
+/// See: issue 15. A server that answers a large `--post-file` with an early 413 and closes
+/// (without reading the body) made the client report "reset the connection" (exit 3) and
+/// lose the 413. The client reads while it sends, as curl does (RFC 9112 §9.5), stops
+/// sending at the answer, and reports it: exit 7 with `--fail`, otherwise like any response.
+#[test]
+fn r15_http_get_an_early_413_to_a_large_upload_is_reported() {
+    let (_peer, base) = hostile();
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("upload.bin");
+    // Far more than the socket buffers hold, so the server's close finds it unread.
+    std::fs::write(&upload, vec![b'u'; 32 << 20]).unwrap();
+    let url = format!("{base}/413");
+    let upload = upload.to_str().unwrap();
+    let out = http_get(
+        dir.path(),
+        &["--fail", "--post-file", upload, "-O", "-", &url],
+    );
+    exits(&out, 7);
+    stderr_has(&out, "413 Payload Too Large");
+    assert!(out.stdout.is_empty());
+    let out = http_get(dir.path(), &["--post-file", upload, "-O", "-", &url]);
+    exits(&out, 0);
+    stderr_has(&out, "the server answered 413 Payload Too Large");
+    assert_eq!(out.stdout, b"too large\n");
+}

@@ -127,6 +127,78 @@ impl Conn {
         res.map_err(|e| self.io_err(e, &format!("sending to {}", self.peer)))
     }
 
+    /// Writes `data` (part of a request body) while watching for the response, as RFC 9112
+    /// §9.5 asks of a client sending a body: a server may refuse it (413, 401...) before it
+    /// has read it, and close. Returns `Some(final head)` when the response came before all
+    /// of `data` went out (the rest is not sent), `None` when all of it was written.
+    ///
+    /// A write that fails (the server reset the connection after its answer) is not the end
+    /// either: whatever answer the kernel still holds is read first, and only without one is
+    /// the write error reported. Each step (a read or a write) is bounded by `-t`.
+    pub async fn send_watching(
+        &mut self,
+        ui: &mut Ui,
+        mut data: &[u8],
+    ) -> Result<Option<(Response, Vec<u8>)>, Error> {
+        enum Step {
+            Read(usize),
+            Wrote(usize),
+        }
+        // The server may have ended its side; reads then stop (they would return 0 at once).
+        let mut reading = true;
+        while !data.is_empty() {
+            if self.buf.is_empty() {
+                self.buf = vec![0; BUF_SIZE];
+            }
+            if self.end == self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            // Both directions in one poll: the socket is one object, so the read and the
+            // write cannot be two futures borrowing it at once.
+            let (io, room) = (&mut self.io, &mut self.buf[self.end..]);
+            let step = std::future::poll_fn(|cx| {
+                if reading && !room.is_empty() {
+                    let mut rb = ReadBuf::new(room);
+                    match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                        Poll::Ready(Ok(())) => {
+                            return Poll::Ready(Ok(Step::Read(rb.filled().len())));
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                Pin::new(&mut *io).poll_write(cx, data).map_ok(Step::Wrote)
+            });
+            match net::within(self.timeout, step).await {
+                Ok(Step::Read(0)) => reading = false,
+                Ok(Step::Read(n)) => {
+                    self.end += n;
+                    if let Some(head) = self.take_head(ui)? {
+                        return Ok(Some(head));
+                    }
+                }
+                Ok(Step::Wrote(0)) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Err(self.io_err(e, &format!("sending to {}", self.peer)));
+                }
+                Ok(Step::Wrote(n)) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(self.io_err(e, &format!("sending to {}", self.peer)));
+                }
+                Err(e) => {
+                    let failed = self.io_err(e, &format!("sending to {}", self.peer));
+                    return match self.read_head(ui).await {
+                        Ok(head) => Ok(Some(head)),
+                        Err(_) => Err(failed),
+                    };
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The bytes read but not yet used.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]

@@ -885,10 +885,14 @@ impl<'c> Download<'c> {
             ui.log_head(LogDir::Request, &conn.peer, conn.via_proxy, &head)
                 .map_err(Error::log)?;
             conn.send(&head).await?;
-            if let Some(b) = &out.body {
-                send_body(&mut conn, b).await?;
-            }
-            let (resp, raw) = conn.read_head(ui).await?;
+            let early = match &out.body {
+                Some(b) => send_body(&mut conn, ui, b).await?,
+                None => None,
+            };
+            let (resp, raw) = match early {
+                Some(head) => head,
+                None => conn.read_head(ui).await?,
+            };
             if conn.absolute_form && resp.status.as_u16() == 407 {
                 let name = proxy.as_ref().map_or(String::new(), request::authority);
                 return Err(Error::Proxy(conn::proxy_refusal(&name, &resp, cfg, "")));
@@ -988,10 +992,29 @@ impl Outgoing {
     }
 }
 
-/// Sends a request body.
-async fn send_body(conn: &mut Conn, body: &Body) -> Result<(), Error> {
+/// Sends a request body, watching for an early answer (see [`Conn::send_watching`]):
+/// `Some(final head)` when the server answered before the whole body went out, which then
+/// stops.
+async fn send_body(
+    conn: &mut Conn,
+    ui: &mut Ui,
+    body: &Body,
+) -> Result<Option<(Response, Vec<u8>)>, Error> {
+    let early = |ui: &mut Ui, conn: &Conn| {
+        ui.info(&format!(
+            "{} answered before the whole request body ({} bytes) was sent; stopped sending",
+            conn.peer,
+            body.len()
+        ));
+    };
     match body {
-        Body::Bytes(b) => conn.send(b).await,
+        Body::Bytes(b) => {
+            let head = conn.send_watching(ui, b).await?;
+            if head.is_some() {
+                early(ui, conn);
+            }
+            Ok(head)
+        }
         Body::File(path, len) => {
             use std::io::Read;
             let mut file = File::open(path).map_err(Error::file("reading", path))?;
@@ -1002,11 +1025,15 @@ async fn send_body(conn: &mut Conn, body: &Body) -> Result<(), Error> {
                 if n == 0 {
                     break;
                 }
-                sent += n as u64;
-                if sent > *len {
+                if sent + n as u64 > *len {
+                    sent += n as u64;
                     break;
                 }
-                conn.send(&buf[..n]).await?;
+                if let Some(head) = conn.send_watching(ui, &buf[..n]).await? {
+                    early(ui, conn);
+                    return Ok(Some(head));
+                }
+                sent += n as u64;
             }
             if sent != *len {
                 return Err(Error::File {
@@ -1017,7 +1044,7 @@ async fn send_body(conn: &mut Conn, body: &Body) -> Result<(), Error> {
                     )),
                 });
             }
-            Ok(())
+            Ok(None)
         }
     }
 }
