@@ -297,7 +297,9 @@ Try it:
   curl -v http://127.0.0.1:8080/a http://127.0.0.1:8080/b   one connection, two requests
   printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc 127.0.0.1 8080
 The access log (Combined Log Format + seconds taken) goes to stdout after the
-`listening on` line unless --access-log or --no-access-log.
+`listening on` line unless --access-log or --no-access-log. It never slows a request:
+when its 1,024-line queue is full (a stdout nobody reads) lines are dropped, and
+stderr counts them (at once, every 10 s at most, and in total at shutdown).
 Timeouts: reading a request head is bounded by --header-timeout and --keepalive-timeout;
 a request body gets --header-timeout, then one second more for each --body-min-rate
 bytes, and --body-timeout in all (408 after it); -t/--timeout bounds each write, so a
