@@ -4,7 +4,7 @@
 //! this file imports no protocol and no dispatcher, so following a flag from a protocol
 //! leads here and then down into [`crate::net`], never back up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -258,9 +258,94 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// Reads a file the operator named with a flag (`http serve --not-found`, `qotd serve
+/// --quotes`, `chat serve --motd`), read once at start-up and kept in memory.
+///
+/// It must be a regular file of at most `max` bytes: `/dev/zero`, a FIFO or `/dev/stdin` would
+/// otherwise be read forever (or block) before the server even listens, and a huge file would
+/// be held in memory for the server's life. The file is opened without blocking (a FIFO
+/// would block the open until a writer came), checked with `fstat` on the open descriptor, and
+/// read through a `max + 1` byte window, so a file that grows after the check is still refused.
+/// Every failure is a usage error (exit 2), as for any bad flag value.
+pub fn read_operator_file(flag: &str, path: &Path, max: u64) -> Result<Vec<u8>, UsageError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let bad = |why: String| UsageError(format!("{flag} {}: {why}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    let too_big = || {
+        bad(format!(
+            "larger than {} bytes, the most this flag reads",
+            max
+        ))
+    };
+    if meta.len() > max {
+        return Err(too_big());
+    }
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| bad(e.to_string()))?;
+    if data.len() as u64 > max {
+        return Err(too_big());
+    }
+    Ok(data)
+}
+
+/// [`read_operator_file`] for a text file: it must also be UTF-8.
+pub fn read_operator_text(flag: &str, path: &Path, max: u64) -> Result<String, UsageError> {
+    String::from_utf8(read_operator_file(flag, path, max)?)
+        .map_err(|_| UsageError(format!("{flag} {}: not UTF-8 text", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// See: issue 15. `--not-found /dev/zero` read forever before listening.
+    #[test]
+    fn operator_files_must_be_regular_and_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small");
+        std::fs::write(&small, "hello").unwrap();
+        assert_eq!(read_operator_file("--x", &small, 5).unwrap(), b"hello");
+        let err = read_operator_file("--x", &small, 4).unwrap_err().0;
+        assert!(err.contains("larger than 4 bytes"), "{err}");
+        for special in ["/dev/zero", "/dev/null"] {
+            let err = read_operator_file("--x", Path::new(special), 1 << 20)
+                .unwrap_err()
+                .0;
+            assert_eq!(err, format!("--x {special}: not a regular file"));
+        }
+        let err = read_operator_file("--x", dir.path(), 1 << 20)
+            .unwrap_err()
+            .0;
+        assert!(err.ends_with("not a regular file"), "{err}");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Refused at once: the open does not wait for a writer.
+        let err = read_operator_file("--x", &fifo, 1 << 20).unwrap_err().0;
+        assert!(err.ends_with("not a regular file"), "{err}");
+        let missing = read_operator_file("--x", &dir.path().join("nope"), 1).unwrap_err();
+        assert!(missing.0.contains("No such file"), "{}", missing.0);
+        std::fs::write(&small, [0xff, 0xfe]).unwrap();
+        assert!(
+            read_operator_text("--x", &small, 10)
+                .unwrap_err()
+                .0
+                .ends_with("not UTF-8 text")
+        );
+    }
 
     #[test]
     fn durations() {

@@ -3,11 +3,11 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success (also when stdout is closed early, as in `… \| head`) |
-//! | 1    | check failed: the peer answered, but wrongly (an echo that differs), a calculator's `FALLO` answer to `calc connect --eval`, or an item `transfer send` sent that the receiver refused |
-//! | 2    | bad usage: unknown flag, invalid address or value |
+//! | 1    | check failed: the peer answered, but wrongly (an echo that differs), a calculator's `FALLO` answer to `calc connect --eval`, an item `transfer send` sent that the receiver refused, or a file larger than `http get --max-filesize` |
+//! | 2    | bad usage: unknown flag, invalid address or value; a file named by a server flag (`--not-found`, `--quotes`, `--motd`) that cannot be read, is not a regular file, or is too large |
 //! | 3    | network error: refused, unreachable, name not found, address in use, permission |
-//! | 4    | timeout: the peer did not answer in time |
-//! | 5    | protocol error: the peer sent something malformed (a bad frame, a bad daytime/time/chargen reply, a calculator reply that is not OK/FALLO) |
+//! | 4    | timeout: the peer did not answer in time, or `http get -m/--max-time` ran out |
+//! | 5    | protocol error: the peer sent something malformed (a bad frame, a bad daytime/time/chargen reply, a calculator reply that is not OK/FALLO, a bad HTTP response, more than 20 1xx responses, a decompression bomb) |
 //! | 6    | local I/O error (stdin, stdout, files) |
 //! | 7    | HTTP error status (`http get --fail`: a status of 400 or more) |
 //! | 8    | TLS error: handshake failed, certificate not trusted or not valid for the name |

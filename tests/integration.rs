@@ -31,6 +31,9 @@ mod http_browser;
 mod http_client_interop;
 /// `socklab http get` against socklab's server, Python origins (plain and TLS) and a Python proxy.
 mod http_get;
+/// Hostile peers against `http serve` and `http get` (issue 15): slow bodies, a log nobody
+/// reads, odd ranges and paths, endless, oversized or early answers.
+mod http_hostile;
 /// The static HTTP/1.1 file server against curl, wget, Python's http.client and raw sockets.
 mod http_server;
 /// The UDP p2p chat: two processes, pipes, exit codes.

@@ -9,7 +9,9 @@ use clap::{Args, Subcommand};
 use super::client;
 use super::proto::{self, Flood, Settings};
 use super::server::{self, ChatFraming};
-use crate::args::{JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
+use crate::args::{
+    JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size, read_operator_text,
+};
 use crate::exit::CodedResult;
 use crate::frame::Framing;
 use crate::net;
@@ -25,6 +27,9 @@ pub enum Role {
     #[command(after_help = JOIN_EXAMPLES)]
     Join(JoinArgs),
 }
+
+/// Largest `--motd` file: it is read once at start-up and kept in memory.
+const MAX_MOTD_FILE: u64 = 64 * 1024;
 
 const SERVE_EXAMPLES: &str = "\
 Examples:
@@ -61,7 +66,8 @@ pub struct ServeArgs {
     /// Messages kept per room and replayed to whoever joins it.
     #[arg(long, default_value_t = proto::DEFAULT_HISTORY, value_name = "N")]
     history: usize,
-    /// A message of the day, sent to each client after its nickname.
+    /// A message of the day, sent to each client after its nickname (a regular UTF-8 file of
+    /// at most 64 KiB).
     #[arg(long, value_name = "FILE")]
     motd: Option<PathBuf>,
     /// Append every chat line, action and private message to FILE as JSON lines (time, room,
@@ -158,10 +164,7 @@ impl TryFrom<&ServeArgs> for server::Config {
         }
         let motd = match &a.motd {
             None => None,
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| UsageError(format!("--motd {}: {e}", path.display())))?,
-            ),
+            Some(path) => Some(read_operator_text("--motd", path, MAX_MOTD_FILE)?),
         };
         check_log(a.log.as_deref())?;
         if let Some(url) = &a.cluster {

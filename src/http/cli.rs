@@ -9,7 +9,9 @@ use clap::{Args, Subcommand};
 use super::client::request::{basic_auth, parse_header_arg, url_credentials};
 use super::client::{self, Body, Family, Output, output, proxy, tls::TlsOptions, ui::LogTarget};
 use super::server::{self, log::Destination};
-use crate::args::{OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size};
+use crate::args::{
+    OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size, read_operator_file,
+};
 use crate::exit::CodedResult;
 use crate::net;
 
@@ -39,8 +41,12 @@ An existing file is replaced only when the new one is complete (--no-clobber kee
 Without --fail an error page (404...) is saved, with a warning, and the exit code is 0.
 Proxies: -x, or http_proxy / https_proxy / no_proxy from the environment (--no-proxy
 ignores them; -x is always used).
-Exit codes: 2 usage, 3 network, 4 timeout, 5 protocol (short body, bad response,
-redirect loop), 6 local file, 7 HTTP status with --fail, 8 TLS, 9 proxy.";
+Limits: -t (60s) without progress, -m/--max-time for the whole run, --max-filesize;
+with --compressed a body inflating past 100:1 after its first MiB is refused (a
+decompression bomb) unless --max-filesize bounds it instead.
+Exit codes: 1 larger than --max-filesize, 2 usage, 3 network, 4 timeout (-t, -m),
+5 protocol (short body, bad response, redirect loop, decompression bomb, endless 1xx),
+6 local file, 7 HTTP status with --fail, 8 TLS, 9 proxy.";
 
 /// `socklab http get`.
 #[derive(Debug, Args)]
@@ -94,6 +100,15 @@ pub struct GetArgs {
     /// Give up when nothing moves for this long (reads, writes, the TLS handshake).
     #[arg(short = 't', long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     timeout: Duration,
+    /// Give up after this long in all: connecting, redirects, the body, retries and their
+    /// waits (exit 4; the .part is kept, never renamed).
+    #[arg(short = 'm', long, value_parser = parse_duration, value_name = "DUR")]
+    max_time: Option<Duration>,
+    /// Save at most SIZE bytes (k, M, G: powers of 1024): a larger announced size is refused
+    /// before downloading, a body that grows past it is stopped (exit 1). It also replaces
+    /// the --compressed ratio limit (100:1 after the first MiB) with itself.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_filesize: Option<usize>,
     /// An extra request header, "Name: value" (repeatable; an empty value removes a default).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     headers: Vec<String>,
@@ -175,6 +190,7 @@ impl GetArgs {
         for (name, d) in [
             ("--connect-timeout", self.connect_timeout),
             ("--timeout", self.timeout),
+            ("--max-time", self.max_time.unwrap_or(Duration::MAX)),
         ] {
             if d.is_zero() {
                 return Err(UsageError(format!("{name} must be more than 0")));
@@ -245,6 +261,8 @@ impl GetArgs {
             limit_rate: self.limit_rate.map(|r| r as u64),
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
+            max_time: self.max_time,
+            max_filesize: self.max_filesize.map(|m| m as u64),
             headers,
             user_agent: self
                 .user_agent
@@ -279,9 +297,13 @@ Try it:
   curl -v http://127.0.0.1:8080/a http://127.0.0.1:8080/b   one connection, two requests
   printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc 127.0.0.1 8080
 The access log (Combined Log Format + seconds taken) goes to stdout after the
-`listening on` line unless --access-log or --no-access-log.
-Timeouts: reading a request is bounded by --header-timeout and --keepalive-timeout;
--t/--timeout bounds each write, so a client that stops reading is dropped after it.";
+`listening on` line unless --access-log or --no-access-log. It never slows a request:
+when its 1,024-line queue is full (a stdout nobody reads) lines are dropped, and
+stderr counts them (at once, every 10 s at most, and in total at shutdown).
+Timeouts: reading a request head is bounded by --header-timeout and --keepalive-timeout;
+a request body gets --header-timeout, then one second more for each --body-min-rate
+bytes, and --body-timeout in all (408 after it); -t/--timeout bounds each write, so a
+client that stops reading is dropped after it.";
 
 /// `socklab http serve`.
 #[derive(Debug, Args)]
@@ -297,7 +319,8 @@ pub struct ServeArgs {
     /// Never list a directory: one without index.html is 403 Forbidden.
     #[arg(long)]
     no_listing: bool,
-    /// Send this file's contents (as text/html) as the body of every 404.
+    /// Send this file's contents (as text/html) as the body of every 404 (a regular file of
+    /// at most 1 MiB, read once at start-up).
     #[arg(long, value_name = "FILE")]
     not_found: Option<PathBuf>,
     /// Append the access log to FILE instead of stdout.
@@ -312,6 +335,14 @@ pub struct ServeArgs {
     /// Time allowed for a whole request head, from its first byte (408 after it).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     header_timeout: Duration,
+    /// Time allowed for a whole request body, from the end of its head (408 after it).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    body_timeout: Duration,
+    /// Least average rate of a request body once its first --header-timeout is spent, in
+    /// bytes a second (k, M: powers of 1024); a body that falls behind gets 408. 0: no rate
+    /// check, only --body-timeout.
+    #[arg(long, default_value = "1k", value_parser = parse_size, value_name = "RATE")]
+    body_min_rate: usize,
     /// Close a keep-alive connection idle for this long.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     keepalive_timeout: Duration,
@@ -338,6 +369,7 @@ impl TryFrom<&ServeArgs> for server::Config {
         }
         for (name, d) in [
             ("--header-timeout", a.header_timeout),
+            ("--body-timeout", a.body_timeout),
             ("--keepalive-timeout", a.keepalive_timeout),
         ] {
             if d.is_zero() {
@@ -360,11 +392,9 @@ impl TryFrom<&ServeArgs> for server::Config {
         }
         let not_found = match &a.not_found {
             None => None,
-            Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|e| UsageError(format!("--not-found {}: {e}", path.display())))?
-                    .into(),
-            ),
+            Some(path) => {
+                Some(read_operator_file("--not-found", path, server::MAX_NOT_FOUND_FILE)?.into())
+            }
         };
         let log = match (&a.access_log, a.no_access_log) {
             (_, true) => Destination::Off,
@@ -392,6 +422,8 @@ impl TryFrom<&ServeArgs> for server::Config {
             log,
             json_log: a.json_log,
             header_timeout: a.header_timeout,
+            body_timeout: a.body_timeout,
+            body_min_rate: a.body_min_rate as u64,
             keepalive_timeout: a.keepalive_timeout,
             max_requests: a.max_requests,
             // For HTTP, reads are bounded by --header-timeout and --keepalive-timeout; -t

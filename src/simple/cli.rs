@@ -11,10 +11,11 @@ use clap::{Args, Subcommand};
 use ipnet::IpNet;
 use tokio::task::JoinSet;
 
-use super::proto::{Quotes, Service};
+use super::proto::{MAX_QUOTES_FILE, Quotes, Service};
 use super::{client, server};
 use crate::args::{
     GuardArgs, JsonArg, OutputArgs, ServerNetArgs, UsageError, parse_duration, parse_size,
+    read_operator_text,
 };
 use crate::exit::CodedResult;
 use crate::net::guard::AMPLIFIER_LIMIT;
@@ -118,7 +119,8 @@ pub struct QotdServeArgs {
     #[command(flatten)]
     serve: ServeArgs,
     /// Quotes from FILE, one per line, or fortune style (entries separated by lines holding
-    /// only %). Entries of 512 characters or more are skipped.
+    /// only %). Entries of 512 characters or more are skipped. FILE must be a regular UTF-8
+    /// file of at most 16 MiB.
     #[arg(long, value_name = "FILE")]
     quotes: Option<PathBuf>,
 }
@@ -228,8 +230,7 @@ fn load_quotes(path: Option<&PathBuf>) -> anyhow::Result<Arc<Quotes>> {
     let Some(path) = path else {
         return Ok(Arc::new(Quotes::builtin()));
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading quotes from {}", path.display()))?;
+    let text = read_operator_text("--quotes", path, MAX_QUOTES_FILE)?;
     let quotes =
         Quotes::parse(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
     if quotes.skipped > 0 {

@@ -194,6 +194,9 @@ pub fn check_chargen(data: &[u8]) -> Result<(), usize> {
 /// return, and line feed. The quote may be just one or up to several lines, but it should be
 /// less than 512 characters."
 pub const MAX_QUOTE: usize = 511;
+/// Largest `--quotes` file read (a fortune file is a few hundred KiB): it is read whole at
+/// start-up and kept in memory.
+pub const MAX_QUOTES_FILE: u64 = 16 << 20;
 
 /// The built-in quotations (all from antiquity or from the RFCs themselves).
 pub const BUILTIN_QUOTES: &[&str] = &[

@@ -70,6 +70,10 @@ impl AsyncWrite for Stream {
 /// Size of the read buffer: big enough for few system calls per megabyte, small enough that
 /// memory stays flat.
 pub const BUF_SIZE: usize = 256 * 1024;
+/// Most informational (1xx) responses read before the final one. A server may send several
+/// (`100 Continue`, `103 Early Hints`), but one that never stops would keep the client (and
+/// its `--header-log`) going forever.
+pub const MAX_INFORMATIONAL: usize = 20;
 
 /// A connection ready for a request, with its read buffer.
 pub struct Conn {
@@ -86,6 +90,8 @@ pub struct Conn {
     timeout: Duration,
     /// The TLS peer closed the TCP connection without a `close_notify` alert.
     unclean_eof: bool,
+    /// Informational (1xx) responses read so far.
+    informational: usize,
 }
 
 impl Conn {
@@ -107,6 +113,7 @@ impl Conn {
             end: 0,
             timeout: cfg.timeout,
             unclean_eof: false,
+            informational: 0,
         }
     }
 
@@ -118,6 +125,78 @@ impl Conn {
     pub async fn send(&mut self, data: &[u8]) -> Result<(), Error> {
         let res = net::within(self.timeout, self.io.write_all(data)).await;
         res.map_err(|e| self.io_err(e, &format!("sending to {}", self.peer)))
+    }
+
+    /// Writes `data` (part of a request body) while watching for the response, as RFC 9112
+    /// §9.5 asks of a client sending a body: a server may refuse it (413, 401...) before it
+    /// has read it, and close. Returns `Some(final head)` when the response came before all
+    /// of `data` went out (the rest is not sent), `None` when all of it was written.
+    ///
+    /// A write that fails (the server reset the connection after its answer) is not the end
+    /// either: whatever answer the kernel still holds is read first, and only without one is
+    /// the write error reported. Each step (a read or a write) is bounded by `-t`.
+    pub async fn send_watching(
+        &mut self,
+        ui: &mut Ui,
+        mut data: &[u8],
+    ) -> Result<Option<(Response, Vec<u8>)>, Error> {
+        enum Step {
+            Read(usize),
+            Wrote(usize),
+        }
+        // The server may have ended its side; reads then stop (they would return 0 at once).
+        let mut reading = true;
+        while !data.is_empty() {
+            if self.buf.is_empty() {
+                self.buf = vec![0; BUF_SIZE];
+            }
+            if self.end == self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            // Both directions in one poll: the socket is one object, so the read and the
+            // write cannot be two futures borrowing it at once.
+            let (io, room) = (&mut self.io, &mut self.buf[self.end..]);
+            let step = std::future::poll_fn(|cx| {
+                if reading && !room.is_empty() {
+                    let mut rb = ReadBuf::new(room);
+                    match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                        Poll::Ready(Ok(())) => {
+                            return Poll::Ready(Ok(Step::Read(rb.filled().len())));
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                Pin::new(&mut *io).poll_write(cx, data).map_ok(Step::Wrote)
+            });
+            match net::within(self.timeout, step).await {
+                Ok(Step::Read(0)) => reading = false,
+                Ok(Step::Read(n)) => {
+                    self.end += n;
+                    if let Some(head) = self.take_head(ui)? {
+                        return Ok(Some(head));
+                    }
+                }
+                Ok(Step::Wrote(0)) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Err(self.io_err(e, &format!("sending to {}", self.peer)));
+                }
+                Ok(Step::Wrote(n)) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(self.io_err(e, &format!("sending to {}", self.peer)));
+                }
+                Err(e) => {
+                    let failed = self.io_err(e, &format!("sending to {}", self.peer));
+                    return match self.read_head(ui).await {
+                        Ok(head) => Ok(Some(head)),
+                        Err(_) => Err(failed),
+                    };
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The bytes read but not yet used.
@@ -170,42 +249,55 @@ impl Conn {
     }
 
     /// Reads one response head: the head and its exact bytes. 1xx heads are logged and
-    /// skipped.
+    /// skipped, [`MAX_INFORMATIONAL`] at most.
     pub async fn read_head(&mut self, ui: &mut Ui) -> Result<(Response, Vec<u8>), Error> {
+        loop {
+            if let Some(head) = self.take_head(ui)? {
+                return Ok(head);
+            }
+            let had = self.end - self.start;
+            if self.fill(usize::MAX).await? == 0 {
+                return Err(Error::NoResponse {
+                    peer: self.peer.clone(),
+                    partial: had > 0,
+                });
+            }
+        }
+    }
+
+    /// The final response head, if the buffer holds one: 1xx heads before it are logged,
+    /// counted and skipped. `None`: more bytes are needed.
+    fn take_head(&mut self, ui: &mut Ui) -> Result<Option<(Response, Vec<u8>)>, Error> {
         loop {
             let parsed = Response::parse(self.buffered()).map_err(|source| Error::Head {
                 peer: self.peer.clone(),
                 source,
             })?;
-            match parsed {
-                Status::Complete((head, used)) => {
-                    let raw = self.buffered()[..used].to_vec();
-                    self.consume(used);
-                    ui.log_head(LogDir::Response, &self.peer, self.via_proxy, &raw)
-                        .map_err(Error::log)?;
-                    if head.status.as_u16() == 101 {
-                        return Err(Error::Head {
-                            peer: self.peer.clone(),
-                            source: h1::Error::MalformedHead {
-                                kind: h1::Kind::Response,
-                                reason: "unexpected 101 Switching Protocols".into(),
-                            },
-                        });
-                    }
-                    if head.status.is_informational() {
-                        continue;
-                    }
-                    return Ok((head, raw));
-                }
-                Status::Partial => {
-                    let had = self.end - self.start;
-                    if self.fill(usize::MAX).await? == 0 {
-                        return Err(Error::NoResponse {
-                            peer: self.peer.clone(),
-                            partial: had > 0,
-                        });
-                    }
-                }
+            let Status::Complete((head, used)) = parsed else {
+                return Ok(None);
+            };
+            let raw = self.buffered()[..used].to_vec();
+            self.consume(used);
+            ui.log_head(LogDir::Response, &self.peer, self.via_proxy, &raw)
+                .map_err(Error::log)?;
+            if head.status.as_u16() == 101 {
+                return Err(Error::Head {
+                    peer: self.peer.clone(),
+                    source: h1::Error::MalformedHead {
+                        kind: h1::Kind::Response,
+                        reason: "unexpected 101 Switching Protocols".into(),
+                    },
+                });
+            }
+            if !head.status.is_informational() {
+                return Ok(Some((head, raw)));
+            }
+            self.informational += 1;
+            if self.informational > MAX_INFORMATIONAL {
+                return Err(Error::TooManyInformational {
+                    peer: self.peer.clone(),
+                    max: MAX_INFORMATIONAL,
+                });
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Resuming with `Range: bytes=K-`: whether the answer continues the partial file, restarts
-//! it, or says it is already complete. Sans-IO.
+//! it, says it is already complete, or refuses it. Sans-IO.
 
 use http::{HeaderValue, StatusCode};
 
@@ -15,6 +15,10 @@ pub enum Resume {
     Restart(String),
     /// 416 with `bytes */K`: the partial file is already complete.
     Complete,
+    /// Any other 416 (`bytes */0`, `bytes */N` for another N, or no `Content-Range`): the
+    /// `.part` does not fit the file the server has now. Not a reason to throw the `.part`
+    /// away and download whatever the server sends instead: an error, the `.part` kept.
+    Unsatisfiable,
     /// Some other status (an error page, say): not an answer to the range at all.
     NotRange,
 }
@@ -48,9 +52,7 @@ pub fn check_resume(
             Some(r) if r.bytes_range().is_none() && r.bytes_len() == Some(offset) => {
                 Resume::Complete
             }
-            _ => Resume::Restart(format!(
-                "the server cannot serve from byte {offset} (416); starting over"
-            )),
+            _ => Resume::Unsatisfiable,
         },
         _ => Resume::NotRange,
     }
@@ -103,14 +105,19 @@ mod tests {
             ),
             Resume::Complete
         );
-        assert!(matches!(
-            check_resume(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                Some(&cr("bytes */90")),
-                100
-            ),
-            Resume::Restart(_)
-        ));
+        // See: issue 15. Any other 416 threw the .part away and saved what came next.
+        for other in [
+            Some(cr("bytes */90")),
+            Some(cr("bytes */0")),
+            Some(cr("x")),
+            None,
+        ] {
+            assert_eq!(
+                check_resume(StatusCode::RANGE_NOT_SATISFIABLE, other.as_ref(), 100),
+                Resume::Unsatisfiable,
+                "{other:?}"
+            );
+        }
         assert_eq!(
             check_resume(StatusCode::NOT_FOUND, None, 100),
             Resume::NotRange

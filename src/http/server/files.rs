@@ -25,7 +25,7 @@
 //! | a symlink whose target is outside the root | 403 | the file exists but is not ours to serve |
 //! | the OS says permission denied | 403 | |
 //! | a dotfile or dot-directory (`.git`), without `--hidden` | 404 | its existence is not revealed |
-//! | no such file, or a file used as a directory | 404 | |
+//! | no such file, or a file used as a directory (`/a.txt/x`, also `/a.txt/`, `/a.txt/.`) | 404 | |
 
 use std::ffi::{CString, OsStr};
 use std::fs::{File, Metadata};
@@ -43,6 +43,9 @@ use percent_encoding::percent_decode_str;
 pub struct Target {
     /// Decoded, non-empty segments other than `.`.
     pub segments: Vec<Vec<u8>>,
+    /// Whether the decoded path names a directory: it ends with `/` or `/.` (`/a.txt/`,
+    /// `/a.txt/.`, `/a.txt//`). Such a path never serves a regular file (see [`resolve`]).
+    pub names_directory: bool,
     /// The path as sent (still percent-encoded), without the query.
     pub raw_path: String,
     /// The query, with its `?`, or empty.
@@ -147,8 +150,10 @@ pub fn split(target: &str, hidden: bool) -> Result<Target, StatusCode> {
     if dotfile && !hidden {
         return Err(StatusCode::NOT_FOUND);
     }
+    let names_directory = decoded.ends_with(b"/") || decoded.ends_with(b"/.");
     Ok(Target {
         segments,
+        names_directory,
         raw_path: raw_path.to_string(),
         query: query.to_string(),
     })
@@ -174,6 +179,12 @@ pub fn resolve(root: &Root, target: &Target, hidden: bool) -> Result<Resolved, S
     }
     let opened = open_under(root, &rel, hidden)?;
     if opened.meta.is_file() {
+        // `/a.txt/` asks for a directory called a.txt; the kernel says ENOTDIR to
+        // `open("a.txt/")`, and nginx and Apache answer 404. Dropping the empty and `.`
+        // segments must not turn it into the file.
+        if target.names_directory {
+            return Err(StatusCode::NOT_FOUND);
+        }
         return Ok(Resolved::File(opened));
     }
     if !opened.meta.is_dir() {
@@ -400,6 +411,14 @@ mod tests {
                 ("/env", StatusCode::NOT_FOUND),
                 ("/missing", StatusCode::NOT_FOUND),
                 ("/ok.txt/x", StatusCode::NOT_FOUND),
+                // See: issue 15. A regular file named as a directory, however spelled.
+                ("/ok.txt/", StatusCode::NOT_FOUND),
+                ("/ok.txt/.", StatusCode::NOT_FOUND),
+                ("/ok.txt//", StatusCode::NOT_FOUND),
+                ("/ok.txt/./", StatusCode::NOT_FOUND),
+                ("/ok.txt%2F", StatusCode::NOT_FOUND),
+                ("/alias/", StatusCode::NOT_FOUND),
+                ("/sub/in.txt/", StatusCode::NOT_FOUND),
                 // Opened without blocking, then refused: not a regular file.
                 ("/fifo", StatusCode::FORBIDDEN),
             ] {

@@ -5,22 +5,31 @@
 //! 127.0.0.1 - - [21/Nov/2026:21:36:47 +0000] "GET /a.txt HTTP/1.1" 200 5 "-" "curl/8.5.0" 0.000412
 //! ```
 //!
-//! Connection handlers never write the log themselves: they send entries down a bounded
-//! channel to one writer task. If the writer falls behind (a slow disk, a stdout nobody
-//! reads), a handler waits at most [`SEND_WAIT`] and then drops its line rather than stall
-//! its client.
+//! Connection handlers never write the log themselves: they put entries in a bounded queue
+//! ([`QUEUE`] entries) that one writer thread empties. If the writer falls behind (a slow
+//! disk, a stdout piped to a program that stopped reading), a handler never waits: when the
+//! queue is full its line is dropped and counted, so a log nobody reads costs no request any
+//! time. The count is reported on stderr: a warning at the first dropped line and then at
+//! most once every [`REPORT_EVERY`] while lines keep being dropped, and a total at shutdown
+//! (with the lines still queued when the writer had to be abandoned).
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::net::clock;
 
 /// Entries waiting for the writer.
-const QUEUE: usize = 1024;
-/// Longest a handler waits for room in the queue.
-pub const SEND_WAIT: Duration = Duration::from_millis(100);
+pub const QUEUE: usize = 1024;
+/// Least time between two "dropped lines" warnings.
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Where the access log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,12 +135,68 @@ fn quote(s: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Logger {
     tx: Option<mpsc::Sender<Entry>>,
+    counts: Arc<Counts>,
+}
+
+/// What happened to the lines, shared by the handlers, the writer and the shutdown report.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Lines put in the queue.
+    queued: AtomicU64,
+    /// Lines the writer wrote.
+    written: AtomicU64,
+    /// Lines dropped because the queue was full.
+    dropped: AtomicU64,
+    /// When the last "dropped lines" warning was given.
+    warned: Mutex<Option<Instant>>,
+}
+
+impl Counts {
+    /// Lines dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Lines queued but not (yet) written.
+    pub fn unwritten(&self) -> u64 {
+        let queued = self.queued.load(Ordering::Relaxed);
+        queued.saturating_sub(self.written.load(Ordering::Relaxed))
+    }
+
+    /// Counts one dropped line, and warns if the last warning is old enough.
+    fn drop_one(&self) {
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        // Only the dropping path takes this lock, and only for a clock reading.
+        let Ok(mut warned) = self.warned.lock() else {
+            return;
+        };
+        if warned.is_some_and(|t| clock::since(t) < REPORT_EVERY) {
+            return;
+        }
+        *warned = Some(clock::now());
+        tracing::warn!(
+            "access log: its writer is behind (a slow disk, or a stdout nobody reads);              {dropped} line(s) dropped so far, requests are not slowed"
+        );
+    }
+
+    /// The shutdown report, when something was lost.
+    pub fn report(&self) {
+        let (dropped, unwritten) = (self.dropped(), self.unwritten());
+        if dropped > 0 || unwritten > 0 {
+            tracing::warn!(
+                "access log: {dropped} line(s) dropped because its writer fell behind,                  {unwritten} still queued at exit"
+            );
+        }
+    }
 }
 
 impl Logger {
     /// A logger that discards everything.
     pub fn off() -> Self {
-        Self { tx: None }
+        Self {
+            tx: None,
+            counts: Arc::default(),
+        }
     }
 
     /// Whether lines go anywhere (so callers can skip building them).
@@ -139,14 +204,23 @@ impl Logger {
         self.tx.is_some()
     }
 
-    /// Logs one request (see the module docs for what happens when the writer is slow).
-    pub async fn log(&self, entry: Entry) {
-        if let Some(tx) = &self.tx
-            && tokio::time::timeout(SEND_WAIT, tx.send(entry))
-                .await
-                .is_err()
-        {
-            tracing::debug!("access log behind: dropped a line");
+    /// The counts, for the shutdown report.
+    pub fn counts(&self) -> Arc<Counts> {
+        self.counts.clone()
+    }
+
+    /// Logs one request without waiting: a full queue drops (and counts) the line.
+    pub fn log(&self, entry: Entry) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        match tx.try_send(entry) {
+            Ok(()) => {
+                self.counts.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => self.counts.drop_one(),
+            // The writer gave up after a write error, and said so.
+            Err(TrySendError::Closed(_)) => {}
         }
     }
 }
@@ -168,6 +242,8 @@ pub fn start(
         ),
     };
     let (tx, mut rx) = mpsc::channel::<Entry>(QUEUE);
+    let counts = Arc::<Counts>::default();
+    let written = counts.clone();
     // A blocking writer on its own thread: file and pipe writes block, and must not block a
     // runtime worker.
     let task = tokio::task::spawn_blocking(move || {
@@ -180,9 +256,16 @@ pub fn start(
                 tracing::warn!("cannot write the access log; it is off from now on");
                 return;
             }
+            written.written.fetch_add(1, Ordering::Relaxed);
         }
     });
-    Ok((Logger { tx: Some(tx) }, Some(task)))
+    Ok((
+        Logger {
+            tx: Some(tx),
+            counts,
+        },
+        Some(task),
+    ))
 }
 
 #[cfg(test)]
@@ -211,6 +294,24 @@ mod tests {
             "127.0.0.1 - - [06/Nov/1994:08:49:37 +0000] \"GET /a\\\"b HTTP/1.1\" 200 5 \"-\" \
              \"curl/8.5.0\\x0a\" 0.000412"
         );
+    }
+
+    /// See: issue 15. A full queue made every request wait 100 ms; now the line is dropped at
+    /// once and counted.
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_without_waiting() {
+        let (tx, _rx) = mpsc::channel(2);
+        let logger = Logger {
+            tx: Some(tx),
+            counts: Arc::default(),
+        };
+        let started = clock::now();
+        for _ in 0..5 {
+            logger.log(entry());
+        }
+        assert!(clock::since(started) < Duration::from_millis(50));
+        let counts = logger.counts();
+        assert_eq!((counts.dropped(), counts.unwritten()), (3, 2));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   │    │ partial: read more (the whole head within --header-timeout of its first byte;
 //!   │    │          an empty buffer waits --keepalive-timeout, then closes quietly)
 //!   │    ▼
-//!   │   skip the request body (Content-Length or chunked, ≤ 1 MiB, else 413 and close)
+//!   │   skip the request body (Content-Length or chunked, ≤ 1 MiB, else 413 and close;
+//!   │    │  within --body-timeout and at --body-min-rate, else 408 and close)
 //!   │    ▼
 //!   │   answer: head + body (files streamed in 64 KiB reads), log one line
 //!   │    │
@@ -40,7 +41,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, REFERER, USER_AGENT};
@@ -59,12 +60,19 @@ use crate::net::{Metered, NetError, Peer, SendFile, ServeOptions, clock, fmt_dur
 pub const DEFAULT_PORT: u16 = 8080;
 /// Default time allowed for a whole request head, from its first byte.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed for a whole request body, from the end of its head.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default least average rate of a request body (bytes a second) once its first
+/// `--header-timeout` is spent.
+pub const DEFAULT_BODY_MIN_RATE: u64 = 1024;
 /// Default time an idle keep-alive connection is kept open.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default most requests on one connection.
 pub const DEFAULT_MAX_REQUESTS: usize = 1000;
 /// Largest request body we read (and throw away); a longer one gets 413 and a close.
 pub const MAX_BODY: u64 = 1 << 20;
+/// Largest `--not-found` page: it is read once at start-up and kept in memory.
+pub const MAX_NOT_FOUND_FILE: u64 = 1 << 20;
 /// Bytes read from a file per write to the socket: memory stays flat whatever the file size.
 const FILE_CHUNK: usize = 64 * 1024;
 /// A connection keeps its response buffer between requests up to this capacity.
@@ -97,6 +105,11 @@ pub struct Config {
     pub json_log: bool,
     /// The whole request head must arrive within this long of its first byte.
     pub header_timeout: Duration,
+    /// The whole request body must arrive within this long of the end of its head.
+    pub body_timeout: Duration,
+    /// Least average rate of a request body, bytes a second, once `header_timeout` is spent
+    /// (0: no rate check). See [`body_deadline`].
+    pub body_min_rate: u64,
     /// An idle keep-alive connection is closed after this long.
     pub keepalive_timeout: Duration,
     /// Most requests answered on one connection.
@@ -119,6 +132,8 @@ impl Config {
             log: log::Destination::Off,
             json_log: false,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_requests: DEFAULT_MAX_REQUESTS,
             send_timeout: DEFAULT_SEND_TIMEOUT,
@@ -141,6 +156,7 @@ pub async fn run(
         }
     };
     let opts = cfg.serve.clone();
+    let log_counts = logger.counts();
     let shared = Arc::new(Shared {
         root: files::Root::new(cfg.root.clone()),
         cfg,
@@ -153,6 +169,7 @@ pub async fn run(
     if let Some(writer) = writer {
         let _ = tokio::time::timeout(LOG_FLUSH, writer).await;
     }
+    log_counts.report();
     summary
 }
 
@@ -177,6 +194,18 @@ pub enum ConnError {
     /// Reading a request body failed.
     #[error("reading a request body: {0}")]
     ReadBody(io::Error),
+    /// The request body came too slowly: under `--body-min-rate` once `--header-timeout` was
+    /// spent, or not complete within `--body-timeout` (answered 408).
+    #[error(
+        "request body too slow: {received} bytes in {} (--body-min-rate, --body-timeout)",
+        fmt_duration(*.after)
+    )]
+    BodyTooSlow {
+        /// Body bytes read (framing included).
+        received: u64,
+        /// Time since the end of the head.
+        after: Duration,
+    },
     /// Writing the response failed or stalled past `-t`.
     #[error("writing: {0}")]
     Write(io::Error),
@@ -297,11 +326,18 @@ where
 
         // 2. Skip any body, so the next head starts where we will look for it.
         let mut close = !req.keep_alive || served >= cfg.max_requests || sh.shutdown.is_cancelled();
+        // Why the connection ends after this answer, for the close log line.
+        let mut ended = None;
         let reply = match skip_body(s, &mut buf, &req, cfg).await {
             Ok(()) => respond(&req, cfg, &sh.root).await,
             Err(BodySkip::Refused(status)) => {
                 close = true;
                 error_reply(status, &req.target, cfg)
+            }
+            Err(BodySkip::TooSlow(e)) => {
+                close = true;
+                ended = Some(e);
+                error_reply(StatusCode::REQUEST_TIMEOUT, &req.target, cfg)
             }
             Err(BodySkip::Io(e)) => return Err(e),
         };
@@ -324,11 +360,11 @@ where
                 user_agent: header_text(&req, USER_AGENT),
                 took: clock::since(started),
             };
-            sh.logger.log(entry).await;
+            sh.logger.log(entry);
         }
         sent?;
         if close {
-            return Ok(());
+            return ended.map_or(Ok(()), Err);
         }
     }
 }
@@ -336,11 +372,34 @@ where
 enum BodySkip {
     /// Answer with this status and close.
     Refused(StatusCode),
+    /// The body came too slowly: answer 408 and close.
+    TooSlow(ConnError),
     /// The connection failed.
     Io(ConnError),
 }
 
-/// Reads and discards the request's body (we serve files; nothing takes a body).
+/// When a request body that began at `start` and has brought `received` bytes so far must be
+/// complete (after Apache's mod_reqtimeout `body=…,MinRate=…`): it gets the first
+/// `header_timeout` for free, then one more second for every `body_min_rate` bytes, and
+/// never more than `body_timeout` in all.
+///
+/// A client dripping a byte every few seconds therefore loses its connection after about
+/// `header_timeout` (each read alone would have been in time); one that keeps up the rate is
+/// cut only at `body_timeout`, which bounds what a fast-enough but endless body can hold.
+/// Pure: the clock reading is the caller's.
+fn body_deadline(start: Instant, received: u64, cfg: &Config) -> Instant {
+    let earned = if cfg.body_min_rate == 0 {
+        cfg.body_timeout
+    } else {
+        let secs = received as f64 / cfg.body_min_rate as f64;
+        cfg.header_timeout
+            .saturating_add(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+    };
+    start + earned.min(cfg.body_timeout)
+}
+
+/// Reads and discards the request's body (we serve files; nothing takes a body), within the
+/// time [`body_deadline`] allows.
 async fn skip_body<S>(
     s: &mut Metered<S>,
     buf: &mut BytesMut,
@@ -356,6 +415,8 @@ where
     // 413 for a body over the limit, 400 for broken chunked framing.
     let refused = |e: h1::Error| BodySkip::Refused(e.status());
     let mut framer = BodyFramer::request(req.body, MAX_BODY).map_err(refused)?;
+    let start = clock::now();
+    let mut received = 0u64;
     loop {
         // The framer says which bytes are payload; we skip those along with the framing.
         let step = framer.decode(buf).map_err(refused)?;
@@ -366,10 +427,22 @@ where
         if step.used > 0 {
             continue;
         }
+        let too_slow = || {
+            BodySkip::TooSlow(ConnError::BodyTooSlow {
+                received,
+                after: clock::since(start),
+            })
+        };
+        // Each read waits at most --header-timeout, and never past the body's deadline.
+        let left = body_deadline(start, received, cfg).saturating_duration_since(clock::now());
+        if left.is_zero() {
+            return Err(too_slow());
+        }
         buf.reserve(READ_CHUNK);
-        match within(cfg.header_timeout, s.read_buf(buf)).await {
+        match within(left.min(cfg.header_timeout), s.read_buf(buf)).await {
             Ok(0) => return Err(BodySkip::Io(ConnError::ClosedInBody)),
-            Ok(_) => {}
+            Ok(n) => received += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(too_slow()),
             Err(e) => return Err(BodySkip::Io(ConnError::ReadBody(e))),
         }
     }
@@ -405,18 +478,16 @@ async fn finish_early<S>(
     )
     .await
     .unwrap_or(0);
-    sh.logger
-        .log(log::Entry {
-            peer: ip,
-            time,
-            request,
-            status,
-            bytes: sent,
-            referer: None,
-            user_agent: None,
-            took: Duration::ZERO,
-        })
-        .await;
+    sh.logger.log(log::Entry {
+        peer: ip,
+        time,
+        request,
+        status,
+        bytes: sent,
+        referer: None,
+        user_agent: None,
+        took: Duration::ZERO,
+    });
     // The host closes gracefully once the service returns.
 }
 
@@ -550,4 +621,39 @@ fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Result<()
             ConnError::ReadFile(e)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// See: issue 15. The body had only a per-read timeout, so a byte every few seconds held
+    /// a connection forever.
+    #[test]
+    fn a_body_earns_time_at_the_minimum_rate_up_to_the_body_timeout() {
+        let mut cfg = Config::new(PathBuf::from("/"));
+        cfg.header_timeout = Duration::from_secs(10);
+        cfg.body_timeout = Duration::from_secs(30);
+        cfg.body_min_rate = 1024;
+        let t0 = clock::now();
+        let at = |received| body_deadline(t0, received, &cfg) - t0;
+        // A drip earns almost nothing beyond the first --header-timeout.
+        assert_eq!(at(0), Duration::from_secs(10));
+        assert_eq!(
+            at(3),
+            Duration::from_secs(10) + Duration::from_secs_f64(3.0 / 1024.0)
+        );
+        // Each 1 KiB earns a second...
+        assert_eq!(at(10 * 1024), Duration::from_secs(20));
+        // ... up to --body-timeout, however fast the body comes.
+        assert_eq!(at(1 << 20), Duration::from_secs(30));
+        assert_eq!(at(u64::MAX), Duration::from_secs(30));
+        // No rate check: --body-timeout alone.
+        cfg.body_min_rate = 0;
+        assert_eq!(body_deadline(t0, 0, &cfg) - t0, Duration::from_secs(30));
+        // A --header-timeout longer than --body-timeout is cut to it.
+        cfg.body_min_rate = 1024;
+        cfg.header_timeout = Duration::from_secs(60);
+        assert_eq!(body_deadline(t0, 0, &cfg) - t0, Duration::from_secs(30));
+    }
 }

@@ -14,6 +14,8 @@
 //!   ignore Range); we do not write `multipart/byteranges`.
 //! - A range that starts at or after the end (or `bytes=-0`) gives 416 with
 //!   `Content-Range: bytes */LEN`. A Range header we cannot parse is ignored (200).
+//! - A suffix longer than the file (`bytes=-101` for 100 bytes) selects the whole file, 206
+//!   `bytes 0-99/100` (§14.1.3), however long: one too large for a `u64` saturates.
 //! - `If-Range` must match strongly (§13.1.5). Our ETags are weak, so an `If-Range` with an
 //!   entity tag never matches and the whole file is sent; a date matches when it is at or
 //!   after the file's Last-Modified (at one-second precision).
@@ -86,10 +88,11 @@ pub fn select(headers: &HeaderMap, len: u64, etag: &str, mtime: SystemTime) -> S
     // means the whole file (§14.1.3), so handle a suffix ourselves.
     let spec = raw.trim_start_matches("bytes=").trim();
     if let Some(suffix) = spec.strip_prefix('-') {
-        return match suffix.parse::<u64>() {
-            Ok(0) | Err(_) => Selection::Unsatisfiable,
-            _ if len == 0 => Selection::Unsatisfiable,
-            Ok(n) => Selection::Partial {
+        return match suffix_length(suffix) {
+            None => Selection::Full,
+            Some(0) => Selection::Unsatisfiable,
+            Some(_) if len == 0 => Selection::Unsatisfiable,
+            Some(n) => Selection::Partial {
                 start: len.saturating_sub(n),
                 end: len - 1,
             },
@@ -118,6 +121,18 @@ pub fn select(headers: &HeaderMap, len: u64, etag: &str, mtime: SystemTime) -> S
         start,
         end: end.min(len - 1),
     }
+}
+
+/// The N of a suffix range `bytes=-N`: `None` when it is not digits (the header is then
+/// ignored, §14.1.1). A number too large for a `u64` is longer than any file, so it means the
+/// whole representation (§14.1.3: "if the selected representation is shorter than the
+/// specified suffix-length, the entire representation is used"), as a smaller too-long
+/// suffix does; it saturates instead of failing to parse.
+fn suffix_length(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -185,6 +200,28 @@ mod tests {
         assert!(!not_modified(&h, &tag, mtime()));
     }
 
+    /// See: issue 15. A suffix longer than a `u64` got 416; it is longer than the file, so
+    /// it means the whole file, like any other suffix longer than the file (§14.1.3).
+    #[test]
+    fn a_suffix_longer_than_u64_means_the_whole_file() {
+        let tag = etag(100, mtime());
+        let sel = |r: &str| select(&headers(&[("range", r)]), 100, &tag, mtime());
+        let whole = Selection::Partial { start: 0, end: 99 };
+        assert_eq!(sel("bytes=-99999999999999999999"), whole);
+        assert_eq!(sel("bytes=-18446744073709551615"), whole);
+        assert_eq!(sel("bytes=-18446744073709551616"), whole);
+        assert_eq!(sel(&format!("bytes=-{}", "9".repeat(500))), whole);
+        // Still a zero-length suffix, and an empty file, are unsatisfiable.
+        assert_eq!(sel("bytes=-00000000000000000000"), Selection::Unsatisfiable);
+        let empty = select(
+            &headers(&[("range", "bytes=-99999999999999999999")]),
+            0,
+            &tag,
+            mtime(),
+        );
+        assert_eq!(empty, Selection::Unsatisfiable);
+    }
+
     #[test]
     fn ranges() {
         let tag = etag(100, mtime());
@@ -197,6 +234,7 @@ mod tests {
         );
         assert_eq!(sel("bytes=-10"), Selection::Partial { start: 90, end: 99 });
         assert_eq!(sel("bytes=-500"), Selection::Partial { start: 0, end: 99 });
+        assert_eq!(sel("bytes=-101"), Selection::Partial { start: 0, end: 99 });
         assert_eq!(sel("bytes=100-"), Selection::Unsatisfiable);
         assert_eq!(sel("bytes=-0"), Selection::Unsatisfiable);
         assert_eq!(sel("bytes=0-1,5-6"), Selection::Full);
