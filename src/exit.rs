@@ -13,6 +13,7 @@
 //! | 8    | TLS error: handshake failed, certificate not trusted or not valid for the name |
 //! | 9    | proxy error: the proxy refused or cannot be reached, or answered 407, 502 or another non-2xx to CONNECT |
 //! | 130  | interrupted by a second Ctrl-C |
+//! | 255  | `rexec connect`/`rexec run` only: socklab itself failed (every other code is the remote command's) |
 //!
 //! Each error type says its own code by implementing [`ExitCoded`]; this module knows only
 //! the table and the generic errors ([`NetError`], [`UsageError`], `io::Error`), and imports

@@ -46,6 +46,7 @@ pub fn entries() -> Vec<Entry> {
     all.extend(crate::p2p::lab::entries());
     all.extend(crate::rtt::lab::entries());
     all.extend(crate::transfer::lab::entries());
+    all.extend(crate::rexec::lab::entries());
     all
 }
 

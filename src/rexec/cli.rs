@@ -351,8 +351,7 @@ async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
     bound.announce()?;
     if key.created {
         eprintln!(
-            "socklab: made a new host key {} in {}",
-            key.fingerprint,
+            "socklab: made a new host key in {} (mode 0600)",
             key_path.display()
         );
     }

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod lab;
 pub mod penalty;
 pub mod proto;
 pub mod server;
