@@ -977,3 +977,110 @@ fn a_python_client_written_from_the_document_runs_commands() {
     assert_eq!(commands.len(), 2, "{commands:?}");
     assert_eq!(commands[1]["command"], "wc -c");
 }
+
+#[test]
+fn a_client_that_never_reads_is_dropped_and_its_command_killed() {
+    let lab = Lab::new();
+    let srv = lab.server("hk.pem", "audit.jsonl", &["--idle-timeout", "2s"]);
+    let before = rss_anon_kb(srv.pid());
+    require("python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg(raw_py())
+        .args([
+            "stall",
+            "127.0.0.1",
+            &srv.port().to_string(),
+            "ana",
+            "yes",
+            "6",
+        ])
+        .env("SOCKLAB_PASSWORD", ANA_PW);
+    let out = run_with(cmd, b"", Duration::from_secs(60));
+    ok(&out);
+    // The session ended with the command killed by the hang-up, memory back where it was.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = lab.audit("audit.jsonl");
+        if !events(&log, "disconnect").is_empty() || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let disc = events(&log, "disconnect");
+    assert_eq!(disc.len(), 1, "{log:?}");
+    assert!(
+        disc[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped reading"),
+        "{}",
+        disc[0]
+    );
+    let yes = events(&log, "command")[0];
+    assert_eq!(yes["command"], "yes");
+    assert_eq!(yes["session_ended"], true);
+    assert!(yes["signal"] == 1 || yes["signal"] == 9, "{yes}");
+    assert!(rss_anon_kb(srv.pid()) < before + 8 * 1024);
+}
+
+#[test]
+fn a_command_that_ignores_ctrl_c_is_left_at_the_third() {
+    let lab = Lab::new();
+    let srv = lab.server("hk.pem", "audit.jsonl", &[]);
+    let mut cmd = lab.client(
+        ANA_PW,
+        &[
+            "run",
+            &target(&srv, "ana"),
+            "--accept-new",
+            "--",
+            "trap '' INT; echo started; sleep 100",
+        ],
+    );
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "started\n");
+    for _ in 0..2 {
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(child.try_wait().unwrap().is_none(), "still running");
+    }
+    let st = stop_child(&mut child, "INT").expect("left at the third Ctrl-C");
+    assert_eq!(st.code(), Some(130));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("interrupted three times"), "{err}");
+    // The server hangs the command up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = lab.audit("audit.jsonl");
+        if let Some(c) = events(&log, "command").first() {
+            assert_eq!(c["session_ended"], true, "{c}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command was not ended: {log:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

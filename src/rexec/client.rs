@@ -125,6 +125,9 @@ pub enum ClientError {
     /// The key files.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// Ctrl-C three times during one command (it ignored SIGINT).
+    #[error("interrupted three times: leaving (the server hangs up the command's process group)")]
+    Interrupted,
     /// Local I/O (the terminal, stdin, stdout, the log).
     #[error("{what}: {source}")]
     Local {
@@ -148,7 +151,10 @@ fn retry_hint(ms: u32) -> String {
 
 impl crate::exit::ExitCoded for ClientError {
     fn exit_code(&self) -> u8 {
-        OWN_ERROR
+        match self {
+            ClientError::Interrupted => 130,
+            _ => OWN_ERROR,
+        }
     }
 }
 
@@ -483,6 +489,7 @@ impl Channel {
         self.session.exec_sent();
         let mut buf = BytesMut::with_capacity(MAX_DATA);
         let mut stdin_open = stdin.is_some();
+        let mut presses = 0;
         let mut out = io::stdout();
         let mut err = io::stderr();
         let ending = loop {
@@ -524,7 +531,12 @@ impl Channel {
                     }
                 }
                 _ = interrupts.recv() => {
-                    // The remote group gets SIGINT; the command decides what it means.
+                    // The remote group gets SIGINT; the command decides what it means. A
+                    // command that ignores it is left at the third Ctrl-C.
+                    presses += 1;
+                    if presses >= 3 {
+                        return Err(ClientError::Interrupted);
+                    }
                     self.send(&Message::Signal(2)).await?;
                 }
             }

@@ -315,7 +315,18 @@ impl StreamService for Rexec {
         let (rd, wr) = tokio::io::split(tls);
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
         let (data_tx, data_rx) = mpsc::channel(8);
-        let writer = write_loop(wr, ctrl_rx, data_rx, self.cfg.idle);
+        // The writer tells the session when the client stopped reading; the session tells the
+        // writer when it is over (so a daemon still holding a pipe cannot keep it open).
+        let stalled = CancellationToken::new();
+        let over = CancellationToken::new();
+        let writer = write_loop(
+            wr,
+            ctrl_rx,
+            data_rx,
+            self.cfg.idle,
+            over.clone(),
+            stalled.clone(),
+        );
         let s = Session {
             srv: self,
             id,
@@ -328,7 +339,11 @@ impl StreamService for Rexec {
             commands: 0,
         };
         let frames = FramedRead::new(rd, TlvCodec::new(MAX_FRAME));
-        let main = s.run(frames, login_deadline, hard_stop);
+        let main = async {
+            let r = s.run(frames, login_deadline, hard_stop, stalled).await;
+            over.cancel();
+            r
+        };
         let ((result, user, commands), _) = tokio::join!(main, writer);
         let (reason, err) = match result {
             Ok(r) => (r, None),
@@ -394,6 +409,7 @@ impl Session<'_> {
         mut frames: FramedRead<R, TlvCodec>,
         login_deadline: tokio::time::Instant,
         hard_stop: CancellationToken,
+        stalled: CancellationToken,
     ) -> (Result<String, ConnError>, Option<String>, u64)
     where
         R: tokio::io::AsyncRead + Unpin,
@@ -417,6 +433,12 @@ impl Session<'_> {
             };
             tokio::select! {
                 biased;
+                _ = stalled.cancelled() => {
+                    break Ok(format!(
+                        "the client stopped reading (no write went through for {})",
+                        crate::net::fmt_duration(self.srv.cfg.idle)
+                    ));
+                }
                 _ = hard_stop.cancelled() => {
                     self.fail(ErrorCode::Shutdown, "the server is shutting down");
                     break Ok("server shut down".to_string());
@@ -622,17 +644,35 @@ impl Session<'_> {
 }
 
 /// Writes control messages first, then output; batches what is queued into one write. A
-/// write that makes no progress for `stall` ends the session.
+/// write that makes no progress for `stall` cancels `stalled` (the session ends). Once `over`
+/// is cancelled, what is queued is written and the writer ends.
 async fn write_loop<W: AsyncWrite + Unpin>(
+    wr: W,
+    ctrl: mpsc::UnboundedReceiver<Message>,
+    data: mpsc::Receiver<Message>,
+    stall: Duration,
+    over: CancellationToken,
+    stalled: CancellationToken,
+) -> io::Result<()> {
+    let r = write_queued(wr, ctrl, data, stall, over).await;
+    if r.is_err() {
+        stalled.cancel();
+    }
+    r
+}
+
+async fn write_queued<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut ctrl: mpsc::UnboundedReceiver<Message>,
     mut data: mpsc::Receiver<Message>,
     stall: Duration,
+    over: CancellationToken,
 ) -> io::Result<()> {
     let mut buf = BytesMut::new();
     let mut ctrl_open = true;
     let mut data_open = true;
-    while ctrl_open || data_open {
+    let mut last = false;
+    while (ctrl_open || data_open) && !last {
         tokio::select! {
             biased;
             m = ctrl.recv(), if ctrl_open => match m {
@@ -643,8 +683,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 Some(m) => m.encode(&mut buf),
                 None => { data_open = false; continue; }
             },
+            _ = over.cancelled() => last = true,
         }
-        while buf.len() < 256 * 1024 {
+        while last || buf.len() < 256 * 1024 {
             if let Ok(m) = ctrl.try_recv() {
                 m.encode(&mut buf);
             } else if let Ok(m) = data.try_recv() {

@@ -9,6 +9,8 @@ things socklab's own client will not do.
   rexec_raw.py hostile HOST PORT               protocol violations; one JSON line each with
                                                what the server answered
   rexec_raw.py grace HOST PORT                 connects, sends nothing; prints the answer
+  rexec_raw.py stall HOST PORT USER CMD SECS   logs in (SOCKLAB_PASSWORD), runs CMD and never
+                                               reads its output for SECS seconds
 """
 
 import json
@@ -156,6 +158,26 @@ def grace(host, port):
                       "then": "eof" if read_frame(s) is None else "more"}), flush=True)
 
 
+def stall(host, port, user, cmd, secs):
+    import os
+    s = connect(host, int(port))
+    s.sendall(auth(user, os.environ["SOCKLAB_PASSWORD"]))
+    f = read_frame(s)
+    assert f is not None and f[0] == AUTH_OK, f
+    s.sendall(frame(EXEC, b"\x00" + cmd.encode()))
+    time.sleep(float(secs))
+    # Then read what is left: the server gave up on us.
+    got, end = 0, None
+    s.settimeout(10)
+    while True:
+        f = read_frame(s)
+        if f is None:
+            break
+        got += 1
+        end = f[0]
+    print(json.dumps({"frames_after": got, "last": end}), flush=True)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"brute": brute, "timing": timing, "hostile": hostile, "grace": grace}[cmd](*args)
+    {"brute": brute, "timing": timing, "hostile": hostile, "grace": grace, "stall": stall}[cmd](*args)
