@@ -1084,3 +1084,107 @@ fn a_command_that_ignores_ctrl_c_is_left_at_the_third() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn on_a_terminal_the_client_asks_about_the_key_and_for_the_password() {
+    require("script");
+    let lab = Lab::new();
+    let srv = lab.server("hk.pem", "audit.jsonl", &[]);
+    let fp = fingerprint_of(&srv);
+    // `script` gives the client a pseudo-terminal: the host-key question, the no-echo
+    // password prompt and the `>>> ` prompt all happen there.
+    let inner = format!(
+        "{} rexec connect ana@127.0.0.1:{} --known-hosts {}",
+        bin().display(),
+        srv.port(),
+        lab.s("known_hosts")
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &inner, "/dev/null"])
+        .env_remove("SOCKLAB_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let seen = seen.clone();
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !seen.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "never saw {needle:?}; the terminal showed:\n{}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    use std::io::Write;
+    wait_for("Are you sure you want to continue connecting");
+    assert!(
+        seen.lock().unwrap().contains(&fp),
+        "the fingerprint is shown"
+    );
+    stdin.write_all(b"yes\n").unwrap();
+    wait_for("ana@127.0.0.1's password: ");
+    stdin.write_all(format!("{ANA_PW}\n").as_bytes()).unwrap();
+    wait_for(">>> ");
+    stdin.write_all(b"echo $((40+2))\n").unwrap();
+    wait_for("\n42\r\n");
+    // The next prompt (the command has ended), then `exit`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().matches(">>> ").count() < 2 {
+        assert!(Instant::now() < deadline, "no second prompt");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stdin.write_all(b"exit\n").unwrap();
+    let st = stop_child(&mut child, "CONT").expect("the session ends at exit");
+    assert!(st.success(), "{st}");
+    let screen = seen.lock().unwrap().clone();
+    assert!(
+        !screen.contains(ANA_PW),
+        "the password was echoed:\n{screen}"
+    );
+    let kh = std::fs::read_to_string(lab.path("known_hosts")).unwrap();
+    assert_eq!(kh, format!("[127.0.0.1]:{} {fp}\n", srv.port()));
+}
+
+#[test]
+fn command_timeout_ends_a_long_command() {
+    let lab = Lab::new();
+    let srv = lab.server("hk.pem", "audit.jsonl", &["--command-timeout", "1s"]);
+    let began = Instant::now();
+    let out = lab.run(
+        ANA_PW,
+        &[
+            "run",
+            &target(&srv, "ana"),
+            "--accept-new",
+            "--",
+            "sleep 30",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", err_text(&out));
+    assert!(began.elapsed() < Duration::from_secs(20));
+    let log = lab.audit("audit.jsonl");
+    let c = events(&log, "command")[0];
+    assert_eq!(c["timed_out"], true);
+    assert_eq!(c["signal"], 15);
+}
