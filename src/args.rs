@@ -189,6 +189,18 @@ impl GuardArgs {
     }
 }
 
+/// `--bind`'s value as an IP address (brackets around IPv6 allowed, no port).
+pub fn bind_ip(bind: &str) -> Result<std::net::IpAddr, UsageError> {
+    bind.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| {
+            UsageError(format!(
+                "--bind takes an IP address without a port, not {bind:?}"
+            ))
+        })
+}
+
 /// A client's address as given (HOST:PORT, [IPV6]:PORT, PORT), or a bare host with
 /// `default_port`; a Unix socket address is refused with `no_unix` (the protocol's words).
 pub fn inet_endpoint(

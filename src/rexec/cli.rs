@@ -18,7 +18,7 @@ use super::tls::{self, HostKey};
 use super::users::{self, Users, UsersError};
 use crate::args::{OutputArgs, UsageError, parse_duration};
 use crate::exit::CodedResult;
-use crate::net::{self, AllowList, BindOptions, ServeOptions};
+use crate::net::{self, AllowList, ServeOptions};
 
 /// rexec roles.
 #[derive(Debug, Subcommand)]
@@ -285,13 +285,7 @@ fn passwd(args: PasswdArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let host = args.bind.trim_start_matches('[').trim_end_matches(']');
-    let ip: std::net::IpAddr = host.parse().map_err(|_| {
-        UsageError(format!(
-            "--bind takes an IP address without a port, not {:?}",
-            args.bind
-        ))
-    })?;
+    let ip = crate::args::bind_ip(&args.bind)?;
     if unsafe_geteuid() == 0 && !args.allow_root {
         return Err(UsageError(
             "refusing to start as root: every command would run as root. Run it as an \
@@ -338,16 +332,9 @@ async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
         None => server::Audit::none(),
     };
     let shutdown = net::shutdown::on_signals();
-    let bound = net::host::ListenSpec {
-        place: net::host::Place::Inet {
-            host: ip.to_string(),
-            port: args.port,
-        },
-        transport: net::host::Transport::Stream,
-        bind: BindOptions::default(),
-    }
-    .bind()
-    .await?;
+    let bound = net::host::ListenSpec::tcp(std::net::SocketAddr::new(ip, args.port))
+        .bind()
+        .await?;
     bound.announce()?;
     if key.created {
         eprintln!(

@@ -165,13 +165,7 @@ impl Role {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let host = args.bind.trim_start_matches('[').trim_end_matches(']');
-    let ip: std::net::IpAddr = host.parse().map_err(|_| {
-        UsageError(format!(
-            "--bind takes an IP address without a port, not {:?}",
-            args.bind
-        ))
-    })?;
+    let ip = crate::args::bind_ip(&args.bind)?;
     // Checked before binding; the port it got is blocked as a source too (another reflector).
     args.guard.config(None, &[])?;
     let shutdown = net::shutdown::on_signals();

@@ -20,7 +20,7 @@ use super::server;
 use crate::args::{JsonArg, OutputArgs, UsageError, parse_duration, parse_size};
 use crate::exit::{self, CodedResult};
 use crate::net::addr::Endpoint;
-use crate::net::{self, AllowList, BindOptions, ServeOptions};
+use crate::net::{self, AllowList, ServeOptions};
 use crate::report::{Event, Line, Reporter};
 
 /// transfer roles.
@@ -187,13 +187,7 @@ impl Role {
 }
 
 async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let host = args.bind.trim_start_matches('[').trim_end_matches(']');
-    let ip: std::net::IpAddr = host.parse().map_err(|_| {
-        UsageError(format!(
-            "--bind takes an IP address without a port, not {:?}",
-            args.bind
-        ))
-    })?;
+    let ip = crate::args::bind_ip(&args.bind)?;
     if args.max_conns == 0 {
         return Err(UsageError("--max-conns must be at least 1".into()).into());
     }
@@ -206,16 +200,9 @@ async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
         return Err(UsageError(format!("--dir {} is not a directory", args.dir.display())).into());
     }
     let shutdown = net::shutdown::on_signals();
-    let bound = net::host::ListenSpec {
-        place: net::host::Place::Inet {
-            host: ip.to_string(),
-            port: args.port,
-        },
-        transport: net::host::Transport::Stream,
-        bind: BindOptions::default(),
-    }
-    .bind()
-    .await?;
+    let bound = net::host::ListenSpec::tcp(std::net::SocketAddr::new(ip, args.port))
+        .bind()
+        .await?;
     bound.announce()?;
     let cfg = server::Config {
         serve: ServeOptions {
