@@ -1188,3 +1188,97 @@ fn command_timeout_ends_a_long_command() {
     assert_eq!(c["timed_out"], true);
     assert_eq!(c["signal"], 15);
 }
+
+#[test]
+fn connections_that_never_log_in_cannot_take_every_slot() {
+    let lab = Lab::new();
+    let srv = lab.server("hk.pem", "audit.jsonl", &[]);
+    // 50 plain TCP connections from 127.0.0.2 that never start TLS.
+    require("python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg(raw_py()).args([
+        "hold",
+        "127.0.0.1",
+        &srv.port().to_string(),
+        "127.0.0.2",
+        "50",
+        "4",
+    ]);
+    let holder = std::thread::spawn(move || run_with(cmd, b"", Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(1500));
+    // Meanwhile ana, from 127.0.0.1, logs in at once.
+    let began = Instant::now();
+    let out = lab.run(
+        ANA_PW,
+        &["run", &target(&srv, "ana"), "--accept-new", "--", "echo in"],
+        b"",
+    );
+    assert_eq!(ok(&out), b"in\n");
+    assert!(began.elapsed() < Duration::from_secs(10));
+    let out = holder.join().unwrap();
+    let rows = json_lines(&ok(&out));
+    assert_eq!(rows[0]["opened"], 50);
+    assert_eq!(
+        rows[1]["closed_at_once"], 18,
+        "beyond 32 not logged in per address, closed at once"
+    );
+    let log = lab.audit("audit.jsonl");
+    assert_eq!(events(&log, "refused").len(), 18);
+}
+
+#[test]
+fn a_removed_directory_and_a_daemon_do_not_wedge_the_session() {
+    let lab = Lab::new();
+    let srv = lab.server("hk.pem", "audit.jsonl", &["--command-timeout", "2s"]);
+    let t = target(&srv, "ana");
+    let home = lab.s("home");
+    // The session's directory is removed under it: the next command runs in the start
+    // directory, and says so.
+    let out = lab.run(
+        ANA_PW,
+        &["connect", &t, "--accept-new"],
+        b"mkdir gone\ncd gone\nrmdir ../gone\npwd\npwd\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok(&out)),
+        format!("{home}\n{home}\n")
+    );
+    stderr_has(&out, "gone is gone; running in");
+    // A daemon holding the output pipe open is cut at --command-timeout.
+    let began = Instant::now();
+    let out = lab.run(
+        ANA_PW,
+        &["run", &t, "--", "setsid sleep 30 & echo started"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", err_text(&out));
+    assert_eq!(out.stdout, b"started\n");
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+    let log = lab.audit("audit.jsonl");
+    assert!(
+        events(&log, "command_start")
+            .iter()
+            .any(|e| e["command"] == "setsid sleep 30 & echo started")
+    );
+    // A users file others can write is refused at start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(lab.path("users"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = socklab(
+        &[
+            "rexec",
+            "serve",
+            "--users",
+            &lab.s("users"),
+            "-p",
+            "0",
+            "--allow-root",
+        ],
+        b"",
+    );
+    exits(&out, 2);
+    stderr_has(&out, "chmod 600");
+}

@@ -145,6 +145,14 @@ pub struct ServeArgs {
     /// Password checks at once (Argon2id takes 19 MiB each); more wait their turn.
     #[arg(long, default_value_t = server::DEFAULT_MAX_AUTH, value_name = "N")]
     max_auth: usize,
+    /// Connections not logged in yet, at most, in all: more are closed at once (as sshd's
+    /// MaxStartups), so peers that never log in cannot take every --max-conns slot.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_STARTUPS, value_name = "N")]
+    max_startups: usize,
+    /// Connections not logged in yet, at most, per source address (an IPv6 /64 counts as
+    /// one address).
+    #[arg(long, default_value_t = server::DEFAULT_PER_SOURCE_STARTUPS, value_name = "N")]
+    max_startups_per_source: usize,
     /// Accept only these clients (an address or CIDR network; repeatable).
     #[arg(long, value_name = "ADDR|CIDR", value_parser = net::allow::parse_net)]
     allow: Vec<IpNet>,
@@ -294,11 +302,18 @@ async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    if args.max_conns == 0 || args.max_auth == 0 {
-        return Err(UsageError("--max-conns and --max-auth must be at least 1".into()).into());
+    if args.max_conns == 0
+        || args.max_auth == 0
+        || args.max_startups == 0
+        || args.max_startups_per_source == 0
+    {
+        return Err(UsageError(
+            "--max-conns, --max-auth and --max-startups(-per-source) must be at least 1".into(),
+        )
+        .into());
     }
     // The users file must be readable now (an empty one is allowed: nobody gets in yet).
-    let users = Users::load(&args.users, false).coded()?;
+    let users = Users::load_for_server(&args.users).coded()?;
     if users.names().is_empty() {
         tracing::warn!(
             "{} has no users yet: add one with `socklab rexec passwd {} add USER`",
@@ -357,6 +372,8 @@ async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
         idle: args.idle_timeout,
         command_timeout: (!args.command_timeout.is_zero()).then_some(args.command_timeout),
         max_auth: args.max_auth,
+        max_startups: args.max_startups,
+        per_source_startups: args.max_startups_per_source,
     };
     server::run(bound, cfg, &key, audit, shutdown)
         .await
@@ -436,11 +453,30 @@ fn own(e: ClientError) -> anyhow::Result<ExitCode> {
     Err(crate::exit::Coded::from(e).into())
 }
 
+/// The client's settings; every problem is one of socklab's own (exit 255), found before
+/// anything is sent.
+fn client_setup(a: ClientArgs) -> Result<client::Config, ClientError> {
+    client_config(a).map_err(|e| ClientError::Setup(format!("{e:#}")))
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let cfg = client_config(args.client)?;
+    let cfg = match client_setup(args.client) {
+        Ok(c) => c,
+        Err(e) => return own(e),
+    };
     let line = args.command.join(" ");
     if line.trim().is_empty() {
-        return Err(UsageError("no command to run".into()).into());
+        return own(ClientError::Setup("no command to run".into()));
+    }
+    if line.len() > super::proto::MAX_COMMAND {
+        return own(ClientError::Setup(format!(
+            "a command of {} bytes: commands are at most {} bytes",
+            line.len(),
+            super::proto::MAX_COMMAND
+        )));
+    }
+    if let Err(e) = client::exit_on_interrupt_outside_commands() {
+        return own(e);
     }
     let mut chan = match client::connect(&cfg).await {
         Ok(c) => c,
@@ -455,8 +491,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let cfg = client_config(args.client)?;
+    let cfg = match client_setup(args.client) {
+        Ok(c) => c,
+        Err(e) => return own(e),
+    };
     let interactive = client::interactive();
+    if let Err(e) = client::exit_on_interrupt_outside_commands() {
+        return own(e);
+    }
     let mut chan = match client::connect(&cfg).await {
         Ok(c) => c,
         Err(e) => return own(e),

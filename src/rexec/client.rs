@@ -10,6 +10,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,12 +33,22 @@ use crate::net::{self, NetError, clock};
 pub const OWN_ERROR: u8 = 255;
 
 /// Where the password comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum PasswordSource {
     /// Given (from `SOCKLAB_PASSWORD` or `--password-file`); one try.
     Given(Zeroizing<String>),
     /// The no-echo prompt on the terminal; a new prompt after each failure.
     Prompt,
+}
+
+impl std::fmt::Debug for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never the password.
+            PasswordSource::Given(_) => f.write_str("Given(<hidden>)"),
+            PasswordSource::Prompt => f.write_str("Prompt"),
+        }
+    }
 }
 
 /// How the host key is trusted.
@@ -125,6 +136,9 @@ pub enum ClientError {
     /// The key files.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// A flag or file the client needs is wrong (reported before anything is sent).
+    #[error("{0}")]
+    Setup(String),
     /// Ctrl-C three times during one command (it ignored SIGINT).
     #[error("interrupted three times: leaving (the server hangs up the command's process group)")]
     Interrupted,
@@ -209,8 +223,80 @@ fn warn_changed(name: &str, seen: &str, expected: &str, source: &str, hint: &str
     );
 }
 
+/// Whether a command runs (Ctrl-C then goes to it, not to this process).
+static IN_COMMAND: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C outside a command (at the password prompt, while connecting, between piped
+/// commands) ends the client at once with 130, the terminal's settings put back first (the
+/// password prompt turns echo off). Call once, before anything else.
+pub fn exit_on_interrupt_outside_commands() -> Result<(), ClientError> {
+    let saved = TtyState::save();
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(local("catching Ctrl-C"))?;
+    tokio::spawn(async move {
+        while sigint.recv().await.is_some() {
+            if !IN_COMMAND.load(Ordering::SeqCst) {
+                saved.restore();
+                eprintln!("\nsocklab: interrupted");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The controlling terminal's settings, to put back.
+struct TtyState(Option<(std::fs::File, libc::termios)>);
+
+impl TtyState {
+    fn save() -> TtyState {
+        use std::os::fd::AsRawFd;
+        let Ok(tty) = std::fs::File::open("/dev/tty") else {
+            return TtyState(None);
+        };
+        // SAFETY: tcgetattr fills the zeroed termios for an open descriptor; on failure the
+        // value is not used.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut t) } != 0 {
+            return TtyState(None);
+        }
+        TtyState(Some((tty, t)))
+    }
+
+    fn restore(&self) {
+        use std::os::fd::AsRawFd;
+        if let Some((tty, t)) = &self.0 {
+            // SAFETY: sets back settings read from the same terminal.
+            unsafe {
+                libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, t);
+            }
+        }
+    }
+}
+
+/// Marks a command as running for as long as it lives.
+struct InCommand;
+
+impl InCommand {
+    fn enter() -> InCommand {
+        IN_COMMAND.store(true, Ordering::SeqCst);
+        InCommand
+    }
+}
+
+impl Drop for InCommand {
+    fn drop(&mut self) {
+        IN_COMMAND.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Connects, checks the host key, and authenticates.
 pub async fn connect(cfg: &Config) -> Result<Channel, ClientError> {
+    // The transcript first: a log that cannot be written is found before anything is sent.
+    let transcript = match &cfg.log {
+        Some(path) => Some(Transcript::open(path)?),
+        None => None,
+    };
     let name = host_key_name(&cfg.host, cfg.port);
     let mut known = KnownHosts::load(&cfg.trust.known_hosts)?;
     let expect = match (&cfg.trust.fingerprint, known.find(&name)) {
@@ -297,8 +383,7 @@ pub async fn connect(cfg: &Config) -> Result<Channel, ClientError> {
         transcript: None,
     };
     chan.authenticate(cfg).await?;
-    if let Some(path) = &cfg.log {
-        let mut t = Transcript::open(path)?;
+    if let Some(mut t) = transcript {
         t.header(&format!(
             "# socklab rexec {}@{name} ({}) started {}\n",
             cfg.user,
@@ -473,6 +558,7 @@ impl Channel {
             )));
         }
         let began = clock::now();
+        let running = InCommand::enter();
         // One stream for the whole command: a Ctrl-C between two turns of the loop below is
         // kept for the next turn, not lost.
         let mut interrupts =
@@ -535,6 +621,9 @@ impl Channel {
                     // command that ignores it is left at the third Ctrl-C.
                     presses += 1;
                     if presses >= 3 {
+                        // Still "in a command" for the Ctrl-C watcher, which would otherwise
+                        // exit first with a vaguer message.
+                        std::mem::forget(running);
                         return Err(ClientError::Interrupted);
                     }
                     self.send(&Message::Signal(2)).await?;
@@ -573,7 +662,11 @@ fn write_out(w: &mut impl Write, b: &[u8]) -> io::Result<()> {
 }
 
 /// The client's `--log FILE`: the session as text, appended.
-struct Transcript(std::fs::File);
+struct Transcript {
+    file: std::fs::File,
+    /// The last byte written was a newline (or nothing was written).
+    at_line_start: bool,
+}
 
 impl Transcript {
     fn open(path: &std::path::Path) -> Result<Transcript, ClientError> {
@@ -583,13 +676,19 @@ impl Transcript {
             .create(true)
             .mode(0o600)
             .open(path)
-            .map(Transcript)
+            .map(|file| Transcript {
+                file,
+                at_line_start: true,
+            })
             .map_err(local(format!("opening the log {}", path.display())))
     }
 
     fn header(&mut self, s: &str) -> Result<(), ClientError> {
-        self.0
-            .write_all(s.as_bytes())
+        // Each entry on a line of its own, after output that did not end one.
+        let nl = if self.at_line_start { "" } else { "\n" };
+        self.at_line_start = true;
+        self.file
+            .write_all(format!("{nl}{s}").as_bytes())
             .map_err(local("writing the log"))
     }
 
@@ -601,7 +700,10 @@ impl Transcript {
     }
 
     fn output(&mut self, b: &[u8]) -> Result<(), ClientError> {
-        self.0.write_all(b).map_err(local("writing the log"))
+        if let Some(&last) = b.last() {
+            self.at_line_start = last == b'\n';
+        }
+        self.file.write_all(b).map_err(local("writing the log"))
     }
 
     fn exit(&mut self, ending: Ending, took: Duration) -> Result<(), ClientError> {

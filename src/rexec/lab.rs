@@ -77,6 +77,8 @@ pub fn entries() -> Vec<Entry> {
                 idle: DEFAULT_IDLE,
                 command_timeout: None,
                 max_auth: DEFAULT_MAX_AUTH,
+                max_startups: server::DEFAULT_MAX_STARTUPS,
+                per_source_startups: server::DEFAULT_PER_SOURCE_STARTUPS,
             };
             let summary = server::run(b, cfg, &key, Audit::none(), shutdown).await;
             drop(dir);

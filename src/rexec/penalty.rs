@@ -93,11 +93,14 @@ impl Brake {
         self.expire(now);
         let key = (source, user.to_string());
         if !self.entries.contains_key(&key) && self.entries.len() >= MAX_ENTRIES {
-            // The oldest idle pair goes (a flood of names cannot grow the table).
+            // The oldest idle pair goes (a flood of names cannot grow the table), not one that
+            // is braked (or a spray of 10,000 names would buy three free tries again), unless
+            // braked pairs alone fill four times the table.
+            let braked_too = self.entries.len() >= 4 * MAX_ENTRIES;
             if let Some(oldest) = self
                 .entries
                 .iter()
-                .filter(|(_, e)| e.pending == 0)
+                .filter(|(_, e)| e.pending == 0 && (braked_too || e.failures < FREE))
                 .min_by_key(|(_, e)| e.last)
                 .map(|(k, _)| k.clone())
             {
@@ -140,6 +143,18 @@ impl Brake {
         e.last = now;
         if e.failures == 0 && e.pending == 0 {
             self.entries.remove(&key);
+        }
+    }
+
+    /// A try admitted and then abandoned unchecked (its connection went away): its slot is
+    /// given back, no failure counted.
+    pub fn abandon(&mut self, source: IpAddr, user: &str) {
+        let key = (source, user.to_string());
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.pending = e.pending.saturating_sub(1);
+            if e.failures == 0 && e.pending == 0 {
+                self.entries.remove(&key);
+            }
         }
     }
 
@@ -279,5 +294,25 @@ mod tests {
             }
         }
         assert_eq!(b.len(), MAX_ENTRIES);
+    }
+
+    #[test]
+    fn a_spray_of_names_does_not_free_a_braked_pair() {
+        let now = crate::net::clock::now();
+        let mut b = Brake::new();
+        for _ in 0..3 {
+            if let Admit::At(_) = b.admit(A, "ana", now) {
+                b.finish(A, "ana", false, now);
+            }
+        }
+        let later = now + Duration::from_millis(1);
+        for i in 0..(MAX_ENTRIES + 100) {
+            let user = format!("u{i}");
+            if let Admit::At(_) = b.admit(A, &user, later) {
+                b.finish(A, &user, false, later);
+            }
+        }
+        assert_eq!(b.len(), MAX_ENTRIES);
+        assert_eq!(b.failures(A, "ana"), 3, "ana is still braked");
     }
 }

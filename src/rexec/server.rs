@@ -67,6 +67,85 @@ pub struct Config {
     pub command_timeout: Option<Duration>,
     /// Argon2 hashes at once (each takes 19 MiB).
     pub max_auth: usize,
+    /// Connections not yet authenticated, in all (`--max-startups`).
+    pub max_startups: usize,
+    /// Connections not yet authenticated, per source address (`--max-startups-per-source`).
+    pub per_source_startups: usize,
+}
+
+/// Default `--max-startups`.
+pub const DEFAULT_MAX_STARTUPS: usize = 128;
+/// Default `--max-startups-per-source`.
+pub const DEFAULT_PER_SOURCE_STARTUPS: usize = 32;
+/// The longest a TLS handshake may take (within the login grace).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections that have not logged in yet, counted in all and per source, so that
+/// connections that never authenticate (a flood, or a peer that holds sockets open) cannot
+/// take every `--max-conns` slot from the users who do: beyond either limit a new connection is
+/// closed at once (as sshd's MaxStartups and PerSourceMaxStartups do).
+#[derive(Debug, Default)]
+struct Startups {
+    total: usize,
+    per: std::collections::HashMap<IpAddr, usize>,
+}
+
+/// One connection's place among the [`Startups`], given back when it logs in or ends.
+struct StartupSlot<'a> {
+    owner: &'a Mutex<Startups>,
+    ip: IpAddr,
+    held: bool,
+}
+
+impl<'a> StartupSlot<'a> {
+    fn take(owner: &'a Mutex<Startups>, ip: IpAddr, max: usize, per: usize) -> Option<Self> {
+        let mut s = owner.lock().unwrap_or_else(|p| p.into_inner());
+        let n = s.per.get(&ip).copied().unwrap_or(0);
+        if s.total >= max || n >= per {
+            return None;
+        }
+        s.total += 1;
+        s.per.insert(ip, n + 1);
+        Some(StartupSlot {
+            owner,
+            ip,
+            held: true,
+        })
+    }
+
+    fn release(&mut self) {
+        if !self.held {
+            return;
+        }
+        self.held = false;
+        let mut s = self.owner.lock().unwrap_or_else(|p| p.into_inner());
+        s.total = s.total.saturating_sub(1);
+        if let Some(n) = s.per.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                s.per.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Drop for StartupSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The key the brake and the start-up limits use for an address: IPv6 by its /64 (one host
+/// usually holds a whole /64), IPv4 as it is.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+        v4 => v4,
+    }
 }
 
 /// The server's `--log FILE`: one JSON object per line, each with `time` (RFC 3339, UTC),
@@ -147,8 +226,20 @@ struct Outcome {
 }
 
 impl Gate {
-    async fn check(self: Arc<Self>, ip: IpAddr, user: String, mut password: Vec<u8>) -> Outcome {
+    /// Checks a try, unless the session that asked is gone (`None` then: nothing is checked,
+    /// nothing counted).
+    async fn check(
+        self: Arc<Self>,
+        ip: IpAddr,
+        user: String,
+        mut password: Vec<u8>,
+        asker: &oneshot::Sender<Outcome>,
+    ) -> Option<Outcome> {
         let at = loop {
+            if asker.is_closed() {
+                password.zeroize();
+                return None;
+            }
             // Made before asking, so a slot freed in between is not missed.
             let freed = self.slot.notified();
             let admit =
@@ -163,21 +254,32 @@ impl Gate {
                 }
                 Admit::Refuse(wait) => {
                     password.zeroize();
-                    return Outcome {
+                    return Some(Outcome {
                         ok: false,
                         reason: format!("too many failures, retry after {} ms", wait.as_millis()),
                         retry_after: wait,
-                    };
+                    });
                 }
             }
         };
         tokio::time::sleep_until(at.into()).await;
         let permit = self.hashing.acquire().await;
+        if asker.is_closed() {
+            // Gone while waiting: give the slot back without a check.
+            password.zeroize();
+            drop(permit);
+            self.brake
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .abandon(ip, &user);
+            self.slot.notify_waiters();
+            return None;
+        }
         let gate = self.clone();
         let name = user.clone();
         let (ok, reason) = tokio::task::spawn_blocking(move || {
             // Unknown users are checked against the decoy: the same work, the same answer.
-            let (phc, known, reason) = match Users::load(&gate.users, false) {
+            let (phc, known, reason) = match Users::load_for_server(&gate.users) {
                 Ok(u) => match u.hash_of(&name) {
                     Some(h) => (h.to_string(), true, "wrong password".to_string()),
                     None => (gate.decoy.clone(), false, "unknown user".to_string()),
@@ -196,11 +298,11 @@ impl Gate {
             .unwrap_or_else(|p| p.into_inner())
             .finish(ip, &user, ok, clock::now());
         self.slot.notify_waiters();
-        Outcome {
+        Some(Outcome {
             ok,
             reason,
             retry_after: Duration::ZERO,
-        }
+        })
     }
 }
 
@@ -235,6 +337,7 @@ pub async fn run(
         audit,
         sessions: AtomicU64::new(0),
         shutdown: shutdown.clone(),
+        startups: Mutex::new(Startups::default()),
     };
     host::serve_stream(bound.into(), opts, shutdown, Arc::new(service)).await
 }
@@ -260,6 +363,7 @@ struct Rexec {
     audit: Audit,
     sessions: AtomicU64,
     shutdown: CancellationToken,
+    startups: Mutex<Startups>,
 }
 
 /// Why a session ended early (logged in the connection's close line).
@@ -268,9 +372,12 @@ pub enum ConnError {
     /// The TLS handshake failed.
     #[error("TLS handshake: {0}")]
     Handshake(io::Error),
-    /// No TLS handshake within the login grace.
-    #[error("no TLS handshake within the login grace")]
+    /// No TLS handshake in time.
+    #[error("no TLS handshake within 10 s (or the login grace)")]
     HandshakeTimeout,
+    /// Too many connections not logged in yet.
+    #[error("closed at once: too many connections not logged in (--max-startups)")]
+    Startups,
     /// Reading failed.
     #[error("reading: {0}")]
     Read(String),
@@ -292,13 +399,50 @@ impl StreamService for Rexec {
         let login_deadline = clock::tokio_now() + self.cfg.login_grace;
         let peer = conn.peer.clone();
         let hard_stop = conn.hard_stop.clone();
-        let tls = match tokio::time::timeout_at(login_deadline, self.acceptor.accept(&mut conn.io))
-            .await
-        {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Err(ConnError::Handshake(e)),
-            Err(_) => return Err(ConnError::HandshakeTimeout),
+        let ip = match &peer {
+            Peer::Inet(a) => source_key(a.ip()),
+            Peer::Unix(_) => IpAddr::from([127, 0, 0, 1]),
         };
+        let Some(startup) = StartupSlot::take(
+            &self.startups,
+            ip,
+            self.cfg.max_startups,
+            self.cfg.per_source_startups,
+        ) else {
+            self.audit.log(
+                "refused",
+                id,
+                json!({
+                    "peer": peer.to_string(),
+                    "reason": "too many connections not logged in (--max-startups)",
+                }),
+            );
+            conn.skip_linger();
+            return Err(ConnError::Startups);
+        };
+        let handshake_deadline = login_deadline.min(clock::tokio_now() + HANDSHAKE_TIMEOUT);
+        let tls =
+            match tokio::time::timeout_at(handshake_deadline, self.acceptor.accept(&mut conn.io))
+                .await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    self.audit.log(
+                        "handshake_failed",
+                        id,
+                        json!({"peer": peer.to_string(), "reason": e.to_string()}),
+                    );
+                    return Err(ConnError::Handshake(e));
+                }
+                Err(_) => {
+                    self.audit.log(
+                        "handshake_failed",
+                        id,
+                        json!({"peer": peer.to_string(), "reason": "no TLS handshake in time"}),
+                    );
+                    return Err(ConnError::HandshakeTimeout);
+                }
+            };
         {
             let (_, c) = tls.get_ref();
             self.audit.log(
@@ -330,6 +474,7 @@ impl StreamService for Rexec {
         let s = Session {
             srv: self,
             id,
+            startup,
             peer,
             user: None,
             cwd: self.cfg.home.clone(),
@@ -373,6 +518,7 @@ fn ms(d: Duration) -> f64 {
 struct Session<'a> {
     srv: &'a Rexec,
     id: u64,
+    startup: StartupSlot<'a>,
     peer: Peer,
     user: Option<String>,
     cwd: PathBuf,
@@ -414,10 +560,7 @@ impl Session<'_> {
     where
         R: tokio::io::AsyncRead + Unpin,
     {
-        let ip = match &self.peer {
-            Peer::Inet(a) => a.ip(),
-            Peer::Unix(_) => IpAddr::from([127, 0, 0, 1]),
-        };
+        let ip = self.startup.ip;
         let (written_tx, mut written_rx) = mpsc::unbounded_channel::<u32>();
         let mut auth: Option<oneshot::Receiver<Outcome>> = None;
         let mut job: Option<Job> = None;
@@ -464,6 +607,7 @@ impl Session<'_> {
                         "tries_left": left,
                     }));
                     if outcome.ok {
+                        self.startup.release();
                         tracing::info!("rexec: {} authenticated as {}", self.peer, user.as_deref().unwrap_or(""));
                         self.send(Message::AuthOk { cwd: self.cwd.display().to_string() });
                     } else {
@@ -539,7 +683,10 @@ impl Session<'_> {
                             let (tx, rx) = oneshot::channel();
                             let gate = self.srv.gate.clone();
                             tokio::spawn(async move {
-                                let _ = tx.send(gate.check(ip, user, password).await);
+                                // `tx` closes when the session is gone: the check is skipped.
+                                if let Some(outcome) = gate.check(ip, user, password, &tx).await {
+                                    let _ = tx.send(outcome);
+                                }
                             });
                             auth = Some(rx);
                         }
@@ -554,6 +701,7 @@ impl Session<'_> {
                                 session::Spec {
                                     line: command.clone(),
                                     cwd: self.cwd.clone(),
+                                    home: self.srv.cfg.home.clone(),
                                     env,
                                     stdin,
                                     timeout: self.srv.cfg.command_timeout,
@@ -561,7 +709,16 @@ impl Session<'_> {
                                 self.data.clone(),
                                 written_tx.clone(),
                             );
-                            job = Some(Job { running, command, cwd: self.cwd.clone(), start: clock::wall() });
+                            let start = clock::wall();
+                            // Logged as it starts too: a command that never ends (a daemon
+                            // holding its pipes, a server stopped) is still on record.
+                            self.srv.audit.log("command_start", self.id, json!({
+                                "user": self.user,
+                                "cwd": self.cwd.display().to_string(),
+                                "command": command,
+                                "start": timestamp(start),
+                            }));
+                            job = Some(Job { running, command, cwd: self.cwd.clone(), start });
                         }
                         ServerEvent::Stdin(b) => {
                             if let Some(tx) = job.as_ref().and_then(|j| j.running.stdin.as_ref()) {

@@ -15,6 +15,8 @@
 use std::io;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -37,6 +39,8 @@ pub struct Spec {
     pub line: String,
     /// The session's working directory.
     pub cwd: PathBuf,
+    /// Where to run instead when that directory is gone (the server's start directory).
+    pub home: PathBuf,
     /// The environment (already the whole of it).
     pub env: Vec<(String, String)>,
     /// Stdin is forwarded (otherwise /dev/null).
@@ -147,14 +151,34 @@ pub fn start(
     let began = clock::now();
     let cd = is_session_cd(&spec.line);
     let script = if cd {
-        format!("{} >/dev/null && pwd", spec.line)
+        // The whole of stdout is the directory (no newline to split on: a name may hold one).
+        format!("{} >/dev/null && printf '%s' \"$PWD\"", spec.line)
     } else {
         spec.line.clone()
+    };
+    // A working directory removed since: run in the start directory (or /) and say so,
+    // rather than fail every command from now on.
+    let mut moved = None;
+    let cwd = if spec.cwd.is_dir() {
+        spec.cwd.clone()
+    } else {
+        let to = if spec.home.is_dir() {
+            spec.home.clone()
+        } else {
+            PathBuf::from("/")
+        };
+        moved = Some(format!(
+            "socklab rexec: {} is gone; running in {}\n",
+            spec.cwd.display(),
+            to.display()
+        ));
+        to
     };
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(script)
-        .current_dir(&spec.cwd)
+        .current_dir(&cwd)
+        .env("PWD", &cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
@@ -193,16 +217,20 @@ pub fn start(
     };
     let pgid = child.id().map(|p| p as i32);
     let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
-    let done = tokio::spawn(supervise(
-        child,
-        pgid,
-        cd,
-        spec.timeout,
-        out,
-        stdin_rx,
-        written,
-        began,
-    ));
+    let done = tokio::spawn(async move {
+        let mut note_bytes = 0;
+        if let Some(note) = &moved {
+            note_bytes = note.len() as u64;
+            let _ = out.send(Message::Stderr(Bytes::from(note.clone()))).await;
+        }
+        let mut done =
+            supervise(child, pgid, cd, spec.timeout, out, stdin_rx, written, began).await;
+        done.bytes_err += note_bytes;
+        if moved.is_some() && done.cwd.is_none() {
+            done.cwd = Some(cwd);
+        }
+        done
+    });
     Running {
         pgid,
         stdin: spec.stdin.then_some(stdin_tx),
@@ -226,6 +254,8 @@ async fn supervise(
     if let Some(stdin) = child.stdin.take() {
         tokio::spawn(feed(stdin, stdin_rx, written));
     }
+    let out_count = Arc::new(AtomicU64::new(0));
+    let err_count = Arc::new(AtomicU64::new(0));
     // A session `cd` keeps its stdout (the new directory) instead of sending it.
     let (out_pump, captured) = if cd {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -235,18 +265,23 @@ async fn supervise(
                 let _ = (&mut s).take(64 * 1024).read_to_end(&mut buf).await;
             }
             let _ = tx.send(buf);
-            0u64
         });
         (h, Some(rx))
     } else {
-        (tokio::spawn(pump(stdout, out.clone(), false)), None)
+        (
+            tokio::spawn(pump(stdout, out.clone(), false, out_count.clone())),
+            None,
+        )
     };
-    let err_pump = tokio::spawn(pump(stderr, out, true));
+    let err_pump = tokio::spawn(pump(stderr, out, true, err_count.clone()));
 
+    // --command-timeout covers the whole command: the shell, and the pipes it leaves open to
+    // a process that outlives it (`setsid daemon &`), which no signal to the group reaches.
+    let deadline = timeout.map(|t| tokio::time::Instant::from_std(began) + t);
     let mut timed_out = None;
-    let status = match timeout {
+    let status = match deadline {
         None => child.wait().await,
-        Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
+        Some(d) => match tokio::time::timeout_at(d, child.wait()).await {
             Ok(s) => s,
             Err(_) => {
                 timed_out = Some(15u8);
@@ -262,8 +297,32 @@ async fn supervise(
             }
         },
     };
-    let bytes_out = out_pump.await.unwrap_or(0);
-    let bytes_err = err_pump.await.unwrap_or(0);
+    let (out_abort, err_abort) = (out_pump.abort_handle(), err_pump.abort_handle());
+    let pipes = async {
+        let _ = out_pump.await;
+        let _ = err_pump.await;
+    };
+    match deadline {
+        Some(d) if timed_out.is_none() => {
+            if tokio::time::timeout_at(d, pipes).await.is_err() {
+                // Our ends of the pipes close: the holder gets SIGPIPE at its next write.
+                out_abort.abort();
+                err_abort.abort();
+                kill_group(pgid, Signal::SIGTERM);
+                timed_out = Some(15);
+            }
+        }
+        Some(_) => {
+            // Already timed out: whatever is still queued in the pipes, for a moment.
+            if tokio::time::timeout(KILL_AFTER, pipes).await.is_err() {
+                out_abort.abort();
+                err_abort.abort();
+            }
+        }
+        None => pipes.await,
+    }
+    let bytes_out = out_count.load(Ordering::Relaxed);
+    let bytes_err = err_count.load(Ordering::Relaxed);
     let ending = match (timed_out, status) {
         (Some(sig), _) => Ending::TimedOut(sig),
         (None, Ok(s)) => ending_of(s),
@@ -274,9 +333,10 @@ async fn supervise(
         && ending == Ending::Exited(0)
         && let Ok(buf) = rx.await
     {
-        let text = String::from_utf8_lossy(&buf);
-        if let Some(dir) = text.lines().rev().find(|l| l.starts_with('/')) {
-            new_cwd = Some(PathBuf::from(dir));
+        use std::os::unix::ffi::OsStrExt;
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&buf));
+        if dir.is_absolute() && dir.is_dir() {
+            new_cwd = Some(dir);
         }
     }
     Done {
@@ -304,18 +364,21 @@ pub fn kill_group(pgid: Option<i32>, sig: Signal) {
     }
 }
 
-/// Reads a pipe into STDOUT or STDERR messages until it ends; returns the bytes sent.
-async fn pump<R: AsyncRead + Unpin>(pipe: Option<R>, out: mpsc::Sender<Message>, err: bool) -> u64 {
-    let Some(mut pipe) = pipe else { return 0 };
-    let mut total = 0u64;
+/// Reads a pipe into STDOUT or STDERR messages until it ends, counting the bytes sent.
+async fn pump<R: AsyncRead + Unpin>(
+    pipe: Option<R>,
+    out: mpsc::Sender<Message>,
+    err: bool,
+    count: Arc<AtomicU64>,
+) {
+    let Some(mut pipe) = pipe else { return };
     let mut buf = BytesMut::with_capacity(MAX_DATA);
     loop {
         buf.reserve(MAX_DATA);
         let n = match (&mut pipe).take(MAX_DATA as u64).read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return total,
+            Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        total += n as u64;
         let data = buf.split().freeze();
         let msg = if err {
             Message::Stderr(data)
@@ -327,8 +390,9 @@ async fn pump<R: AsyncRead + Unpin>(pipe: Option<R>, out: mpsc::Sender<Message>,
             // pipe before the session kills it.
             let mut sink = vec![0u8; 16 * 1024];
             while matches!(pipe.read(&mut sink).await, Ok(n) if n > 0) {}
-            return total;
+            return;
         }
+        count.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

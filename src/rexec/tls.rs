@@ -179,8 +179,14 @@ impl HostKey {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     fs::create_dir_all(dir).map_err(io)?;
                 }
-                write_new(path, pair.serialize_pem().as_bytes()).map_err(io)?;
-                (pair, true)
+                match write_new(path, pair.serialize_pem().as_bytes()) {
+                    Ok(()) => (pair, true),
+                    // Another server made it at the same moment: use that one.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return HostKey::load_or_create(path);
+                    }
+                    Err(e) => return Err(io(e)),
+                }
             }
             Err(e) => return Err(io(e)),
         };

@@ -47,7 +47,7 @@ pub enum UsersError {
         /// What is wrong.
         why: String,
     },
-    /// The file is larger than [`MAX_FILE`] or not a regular file.
+    /// The file is larger than [`MAX_FILE`], not a regular file, or writable by others.
     #[error("{path}: {why}")]
     Unusable {
         /// The file.
@@ -69,7 +69,9 @@ pub enum UsersError {
 impl crate::exit::ExitCoded for UsersError {
     fn exit_code(&self) -> u8 {
         match self {
-            UsersError::BadName(_) | UsersError::NoSuchUser(_) => crate::exit::USAGE,
+            UsersError::BadName(_) | UsersError::NoSuchUser(_) | UsersError::Unusable { .. } => {
+                crate::exit::USAGE
+            }
             _ => crate::exit::LOCAL_IO,
         }
     }
@@ -180,6 +182,26 @@ impl Users {
         self.lines
             .retain(|l| !matches!(l, Line::User { name, .. } if name == user));
         before != self.lines.len()
+    }
+
+    /// Reads a users file for a server: it must also be writable by its owner only (a file
+    /// others can write lets them add themselves, and run commands as the server's user).
+    pub fn load_for_server(path: &Path) -> Result<Users, UsersError> {
+        let meta = fs::metadata(path).map_err(|source| UsersError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(UsersError::Unusable {
+                path: path.into(),
+                why: format!(
+                    "writable by group or others (mode {mode:03o}); run `chmod 600 {}`",
+                    path.display()
+                ),
+            });
+        }
+        Users::load(path, false)
     }
 
     /// Reads a users file; a missing file is an empty one when `missing_ok`.

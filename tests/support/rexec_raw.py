@@ -9,6 +9,8 @@ things socklab's own client will not do.
   rexec_raw.py hostile HOST PORT               protocol violations; one JSON line each with
                                                what the server answered
   rexec_raw.py grace HOST PORT                 connects, sends nothing; prints the answer
+  rexec_raw.py hold HOST PORT SOURCE N SECS    N TCP connections from SOURCE, no TLS, held
+                                               SECS seconds; says how many the server closed
   rexec_raw.py stall HOST PORT USER CMD SECS   logs in (SOCKLAB_PASSWORD), runs CMD and never
                                                reads its output for SECS seconds
 """
@@ -178,6 +180,27 @@ def stall(host, port, user, cmd, secs):
     print(json.dumps({"frames_after": got, "last": end}), flush=True)
 
 
+def hold(host, port, source, n, secs):
+    socks = []
+    for _ in range(int(n)):
+        s = socket.create_connection((host, int(port)), timeout=5, source_address=(source, 0))
+        socks.append(s)
+    print(json.dumps({"opened": len(socks)}), flush=True)
+    time.sleep(1.0)
+    closed = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    print(json.dumps({"closed_at_once": closed}), flush=True)
+    time.sleep(float(secs))
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"brute": brute, "timing": timing, "hostile": hostile, "grace": grace, "stall": stall}[cmd](*args)
+    {"brute": brute, "timing": timing, "hostile": hostile, "grace": grace, "stall": stall, "hold": hold}[cmd](*args)
