@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the test command. The integration tests run socklab against real peers (nc, Python,
-# curl, wget, nginx, tinyproxy, xinetd, rdate, slowhttptest, Chromium, Firefox ESR, irtt, tcpdump, tshark), so this
-# script first makes sure those programs are installed, then runs `cargo test`.
+# curl, wget, nginx, tinyproxy, xinetd, rdate, slowhttptest, Chromium, Firefox ESR, irtt, tcpdump, tshark,
+# brotli, zstd, REDbot), so this script first makes sure those programs are installed, then runs
+# `cargo test`.
 #
 #   ./test.sh                    install what is missing, then every test (unit, integration, doc)
 #   ./test.sh http_server        the same, then `cargo test http_server` (arguments go to cargo)
@@ -10,6 +11,8 @@
 # Missing programs are installed with apt-get (Debian and Ubuntu package names), as root or
 # through non-interactive sudo; `apt-get update` runs only when something must be installed.
 # Where that is not possible the script names the packages to install and exits 1.
+# Python peers from PyPI (REDbot) go into their own virtualenv under target/ (python3 -m venv,
+# then pip install), made when missing; no root needed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -47,9 +50,44 @@ PEERS=(
     "setpriv       util-linux      cli, simple, http_server: run socklab as an unprivileged user"
     "script        bsdutils        http_client_interop: a pseudo-terminal for the progress bar"
     "bash          bash            cli, echo, simple: shell pipelines around socklab"
+    "gzip          gzip            http_precompressed: gzip -k makes FILE.gz"
+    "brotli        brotli          http_precompressed: brotli -k makes FILE.br"
+    "zstd          zstd            http_precompressed: zstd -k makes FILE.zst"
+)
+
+# VIRTUALENV  PIP REQUIREMENT  what needs it. Each is made under target/ when its bin/python
+# is missing. The version is pinned: a newer linter may add notes the tests did not expect.
+PIP_PEERS=(
+    "target/redbot-venv  redbot==2.7.1  http_redbot: REDbot lints socklab's HTTP answers"
 )
 
 say() { printf 'test.sh: %s\n' "$*" >&2; }
+
+missing_venvs() { # prints "VENV REQUIREMENT" for each virtualenv not made yet
+    local entry venv requirement _what
+    for entry in "${PIP_PEERS[@]}"; do
+        read -r venv requirement _what <<<"$entry"
+        [[ -x "$venv/bin/python" ]] || printf '%s %s\n' "$venv" "$requirement"
+    done
+}
+
+make_venvs() { # makes each missing virtualenv; exits 1 if one cannot be made
+    local venv requirement
+    while read -r venv requirement; do
+        [[ -n "$venv" ]] || continue
+        say "making $venv: python3 -m venv, pip install $requirement"
+        if ! python3 -m venv "$venv"; then
+            rm -rf "$venv"
+            say "python3 -m venv failed (Debian: apt-get install python3-venv)"
+            exit 1
+        fi
+        if ! "$venv/bin/pip" install -q "$requirement"; then
+            rm -rf "$venv"
+            say "pip install $requirement failed (is PyPI reachable?)"
+            exit 1
+        fi
+    done <<<"$(missing_venvs)"
+}
 
 usage() {
     sed -n '2,12s/^# \{0,1\}//p' "$0"
@@ -148,7 +186,15 @@ main() {
             exit 1
         fi
     fi
-    [[ $no_install == 0 ]] || exit 0
+    lines="$(missing_venvs)"
+    if [[ $no_install == 1 ]]; then
+        if [[ -n "$lines" ]]; then
+            say "missing virtualenvs: $(cut -d' ' -f1 <<<"$lines" | tr '\n' ' ')"
+            exit 1
+        fi
+        exit 0
+    fi
+    make_venvs
 
     exec cargo test "$@"
 }

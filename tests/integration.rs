@@ -34,6 +34,12 @@ mod http_get;
 /// Hostile peers against `http serve` and `http get` (issue 15): slow bodies, a log nobody
 /// reads, odd ranges and paths, endless, oversized or early answers.
 mod http_hostile;
+/// `http serve --precompressed`: `.br`, `.zst` and `.gz` made by brotli, zstd and gzip, chosen by
+/// Accept-Encoding, decoded by curl and headless Chromium; ETags, 304 and ranges per encoding.
+mod http_precompressed;
+/// REDbot, the HTTP resource linter, finds no problem with `http serve`'s answers: a page, a
+/// stylesheet, a binary, a range, a listing, a 404, and the precompressed variants.
+mod http_redbot;
 /// The static HTTP/1.1 file server against curl, wget, Python's http.client and raw sockets.
 mod http_server;
 /// The UDP p2p chat: two processes, pipes, exit codes.

@@ -291,11 +291,13 @@ Examples:
   socklab http serve                         the current directory on 127.0.0.1:8080
   socklab http serve site -p 0 --no-listing  a free port (printed first); no directory listings
   socklab http serve . --access-log access.log --json-log
+  socklab http serve site --precompressed    site/app.js.br, .zst, .gz sent to who accepts them
 Try it:
   curl -v http://127.0.0.1:8080/             a listing (or index.html)
   curl -r 0-99 http://127.0.0.1:8080/big.bin the first 100 bytes (206 Partial Content)
   curl -v http://127.0.0.1:8080/a http://127.0.0.1:8080/b   one connection, two requests
   printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc 127.0.0.1 8080
+  curl --compressed -v http://127.0.0.1:8080/app.js   with --precompressed: Content-Encoding: br
 The access log (Combined Log Format + seconds taken) goes to stdout after the
 `listening on` line unless --access-log or --no-access-log. It never slows a request:
 when its 1,024-line queue is full (a stdout nobody reads) lines are dropped, and
@@ -353,6 +355,16 @@ pub struct ServeArgs {
     /// worker processes [default: one per CPU core this process may run on].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Serve FILE.br, FILE.zst or FILE.gz (made beforehand, e.g. `gzip -k FILE`) instead of
+    /// FILE to clients whose Accept-Encoding accepts that coding, with Content-Encoding and
+    /// FILE's Content-Type (like nginx's gzip_static). The client's q-values choose; ties go
+    /// br, then zstd, then gzip. FILE itself must exist. Listings hide the variants.
+    #[arg(long)]
+    precompressed: bool,
+    /// Let browsers and caches reuse files for DUR without asking (Cache-Control: max-age);
+    /// without it files say Cache-Control: no-cache (always revalidated, a cheap 304).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    max_age: Option<Duration>,
 }
 
 impl TryFrom<&ServeArgs> for server::Config {
@@ -430,6 +442,8 @@ impl TryFrom<&ServeArgs> for server::Config {
             // bounds each write, so a client that stops reading is dropped.
             send_timeout: a.net.timeout,
             trace: a.net.trace,
+            precompressed: a.precompressed,
+            max_age: a.max_age,
         })
     }
 }

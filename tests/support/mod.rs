@@ -497,3 +497,61 @@ for _ in $(seq 50); do {ready} && break; sleep 0.1; done
     cmd.args(["-n", "bash", "-c", &script]);
     run_with(cmd, b"", Duration::from_secs(60))
 }
+
+/// One note of a REDbot report.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RedbotNote {
+    /// GOOD, INFO, WARN or BAD.
+    pub level: String,
+    /// The note's class name, e.g. `FRESHNESS_HEURISTIC`.
+    pub id: String,
+    /// Its one-line summary.
+    pub summary: String,
+}
+
+/// What REDbot said about one URL.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RedbotReport {
+    /// The status of the checked response (None when it could not fetch it).
+    pub status: Option<u16>,
+    /// Why it could not fetch it.
+    pub error: Option<String>,
+    /// Every note, subnotes flattened after their note.
+    pub notes: Vec<RedbotNote>,
+}
+
+impl RedbotReport {
+    /// The notes at `level` ("BAD", "WARN").
+    pub fn at(&self, level: &str) -> Vec<&RedbotNote> {
+        self.notes.iter().filter(|n| n.level == level).collect()
+    }
+}
+
+/// Runs REDbot (the PyPI package `redbot`, in the virtualenv ./test.sh makes at
+/// `target/redbot-venv`, or `$SOCKLAB_REDBOT_VENV`) on `url` with extra request `headers`
+/// ("Name: value"), through `tests/support/redbot_check.py`; 90 s at most.
+pub fn redbot(url: &str, headers: &[&str]) -> RedbotReport {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("SOCKLAB_REDBOT_VENV")
+        .map_or_else(|| root.join("target/redbot-venv"), PathBuf::from);
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "no REDbot virtualenv at {}; ./test.sh makes it (python3 -m venv, pip install redbot)",
+        venv.display()
+    );
+    let mut cmd = Command::new(python);
+    cmd.arg(root.join("tests/support/redbot_check.py"))
+        .arg(url)
+        .args(headers);
+    without_proxies(&mut cmd);
+    let out = run_with(cmd, b"", Duration::from_secs(90));
+    let json = ok(&out);
+    serde_json::from_slice(&json).unwrap_or_else(|e| {
+        panic!(
+            "REDbot printed no report ({e}): {}\n{}",
+            String::from_utf8_lossy(&json),
+            err_text(&out)
+        )
+    })
+}

@@ -38,6 +38,8 @@ use std::path::{Path, PathBuf};
 use http::StatusCode;
 use percent_encoding::percent_decode_str;
 
+use super::encoding::Coding;
+
 /// A target split into decoded path segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -203,6 +205,21 @@ pub fn resolve(root: &Root, target: &Target, hidden: bool) -> Result<Resolved, S
         Ok(_) | Err(StatusCode::NOT_FOUND) => Ok(Resolved::Listing(dir)),
         Err(e) => Err(e),
     }
+}
+
+/// The stored `coding` variant of a served file (`--precompressed`): `FILE.br`, `FILE.zst` or
+/// `FILE.gz` beside the file `path` (an [`Opened::path`], so beside the real file when a
+/// symlink led to it, and beside `index.html` for a directory), opened by the same safe rules
+/// as any request. Only a regular file counts; anything else (missing, a directory, a FIFO,
+/// permission denied, a symlink out of the root) means "no such variant", never an error page:
+/// the plain file is still there to serve.
+pub fn variant(root: &Root, path: &Path, coding: Coding, hidden: bool) -> Option<Opened> {
+    let rel = path.strip_prefix(&root.path).ok()?;
+    let mut name = rel.as_os_str().to_owned();
+    name.push(coding.suffix());
+    open_under(root, Path::new(&name), hidden)
+        .ok()
+        .filter(|o| o.meta.is_file())
 }
 
 /// Opens `rel` (relative to the root) by the fast path if it can, else by the slow one.

@@ -5,6 +5,8 @@
 //!   without writing anything.
 //! - [`files`]: target → path, and every path-safety decision (403 vs 404).
 //! - [`range`]: ETag, 304, 206 and 416, as pure functions.
+//! - [`encoding`]: `--precompressed`, which stored variant (`.br`, `.zst`, `.gz`) a request's
+//!   `Accept-Encoding` asks for, as a pure function.
 //! - [`listing`], [`error_page`]: the HTML we generate.
 //! - [`log`]: the access log and its writer task.
 //!
@@ -29,6 +31,7 @@
 //! Pipelined requests are answered in order simply because one connection handles one
 //! request at a time: the next head waits in the buffer until the previous response is sent.
 
+pub mod encoding;
 pub mod error_page;
 pub mod files;
 pub mod listing;
@@ -118,6 +121,11 @@ pub struct Config {
     pub send_timeout: Duration,
     /// `--trace`: hex-dump every read and write on stderr.
     pub trace: bool,
+    /// `--precompressed`: serve `FILE.br`, `FILE.zst` or `FILE.gz` to clients that accept
+    /// the coding (see [`encoding`]), and say `Vary: Accept-Encoding` on file responses.
+    pub precompressed: bool,
+    /// `--max-age`: files say `Cache-Control: max-age=N` instead of `no-cache`.
+    pub max_age: Option<Duration>,
 }
 
 impl Config {
@@ -138,6 +146,8 @@ impl Config {
             max_requests: DEFAULT_MAX_REQUESTS,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             trace: false,
+            precompressed: false,
+            max_age: None,
         }
     }
 }

@@ -6,7 +6,10 @@
 //!
 //! - The ETag is weak, `W/"<size hex>-<mtime nanos hex>"`: it changes whenever the size or
 //!   the modification time does, but two files with equal size and mtime would share it, so
-//!   it does not promise byte-for-byte equality.
+//!   it does not promise byte-for-byte equality. A stored variant served with a content coding
+//!   (`--precompressed`) is tagged from its own size and time plus the coding,
+//!   `W/"<size hex>-<mtime nanos hex>-br"`, so it never shares a tag with the plain file or
+//!   another coding, and `If-None-Match` matches per encoding (RFC 9110 §8.8.3.3).
 //! - `If-None-Match` takes precedence over `If-Modified-Since` (§13.2.2): when it is present
 //!   the date is ignored. Both only apply to GET and HEAD, where a match gives 304.
 //! - One range (`bytes=0-99`, `bytes=100-`, `bytes=-100`) gives 206 with `Content-Range`.
@@ -26,13 +29,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, IfRange, LastModified, Range};
 use http::HeaderMap;
 
-/// The weak ETag for a file of `len` bytes modified at `mtime`.
-pub fn etag(len: u64, mtime: SystemTime) -> String {
+/// The weak ETag for a file of `len` bytes modified at `mtime`, sent with the content coding
+/// `coding` (`Some("br")`) or as it is (`None`).
+pub fn etag(len: u64, mtime: SystemTime, coding: Option<&str>) -> String {
     let nanos = mtime
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("W/\"{len:x}-{nanos:x}\"")
+    match coding {
+        None => format!("W/\"{len:x}-{nanos:x}\""),
+        Some(c) => format!("W/\"{len:x}-{nanos:x}-{c}\""),
+    }
 }
 
 /// Whether a GET or HEAD should be answered 304 Not Modified.
@@ -160,14 +167,42 @@ mod tests {
     #[test]
     fn etag_is_weak_size_and_nanos() {
         assert_eq!(
-            etag(255, UNIX_EPOCH + Duration::from_nanos(16)),
+            etag(255, UNIX_EPOCH + Duration::from_nanos(16), None),
             "W/\"ff-10\""
         );
     }
 
+    /// Issue 15, `--precompressed`: each encoding has its own tag, and a client's tag for one
+    /// encoding does not give 304 for another.
+    #[test]
+    fn a_variant_is_tagged_with_its_coding() {
+        let t = UNIX_EPOCH + Duration::from_nanos(16);
+        let (plain, br) = (etag(255, t, None), etag(255, t, Some("br")));
+        assert_eq!(br, "W/\"ff-10-br\"");
+        assert!(not_modified(&headers(&[("if-none-match", &br)]), &br, t));
+        assert!(!not_modified(
+            &headers(&[("if-none-match", &plain)]),
+            &br,
+            t
+        ));
+        assert!(!not_modified(
+            &headers(&[("if-none-match", &br)]),
+            &plain,
+            t
+        ));
+        let gzip = etag(255, t, Some("gzip"));
+        let both = format!("{plain}, {gzip}");
+        assert!(not_modified(
+            &headers(&[("if-none-match", &both)]),
+            &gzip,
+            t
+        ));
+        assert!(!not_modified(&headers(&[("if-none-match", &both)]), &br, t));
+    }
+
     #[test]
     fn conditional_get() {
-        let tag = etag(10, mtime());
+        let tag = etag(10, mtime(), None);
         let date = httpdate::fmt_http_date(mtime());
         let old = httpdate::fmt_http_date(mtime() - Duration::from_secs(60));
         assert!(not_modified(
@@ -204,7 +239,7 @@ mod tests {
     /// it means the whole file, like any other suffix longer than the file (§14.1.3).
     #[test]
     fn a_suffix_longer_than_u64_means_the_whole_file() {
-        let tag = etag(100, mtime());
+        let tag = etag(100, mtime(), None);
         let sel = |r: &str| select(&headers(&[("range", r)]), 100, &tag, mtime());
         let whole = Selection::Partial { start: 0, end: 99 };
         assert_eq!(sel("bytes=-99999999999999999999"), whole);
@@ -224,7 +259,7 @@ mod tests {
 
     #[test]
     fn ranges() {
-        let tag = etag(100, mtime());
+        let tag = etag(100, mtime(), None);
         let sel = |r: &str| select(&headers(&[("range", r)]), 100, &tag, mtime());
         assert_eq!(sel("bytes=0-9"), Selection::Partial { start: 0, end: 9 });
         assert_eq!(sel("bytes=90-"), Selection::Partial { start: 90, end: 99 });

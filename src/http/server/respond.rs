@@ -4,7 +4,15 @@
 //! - GET and HEAD only (405 with `Allow` otherwise).
 //! - A target resolves ([`files`]) to a file, a directory listing, a redirect that adds the
 //!   slash, or an error page.
-//! - A file gets 200, 206, 304 or 416 ([`range`]), with its validators.
+//! - A file gets 200, 206, 304 or 416 ([`range`]), with its validators and `Cache-Control`
+//!   (`no-cache` unless `--max-age`: a browser asks again each time, and an unchanged file
+//!   costs a 304, so an edited page is never shown stale from a heuristic guess). Listings say
+//!   `no-store`: they have no validator to revalidate with.
+//! - With `--precompressed`, a stored `FILE.br`/`FILE.zst`/`FILE.gz` the client accepts
+//!   ([`encoding`]) is sent in its place, labelled with `Content-Encoding` and the original's
+//!   `Content-Type`; its own length, ETag and Last-Modified; ranges count its encoded bytes.
+//!   Every file response then says `Vary: Accept-Encoding` (the plain ones too, and 304, 206
+//!   and 416), so a cache keys its copies by the encoding asked for.
 //!
 //! The driver (`server/mod.rs`) writes the reply; only `HEAD` and 304 leave the body out.
 
@@ -14,11 +22,12 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_RANGES, ALLOW, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
-    LOCATION,
+    ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, VARY,
 };
 use http::{HeaderValue, Method, StatusCode};
 
+use super::encoding::{self, Coding};
 use super::{Config, error_page, files, listing, range};
 use crate::http::h1::{Request, ResponseHead};
 
@@ -65,20 +74,57 @@ pub(super) async fn respond(req: &Request, cfg: &Config, root: &files::Root) -> 
             reply
         }
         Ok(files::Resolved::Listing(dir)) if cfg.listing => {
-            match listing::entries(&dir, cfg.hidden).await {
-                Ok(entries) => html(
-                    StatusCode::OK,
-                    listing::render(&target.raw_path, entries).into(),
-                ),
+            match listing::entries(&dir, cfg.hidden, cfg.precompressed).await {
+                Ok(entries) => {
+                    let page = listing::render(&target.raw_path, entries);
+                    let mut reply = html(StatusCode::OK, page.into());
+                    // Made afresh for each request and without a validator: a stored copy
+                    // could only be reused unchecked, showing a file list that is out of date.
+                    reply
+                        .head
+                        .header(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    reply
+                }
                 Err(e) => error_reply(files::os_status(e), &req.target, cfg),
             }
         }
         Ok(files::Resolved::Listing(_)) => error_reply(StatusCode::FORBIDDEN, &req.target, cfg),
-        Ok(files::Resolved::File(opened)) => match file_reply(req, opened, cfg) {
-            Ok(reply) => reply,
-            Err(e) => error_reply(files::os_status(e), &req.target, cfg),
-        },
+        Ok(files::Resolved::File(opened)) => {
+            let (opened, coding) = stored_variant(req, opened, cfg, root);
+            match file_reply(req, opened, coding, cfg) {
+                Ok(reply) => reply,
+                Err(e) => error_reply(files::os_status(e), &req.target, cfg),
+            }
+        }
     }
+}
+
+/// With `--precompressed`, the best stored variant of `opened` that the request accepts (the
+/// first of [`encoding::rank`]'s codings whose file exists), in the plain file's place: its
+/// descriptor and metadata, the plain file's path (for the Content-Type). Otherwise the plain
+/// file. The plain file must exist for its variants to be found: a request for a name that is
+/// only stored compressed is 404 (nginx's gzip_static would send the `.gz`), so every client
+/// gets an answer, whatever it accepts.
+fn stored_variant(
+    req: &Request,
+    opened: files::Opened,
+    cfg: &Config,
+    root: &files::Root,
+) -> (files::Opened, Option<Coding>) {
+    if !cfg.precompressed {
+        return (opened, None);
+    }
+    for coding in encoding::rank(&req.headers).iter() {
+        if let Some(v) = files::variant(root, &opened.path, coding, cfg.hidden) {
+            let chosen = files::Opened {
+                path: opened.path,
+                file: v.file,
+                meta: v.meta,
+            };
+            return (chosen, Some(coding));
+        }
+    }
+    (opened, None)
 }
 
 /// 200, 206, 304 or 416 for a regular file.
@@ -87,16 +133,27 @@ pub(super) async fn respond(req: &Request, cfg: &Config, root: &files::Root) -> 
 /// event loop: for files in the page cache they take microseconds, while tokio::fs would hop
 /// to the blocking thread pool and back for each one (measured: 5x slower for 1 KiB files). A
 /// slow disk stalls this worker while it waits; that is the trade-off.
-fn file_reply(req: &Request, opened: files::Opened, cfg: &Config) -> io::Result<Reply> {
+fn file_reply(
+    req: &Request,
+    opened: files::Opened,
+    coding: Option<Coding>,
+    cfg: &Config,
+) -> io::Result<Reply> {
     // Metadata of the open file, not of the path: it cannot be swapped in between.
     let files::Opened { path, file, meta } = opened;
     let path = path.as_path();
     let len = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    let etag = range::etag(len, mtime);
+    let etag = range::etag(len, mtime, coding.map(Coding::token));
     let last_modified = httpdate::fmt_http_date(mtime);
+    // What a 304 must repeat of the 200 it stands for (RFC 9110 §15.4.5), a 206 too.
     let validators = |head: &mut ResponseHead| {
-        head.text(ETAG, &etag).text(LAST_MODIFIED, &last_modified);
+        head.text(ETAG, &etag)
+            .text(LAST_MODIFIED, &last_modified)
+            .header(CACHE_CONTROL, cache_control(cfg));
+        if cfg.precompressed {
+            head.header(VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
     };
     if range::not_modified(&req.headers, &etag, mtime) {
         let mut head = ResponseHead::new(StatusCode::NOT_MODIFIED);
@@ -114,12 +171,21 @@ fn file_reply(req: &Request, opened: files::Opened, cfg: &Config) -> io::Result<
         range::Selection::Unsatisfiable => {
             let mut reply = error_reply(StatusCode::RANGE_NOT_SATISFIABLE, &req.target, cfg);
             reply.head.text(CONTENT_RANGE, &format!("bytes */{len}"));
+            if cfg.precompressed {
+                // LEN is the chosen encoding's length: the answer depends on Accept-Encoding.
+                reply
+                    .head
+                    .header(VARY, HeaderValue::from_static("Accept-Encoding"));
+            }
             return Ok(reply);
         }
     };
     let mut head = ResponseHead::new(status);
-    head.header(CONTENT_TYPE, content_type_value(path))
-        .text(CONTENT_LENGTH, &count.to_string())
+    head.header(CONTENT_TYPE, content_type_value(path));
+    if let Some(c) = coding {
+        head.header(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
+    }
+    head.text(CONTENT_LENGTH, &count.to_string())
         .header(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     validators(&mut head);
     if status == StatusCode::PARTIAL_CONTENT {
@@ -134,6 +200,16 @@ fn file_reply(req: &Request, opened: files::Opened, cfg: &Config) -> io::Result<
             len: count,
         },
     })
+}
+
+/// `Cache-Control` for files: `max-age=N` with `--max-age`, else `no-cache` (store, but ask
+/// again before each use; the validators make that a cheap 304).
+fn cache_control(cfg: &Config) -> HeaderValue {
+    match cfg.max_age {
+        None => HeaderValue::from_static("no-cache"),
+        Some(age) => HeaderValue::from_str(&format!("max-age={}", age.as_secs()))
+            .unwrap_or_else(|_| HeaderValue::from_static("no-cache")),
+    }
 }
 
 /// [`content_type`] as a header value, remembered per extension (a few dozen at most are in
