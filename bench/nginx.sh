@@ -4,9 +4,22 @@
 # peer for a static file server: one worker (the benches pin it to one core), sendfile and
 # tcp_nopush on, no access log, long keep-alive; pid, logs and temp paths under DIR; listening on
 # 127.0.0.1:PORT and serving WWW.
+# write_nginx_conf DIR WWW PORT TLS_PORT CERT KEY: the same, and HTTPS on 127.0.0.1:TLS_PORT
+# with that certificate and key (TLS 1.2 and 1.3, as `socklab http serve --tls-cert` offers;
+# nginx's default ciphers and session settings).
 write_nginx_conf() {
-    local dir=$1 www=$2 port=$3
+    local dir=$1 www=$2 port=$3 tls_port=${4:-} cert=${5:-} key=${6:-} tls=""
     mkdir -p "$dir"
+    if [[ -n "$tls_port" ]]; then
+        tls="
+    server {
+        listen 127.0.0.1:$tls_port ssl;
+        ssl_certificate $cert;
+        ssl_certificate_key $key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root $www;
+    }"
+    fi
     cat > "$dir/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -28,7 +41,7 @@ http {
     server {
         listen 127.0.0.1:$port;
         root $www;
-    }
+    }$tls
 }
 CONF
 }

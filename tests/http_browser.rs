@@ -63,25 +63,6 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
-    require("chromium");
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--no-first-run",
-        "--window-size=800,600",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args);
-    run_with(cmd, b"", Duration::from_secs(60))
-}
-
 fn is_png(path: &Path) -> bool {
     std::fs::read(path)
         .map(|b| b.len() > 1000 && b.starts_with(b"\x89PNG"))

@@ -42,6 +42,10 @@ mod http_precompressed;
 mod http_redbot;
 /// The static HTTP/1.1 file server against curl, wget, Python's http.client and raw sockets.
 mod http_server;
+/// `http serve` over HTTPS (self-signed and from PEM files): curl, wget, Python's ssl, openssl
+/// s_client (TLS 1.2 and 1.3, ALPN), headless Chromium, `http get`; 64 MiB in bounded memory;
+/// plain HTTP on the HTTPS port; bad certificates and keys.
+mod http_tls;
 /// The UDP p2p chat: two processes, pipes, exit codes.
 mod p2p;
 /// The p2p chat against a Python stdlib peer written from docs/PROTOCOLS.md §9 alone.

@@ -292,6 +292,8 @@ Examples:
   socklab http serve site -p 0 --no-listing  a free port (printed first); no directory listings
   socklab http serve . --access-log access.log --json-log
   socklab http serve site --precompressed    site/app.js.br, .zst, .gz sent to who accepts them
+  socklab http serve site -p 8443 --tls-self-signed   HTTPS with a certificate made now
+  socklab http serve site -p 8443 --tls-cert fullchain.pem --tls-key key.pem
 Try it:
   curl -v http://127.0.0.1:8080/             a listing (or index.html)
   curl -r 0-99 http://127.0.0.1:8080/big.bin the first 100 bytes (206 Partial Content)
@@ -305,7 +307,15 @@ stderr counts them (at once, every 10 s at most, and in total at shutdown).
 Timeouts: reading a request head is bounded by --header-timeout and --keepalive-timeout;
 a request body gets --header-timeout, then one second more for each --body-min-rate
 bytes, and --body-timeout in all (408 after it); -t/--timeout bounds each write, so a
-client that stops reading is dropped after it.";
+client that stops reading is dropped after it.
+HTTPS: stdout still starts with `listening on ADDR`; stderr gives the https:// URL, the
+certificate's SHA-256 fingerprint and, with --tls-self-signed, the PEM to trust:
+  curl --cacert PEM https://localhost:8443/      wget --ca-certificate=PEM ...
+  chromium --ignore-certificate-errors-spki-list=HASH https://localhost:8443/
+  openssl s_client -connect 127.0.0.1:8443 -tls1_2 -alpn http/1.1
+Files are encrypted from a 64 KiB buffer (sendfile cannot encrypt); a plain-HTTP request
+on the HTTPS port gets a 400 page saying to use https://. SSLKEYLOGFILE=FILE writes the
+session keys, so Wireshark or `tshark -o tls.keylog_file:FILE` can decrypt a capture.";
 
 /// `socklab http serve`.
 #[derive(Debug, Args)]
@@ -365,6 +375,64 @@ pub struct ServeArgs {
     /// without it files say Cache-Control: no-cache (always revalidated, a cheap 304).
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     max_age: Option<Duration>,
+    /// HTTPS: the certificate chain to present, a PEM file (the server's certificate first,
+    /// then any intermediates). Needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        help_heading = "HTTPS (TLS 1.3 and 1.2, ALPN http/1.1)"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// HTTPS: the private key of --tls-cert, a PEM file (PKCS#8, PKCS#1 or SEC1). Refused
+    /// when everyone may read it (group-readable is fine, as for Debian's ssl-cert group).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        help_heading = "HTTPS (TLS 1.3 and 1.2, ALPN http/1.1)"
+    )]
+    tls_key: Option<PathBuf>,
+    /// HTTPS with a certificate made at start (ECDSA P-256, valid a year) for localhost,
+    /// 127.0.0.1, ::1 and the --bind address (the host name when bound to a wildcard). Its
+    /// PEM file, SHA-256 fingerprint and public-key hash are printed on stderr; the key is
+    /// never written.
+    #[arg(
+        long,
+        conflicts_with_all = ["tls_cert", "tls_key"],
+        help_heading = "HTTPS (TLS 1.3 and 1.2, ALPN http/1.1)"
+    )]
+    tls_self_signed: bool,
+    /// Write the self-signed certificate's PEM to FILE (replaced, and kept after the server
+    /// stops) instead of a private temporary directory removed when it stops.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_self_signed",
+        help_heading = "HTTPS (TLS 1.3 and 1.2, ALPN http/1.1)"
+    )]
+    tls_self_signed_out: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Where the TLS certificate comes from (None: plain HTTP).
+    fn tls_source(&self, host: &str) -> Option<server::tls::Source> {
+        if self.tls_self_signed {
+            let hostname = server::tls::hostname();
+            return Some(server::tls::Source::SelfSigned {
+                names: server::tls::self_signed_names(host, hostname.as_deref()),
+                out: self.tls_self_signed_out.clone(),
+            });
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(server::tls::Source::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            // clap's `requires` makes them come in pairs.
+            _ => None,
+        }
+    }
 }
 
 impl TryFrom<&ServeArgs> for server::Config {
@@ -444,6 +512,8 @@ impl TryFrom<&ServeArgs> for server::Config {
             trace: a.net.trace,
             precompressed: a.precompressed,
             max_age: a.max_age,
+            // Loaded by `serve` (its errors are TLS errors, not usage errors).
+            tls: None,
         })
     }
 }
@@ -463,11 +533,27 @@ impl Role {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let cfg = server::Config::try_from(&args)?;
+    let mut cfg = server::Config::try_from(&args)?;
+    let spec = args.net.listen_spec(server::DEFAULT_PORT)?;
+    let host = match &spec.place {
+        net::host::Place::Inet { host, .. } => host.as_str(),
+        net::host::Place::Unix(_) => "localhost",
+    };
+    // Before binding: a bad certificate or key is a usage error, with no `listening on`.
+    let tls = match args.tls_source(host) {
+        Some(source) => Some(server::tls::Identity::load(&source).coded()?),
+        None => None,
+    };
+    cfg.tls = tls.as_ref().map(|t| t.config.clone());
     let shutdown = net::shutdown::on_signals();
-    let bound = args.net.listen_spec(server::DEFAULT_PORT)?.bind().await?;
+    let bound = spec.bind().await?;
     bound.announce()?;
+    if let Some(tls) = &tls {
+        tell_tls(tls, bound.local_addr());
+    }
     let summary = server::run(bound, cfg, shutdown).await?;
+    // The self-signed certificate's temporary directory goes now.
+    drop(tls);
     if summary.failed_workers > 0 {
         anyhow::bail!(
             "{} worker thread(s) failed (see the messages above); the server stopped",
@@ -475,4 +561,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr (stdout's first line stays `listening on ADDR`) where to point a client
+/// and how it can trust the certificate.
+fn tell_tls(tls: &server::tls::Identity, local: Option<std::net::SocketAddr>) {
+    use std::io::Write;
+    let url = match local {
+        Some(a) if a.ip().is_unspecified() => format!("https://localhost:{}/", a.port()),
+        Some(a) => format!("https://{a}/"),
+        None => "https://localhost/".into(),
+    };
+    let mut text = format!("socklab: serving HTTPS (TLS 1.3 and 1.2, ALPN http/1.1) at {url}\n");
+    if let Some(ss) = &tls.self_signed {
+        text += &format!(
+            "socklab: self-signed certificate for {} written to {}\n\
+             socklab: trust it with: curl --cacert {} {url}\n",
+            ss.names.join(", "),
+            ss.pem.display(),
+            ss.pem.display(),
+        );
+    }
+    text += &format!(
+        "socklab: certificate SHA-256 fingerprint {}\n\
+         socklab: public key (SPKI) SHA-256 {} \
+         (chromium --ignore-certificate-errors-spki-list={})\n",
+        tls.cert_sha256, tls.spki_sha256, tls.spki_sha256
+    );
+    // Best effort: a closed stderr must not stop the server.
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

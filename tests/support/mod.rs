@@ -555,3 +555,24 @@ pub fn redbot(url: &str, headers: &[&str]) -> RedbotReport {
         )
     })
 }
+
+/// Runs headless Chromium (no sandbox, no GPU, no background traffic, an 800x600 window)
+/// with its own profile directory and `args`, 60 s at most.
+pub fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+    require("chromium");
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        "--window-size=800,600",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args);
+    run_with(cmd, b"", Duration::from_secs(60))
+}

@@ -44,6 +44,11 @@ font-size:.85rem}ul{list-style:none;padding:0}li{padding:.15rem 0}";
 
 /// The HTML page for `status`, naming `path` (the request target as sent, or empty).
 pub fn page(status: StatusCode, path: &str) -> String {
+    page_saying(status, message(status), path)
+}
+
+/// [`page`] with another message.
+pub fn page_saying(status: StatusCode, message: &str, path: &str) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
     let code = status.as_str();
     let shown = if path.is_empty() {
@@ -57,7 +62,7 @@ pub fn page(status: StatusCode, path: &str) -> String {
          <title>{code} {reason}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
          <p class=\"code\">{code}</p>\n<h1>{reason}</h1>\n<p>{}</p>\n{shown}\
          <p><a href=\"/\">Go to the home page</a></p>\n<footer>socklab</footer>\n</body>\n</html>\n",
-        message(status)
+        message
     )
 }
 

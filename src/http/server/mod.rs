@@ -9,6 +9,7 @@
 //!   `Accept-Encoding` asks for, as a pure function.
 //! - [`listing`], [`error_page`]: the HTML we generate.
 //! - [`log`]: the access log and its writer task.
+//! - [`tls`]: HTTPS: the certificate (PEM files or self-signed) and the rustls configuration.
 //!
 //! One connection:
 //!
@@ -30,6 +31,14 @@
 //!
 //! Pipelined requests are answered in order simply because one connection handles one
 //! request at a time: the next head waits in the buffer until the previous response is sent.
+//!
+//! Over TLS (`--tls-cert`/`--tls-key` or `--tls-self-signed`) the same loop runs on a
+//! [`tokio_rustls`] stream once the handshake is done (within `--header-timeout` of the first
+//! byte). A first byte that cannot begin a TLS record but could begin a request line is a
+//! plain-HTTP client on the HTTPS port: it gets a `400` page saying so, in plain HTTP. File
+//! bodies cannot leave by `sendfile(2)` (the kernel would send them unencrypted): they are
+//! read 64 KiB at a time into the response buffer and written through TLS, so memory stays
+//! flat there too.
 
 pub mod encoding;
 pub mod error_page;
@@ -38,7 +47,9 @@ pub mod listing;
 pub mod log;
 pub mod range;
 pub mod respond;
+pub mod tls;
 
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
@@ -55,7 +66,7 @@ use tokio_util::sync::CancellationToken;
 use self::respond::{Body, Reply, error_reply, respond};
 use super::h1::{self, BodyFramer, Framing, Request, Status, Version};
 use crate::net::blocking::Readable;
-use crate::net::host::{self, Bound, Conn, Stream, StreamService};
+use crate::net::host::{self, Bound, Conn, LINGER, Stream, StreamService};
 use crate::net::serve::ServeSummary;
 use crate::net::{Metered, NetError, Peer, SendFile, ServeOptions, clock, fmt_duration, within};
 
@@ -119,13 +130,15 @@ pub struct Config {
     pub max_requests: usize,
     /// Longest wait for one write to the client (`-t`): a client that stops reading is dropped.
     pub send_timeout: Duration,
-    /// `--trace`: hex-dump every read and write on stderr.
+    /// `--trace`: hex-dump every read and write on stderr (over TLS: the encrypted records).
     pub trace: bool,
     /// `--precompressed`: serve `FILE.br`, `FILE.zst` or `FILE.gz` to clients that accept
     /// the coding (see [`encoding`]), and say `Vary: Accept-Encoding` on file responses.
     pub precompressed: bool,
     /// `--max-age`: files say `Cache-Control: max-age=N` instead of `no-cache`.
     pub max_age: Option<Duration>,
+    /// HTTPS: the TLS configuration (None: plain HTTP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -148,6 +161,7 @@ impl Config {
             trace: false,
             precompressed: false,
             max_age: None,
+            tls: None,
         }
     }
 }
@@ -168,6 +182,7 @@ pub async fn run(
     let opts = cfg.serve.clone();
     let log_counts = logger.counts();
     let shared = Arc::new(Shared {
+        tls: cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         root: files::Root::new(cfg.root.clone()),
         cfg,
         logger,
@@ -226,6 +241,16 @@ pub enum ConnError {
     /// Reading the file failed.
     #[error("reading the file: {0}")]
     ReadFile(io::Error),
+    /// The TLS handshake failed (a client that does not trust the certificate, no common
+    /// version or cipher suite, not TLS at all).
+    #[error("TLS handshake: {0}")]
+    Handshake(io::Error),
+    /// The TLS handshake did not complete within `--header-timeout` of its first byte.
+    #[error("TLS handshake not complete within {}", fmt_duration(*.0))]
+    HandshakeTimeout(Duration),
+    /// A plain-HTTP request came to the HTTPS port (answered 400).
+    #[error("a plain-HTTP request on the HTTPS port")]
+    PlainHttp,
 }
 
 impl StreamService for Shared {
@@ -242,12 +267,173 @@ impl StreamService for Shared {
         };
         // When this returns, the host closes gracefully (FIN, then drains what the client
         // still sends), so an error page or a last response is not lost to a reset.
-        requests(&mut conn.io, ip, self).await
+        match &self.tls {
+            None => requests(&mut conn.io, ip, self).await,
+            Some(acceptor) => serve_tls(&mut conn.io, acceptor, ip, self).await,
+        }
+    }
+}
+
+/// One HTTPS connection: wait for the first byte, answer a plain-HTTP client in plain HTTP,
+/// otherwise the TLS handshake, the usual request loop on the TLS stream, and `close_notify`.
+async fn serve_tls<S: Stream>(
+    io: &mut Metered<S>,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    ip: Option<IpAddr>,
+    sh: &Shared,
+) -> Outcome {
+    let cfg = &sh.cfg;
+    // As for plain HTTP, nothing is allocated (here: no rustls connection) before a byte.
+    let first = tokio::select! {
+        r = within(cfg.header_timeout, io.wait_readable()) => r,
+        _ = sh.shutdown.cancelled() => return Ok(()),
+    };
+    match first {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(()),
+        Err(e) => return Err(ConnError::Read(e)),
+    }
+    if looks_like_plain_http(io) {
+        return plain_http_on_tls_port(io, ip, sh).await;
+    }
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(cfg.header_timeout, acceptor.accept(&mut *io)) => r,
+        _ = sh.shutdown.cancelled() => return Ok(()),
+    };
+    let mut tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(ConnError::Handshake(e)),
+        Err(_) => return Err(ConnError::HandshakeTimeout(cfg.header_timeout)),
+    };
+    {
+        let (_, c) = tls.get_ref();
+        tracing::debug!(
+            "http: {}: {:?}, {:?}, ALPN {:?}",
+            ip.map_or_else(|| "?".into(), |ip| ip.to_string()),
+            c.protocol_version(),
+            c.negotiated_cipher_suite().map(|s| s.suite()),
+            c.alpn_protocol().map(String::from_utf8_lossy),
+        );
+    }
+    let result = requests(&mut tls, ip, sh).await;
+    // close_notify, then FIN (tokio-rustls shuts the socket's write side down after it); the
+    // host then drains what the client still sends, as for plain HTTP.
+    let _ = within(LINGER, tls.shutdown()).await;
+    result
+}
+
+/// Whether the first byte waiting on the socket could start a request line (`GET`, `HEAD`
+/// ...: an upper-case letter) rather than a TLS record (a handshake record starts 0x16).
+fn looks_like_plain_http<S: Stream>(io: &Metered<S>) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(io.get_ref()).peek(&mut byte) {
+        // SAFETY: peek returned 1, so it wrote the byte.
+        Ok(1) => unsafe { byte[0].assume_init() }.is_ascii_uppercase(),
+        _ => false,
+    }
+}
+
+/// nginx's answer to a plain-HTTP request on an HTTPS port: read the head (so the log can
+/// show it), answer a `400` page that says to use `https://`, close.
+async fn plain_http_on_tls_port<S: Stream>(
+    io: &mut Metered<S>,
+    ip: Option<IpAddr>,
+    sh: &Shared,
+) -> Outcome {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let deadline = clock::now() + sh.cfg.header_timeout;
+    while !has_head_end(&buf) && buf.len() < READ_CHUNK {
+        let left = deadline.saturating_duration_since(clock::now());
+        match within(left, io.read_buf(&mut buf)).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let line = String::from_utf8_lossy(first_line(&buf)).into_owned();
+    finish_early(io, respond::plain_http_reply(), ip, line, sh).await;
+    Err(ConnError::PlainHttp)
+}
+
+/// Whether `buf` holds the end of a request head (an empty line).
+fn has_head_end(buf: &[u8]) -> bool {
+    buf.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// What the request loop needs of its connection: the socket itself (files leave by
+/// `sendfile`), or a TLS stream over it (file bytes pass through our memory to be encrypted).
+trait HttpIo: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Waits until a request's first byte can be read.
+    fn wait_first_byte(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Whether [`SendFile`] may be used: plain TCP without `--trace`.
+    fn zero_copy(&self) -> bool;
+
+    /// [`SendFile::send_more`] (only called when [`HttpIo::zero_copy`]).
+    fn send_more(&mut self, buf: &[u8]) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// [`SendFile::send_file`] (only called when [`HttpIo::zero_copy`]).
+    fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        count: usize,
+    ) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+impl<S> HttpIo for Metered<S>
+where
+    S: AsyncRead + AsyncWrite + Readable + SendFile + Unpin + Send + Sync,
+{
+    async fn wait_first_byte(&mut self) -> io::Result<()> {
+        self.wait_readable().await
+    }
+
+    fn zero_copy(&self) -> bool {
+        // With --trace the bytes go through our memory, so every one is dumped.
+        !self.is_tracing()
+    }
+
+    async fn send_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        SendFile::send_more(self, buf).await
+    }
+
+    async fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        count: usize,
+    ) -> io::Result<usize> {
+        SendFile::send_file(self, file, offset, count).await
+    }
+}
+
+impl<IO> HttpIo for tokio_rustls::server::TlsStream<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    async fn wait_first_byte(&mut self) -> io::Result<()> {
+        // The handshake waited for the first byte already, and the request may be decrypted
+        // and waiting inside rustls, where the socket's readiness would not show it.
+        Ok(())
+    }
+
+    fn zero_copy(&self) -> bool {
+        false
+    }
+
+    async fn send_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf).await
+    }
+
+    async fn send_file(&mut self, _: &std::fs::File, _: u64, _: usize) -> io::Result<usize> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
     }
 }
 
 struct Shared {
     cfg: Config,
+    /// The TLS acceptor when serving HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     /// The served directory, held open.
     root: files::Root,
     logger: log::Logger,
@@ -259,14 +445,11 @@ struct Shared {
 /// Why a connection ended early, for the close log line.
 type Outcome = Result<(), ConnError>;
 
-async fn requests<S>(s: &mut Metered<S>, ip: Option<IpAddr>, sh: &Shared) -> Outcome
-where
-    S: AsyncRead + AsyncWrite + Readable + SendFile + Unpin + Send + Sync,
-{
+async fn requests<S: HttpIo>(s: &mut S, ip: Option<IpAddr>, sh: &Shared) -> Outcome {
     let cfg = &sh.cfg;
     // Wait for the first byte before allocating anything: idle clients cost no buffer.
     let first = tokio::select! {
-        r = within(cfg.header_timeout, s.wait_readable()) => r,
+        r = within(cfg.header_timeout, s.wait_first_byte()) => r,
         _ = sh.shutdown.cancelled() => return Ok(()),
     };
     match first {
@@ -410,15 +593,12 @@ fn body_deadline(start: Instant, received: u64, cfg: &Config) -> Instant {
 
 /// Reads and discards the request's body (we serve files; nothing takes a body), within the
 /// time [`body_deadline`] allows.
-async fn skip_body<S>(
-    s: &mut Metered<S>,
+async fn skip_body<S: AsyncRead + Unpin>(
+    s: &mut S,
     buf: &mut BytesMut,
     req: &Request,
     cfg: &Config,
-) -> Result<(), BodySkip>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Result<(), BodySkip> {
     if req.body == Framing::None {
         return Ok(());
     }
@@ -459,15 +639,13 @@ where
 }
 
 /// Sends the error page for a request we could not even parse, logs it, and closes.
-async fn finish_early<S>(
-    s: &mut Metered<S>,
+async fn finish_early<S: HttpIo>(
+    s: &mut S,
     reply: Reply,
     ip: Option<IpAddr>,
     request: String,
     sh: &Shared,
-) where
-    S: AsyncRead + AsyncWrite + SendFile + Unpin + Send,
-{
+) {
     let status = reply.head.status.as_u16();
     let time = clock::wall();
     let pseudo = Request {
@@ -516,19 +694,31 @@ fn header_text(req: &Request, name: http::HeaderName) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-/// Writes the head and, unless the request was HEAD or the status has no body, the body.
-/// Returns the body bytes sent.
-async fn send<S>(
-    s: &mut Metered<S>,
+/// Writes the head and, unless the request was HEAD or the status has no body, the body,
+/// and flushes (TLS may hold the last record until asked). Returns the body bytes sent.
+async fn send<S: HttpIo>(
+    s: &mut S,
+    reply: Reply,
+    req: &Request,
+    close: bool,
+    send_timeout: Duration,
+    out: &mut BytesMut,
+) -> Result<u64, ConnError> {
+    let sent = send_unflushed(s, reply, req, close, send_timeout, out).await?;
+    within(send_timeout, s.flush())
+        .await
+        .map_err(ConnError::Write)?;
+    Ok(sent)
+}
+
+async fn send_unflushed<S: HttpIo>(
+    s: &mut S,
     mut reply: Reply,
     req: &Request,
     close: bool,
     send_timeout: Duration,
     out: &mut BytesMut,
-) -> Result<u64, ConnError>
-where
-    S: AsyncWrite + SendFile + Unpin + Send,
-{
+) -> Result<u64, ConnError> {
     if close {
         reply
             .head
@@ -576,19 +766,22 @@ where
                     .map_err(write)?;
                 return Ok(len);
             }
-            // The head waits in the kernel for the first body bytes (MSG_MORE).
-            let mut head: &[u8] = out;
-            while !head.is_empty() {
-                let n = within(send_timeout, s.send_more(head))
-                    .await
-                    .map_err(write)?;
-                head = &head[n..];
-            }
             let (mut at, end) = (start, start + len);
+            let mut zero_copy = s.zero_copy();
+            if zero_copy {
+                // The head waits in the kernel for the first body bytes (MSG_MORE).
+                let mut head: &[u8] = out;
+                while !head.is_empty() {
+                    let n = within(send_timeout, s.send_more(head))
+                        .await
+                        .map_err(write)?;
+                    head = &head[n..];
+                }
+                out.clear();
+            }
             // The kernel copies from the page cache to the socket; memory stays flat however
-            // large the file. With --trace the bytes go through our memory instead, so every
-            // one is dumped; and so they do if this file system cannot sendfile.
-            let mut zero_copy = !s.is_tracing();
+            // large the file. With --trace (or TLS) the bytes go through our memory instead;
+            // and so they do if this file system cannot sendfile.
             while zero_copy && at < end {
                 let want = usize::try_from(end - at).map_or(SENDFILE_MAX, |l| l.min(SENDFILE_MAX));
                 match within(send_timeout, s.send_file(&file, at, want)).await {
@@ -606,15 +799,17 @@ where
                     Err(e) => return Err(write(e)),
                 }
             }
-            // A bounded buffer, reused.
-            let mut chunk = Vec::new();
+            // A bounded buffer, reused: the response buffer, where the head (if not sent yet)
+            // goes out with the first chunk.
             while at < end {
                 let want = usize::try_from(end - at).map_or(FILE_CHUNK, |l| l.min(FILE_CHUNK));
-                chunk.resize(want, 0);
-                read_exact_at(&file, &mut chunk, at)?;
-                within(send_timeout, s.write_all(&chunk))
+                let from = out.len();
+                out.resize(from + want, 0);
+                read_exact_at(&file, &mut out[from..], at)?;
+                within(send_timeout, s.write_all(out))
                     .await
                     .map_err(write)?;
+                out.clear();
                 at += want as u64;
             }
             Ok(len)

@@ -263,6 +263,20 @@ fn html(status: StatusCode, body: Bytes) -> Reply {
     }
 }
 
+/// The `400` page for a plain-HTTP request on the HTTPS port.
+pub(super) fn plain_http_reply() -> Reply {
+    html(
+        StatusCode::BAD_REQUEST,
+        error_page::page_saying(
+            StatusCode::BAD_REQUEST,
+            "This port speaks HTTPS, and the request came as plain HTTP. \
+             Use an https:// address.",
+            "",
+        )
+        .into(),
+    )
+}
+
 /// The error page for `status` (the `--not-found` file for 404 when there is one).
 pub(super) fn error_reply(status: StatusCode, target: &str, cfg: &Config) -> Reply {
     let body = match (&cfg.not_found, status) {
