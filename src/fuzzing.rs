@@ -713,6 +713,47 @@ pub fn rexec_messages(data: &[u8]) {
     }
 }
 
+/// `http serve --precompressed`'s reading of `Accept-Encoding` (peer bytes): the input, cut
+/// at `0xff` bytes, is up to four field lines. The ranking never panics, names each coding at
+/// most once, and is the same for the lines as for one line that joins them with `", "`
+/// (RFC 9110 §5.3: field lines are one comma-separated list).
+pub fn accept_encoding(data: &[u8]) {
+    use crate::http::server::encoding::rank;
+    use http::header::{ACCEPT_ENCODING, HeaderMap, HeaderValue};
+
+    let lines: Vec<&[u8]> = data.split(|&b| b == 0xff).take(4).collect();
+    let mut many = HeaderMap::new();
+    let mut texts = Vec::new();
+    for line in &lines {
+        let Ok(v) = HeaderValue::from_bytes(line) else {
+            return;
+        };
+        let Ok(t) = v.to_str() else {
+            return;
+        };
+        texts.push(t.to_string());
+        many.append(ACCEPT_ENCODING, v);
+    }
+    let ranked: Vec<_> = rank(&many).iter().collect();
+    assert!(ranked.len() <= 3);
+    for (i, c) in ranked.iter().enumerate() {
+        assert!(!ranked[..i].contains(c), "{c:?} twice in {ranked:?}");
+    }
+    let joined = texts.join(", ");
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        let mut one = HeaderMap::new();
+        one.insert(ACCEPT_ENCODING, v);
+        // An empty first line makes the field empty (the plain file) only when it is alone.
+        if !texts.iter().all(String::is_empty) {
+            assert_eq!(
+                rank(&one).iter().collect::<Vec<_>>(),
+                ranked,
+                "{texts:?} ranked apart and joined"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -817,6 +858,7 @@ mod tests {
             rtt_probe(&data);
             transfer_stream(&data);
             rexec_messages(&data);
+            accept_encoding(&data);
         }
 
         #[test]
@@ -849,12 +891,27 @@ mod tests {
     }
 
     #[test]
+    fn accept_encoding_seeds_hold_their_invariants() {
+        for seed in [
+            &b"gzip, br;q=0.9, identity;q=0.5"[..],
+            b"gzip;q=0\xffbr",
+            b"*;q=0.1\xffzstd;q=1.0, x-gzip;q=0.3\xff",
+            b"br;q=abc, gzip;Q=1",
+            b"identity",
+            b"",
+        ] {
+            accept_encoding(seed);
+        }
+    }
+
+    #[test]
     fn rexec_seed_session_holds_its_invariants() {
         let seed = include_bytes!("../fuzz/seeds/rexec_messages/session");
         for read in [0u8, 1, 3, 7, 64, 0x80, 0x81, 0xff] {
             let mut data = seed.to_vec();
             data[0] = read;
             rexec_messages(&data);
+            accept_encoding(&data);
         }
     }
 
