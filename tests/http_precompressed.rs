@@ -423,23 +423,11 @@ window.addEventListener('load', async () => {
     compress("brotli", &["-k"], &index);
     let srv = serve(dir.path(), &["--precompressed"]);
     let profile = tempfile::tempdir().unwrap();
-    require("chromium");
-    let mut cmd = Command::new("chromium");
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--no-first-run",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg(format!("http://{}/", srv.addr));
-    let out = run_with(cmd, b"", Duration::from_secs(60));
+    let url = format!("http://{}/", srv.addr);
+    let out = chromium(
+        profile.path(),
+        &["--virtual-time-budget=10000", "--dump-dom", &url],
+    );
     let dom = String::from_utf8_lossy(&out.stdout);
     let plain = read(dir.path(), "app.js");
     let br = read(dir.path(), "app.js.br");

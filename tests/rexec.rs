@@ -1282,3 +1282,46 @@ fn a_removed_directory_and_a_daemon_do_not_wedge_the_session() {
     exits(&out, 2);
     stderr_has(&out, "chmod 600");
 }
+
+#[test]
+fn a_server_whose_home_does_not_exist_starts_sessions_in_root() {
+    let lab = Lab::new();
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "rexec",
+        "serve",
+        "--users",
+        &lab.s("users"),
+        "-p",
+        "0",
+        "--allow-root",
+    ])
+    .arg("--host-key")
+    .arg(lab.path("hk.pem"))
+    .env("HOME", "/nonexistent");
+    let srv = Server::start_command(cmd);
+    srv.expect_log("is not a directory: sessions start in /");
+    let out = lab.run(
+        ANA_PW,
+        &["run", &target(&srv, "ana"), "--accept-new", "--", "pwd"],
+        b"",
+    );
+    assert_eq!(ok(&out), b"/\n");
+    // The password from the first line of --password-file (SOCKLAB_PASSWORD, wrong here,
+    // comes after it).
+    std::fs::write(lab.path("pw"), format!("{ANA_PW}\nignored\n")).unwrap();
+    let pw = lab.s("pw");
+    let out = lab.run(
+        "wrong",
+        &[
+            "run",
+            &target(&srv, "ana"),
+            "--password-file",
+            &pw,
+            "--",
+            "exit 7",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", err_text(&out));
+}

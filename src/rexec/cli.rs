@@ -322,14 +322,25 @@ async fn serve(args: ServeArgs, out: OutputArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let home = match args.dir {
-        Some(d) => d,
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/")),
+        Some(d) if d.is_dir() => d,
+        Some(d) => {
+            return Err(UsageError(format!("--dir {} is not a directory", d.display())).into());
+        }
+        // A HOME that does not exist (`nobody`'s /nonexistent): sessions start in /, as
+        // sshd does when it cannot enter a home directory.
+        None => match std::env::var_os("HOME").map(PathBuf::from) {
+            Some(h) if h.is_dir() => h,
+            other => {
+                if let Some(h) = other {
+                    tracing::warn!(
+                        "HOME {} is not a directory: sessions start in /",
+                        h.display()
+                    );
+                }
+                PathBuf::from("/")
+            }
+        },
     };
-    if !home.is_dir() {
-        return Err(UsageError(format!("{} is not a directory", home.display())).into());
-    }
     // Absolute, so AUTH_OK and EXIT carry what `pwd` would print.
     let home = std::fs::canonicalize(&home)
         .map_err(|e| anyhow::Error::new(e).context(format!("resolving {}", home.display())))?;
