@@ -375,6 +375,15 @@ pub struct ServeArgs {
     /// without it files say Cache-Control: no-cache (always revalidated, a cheap 304).
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     max_age: Option<Duration>,
+    /// Open-file cache: remember up to N files (descriptor, metadata, ETag, and the bytes of
+    /// files up to 64 KiB), so a request for a known path costs no open, stat, read or close
+    /// (like nginx's open_file_cache). 0: no cache, every request opens its file.
+    #[arg(long, default_value_t = server::cache::DEFAULT_ENTRIES, value_name = "N")]
+    file_cache: usize,
+    /// How long a cached file is trusted before the next request for it checks the file
+    /// again (a change, a rename over it, a deletion or a chmod is seen at most this late).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
+    file_cache_valid: Duration,
     /// HTTPS: the certificate chain to present, a PEM file (the server's certificate first,
     /// then any intermediates). Needs --tls-key.
     #[arg(
@@ -514,6 +523,8 @@ impl TryFrom<&ServeArgs> for server::Config {
             max_age: a.max_age,
             // Loaded by `serve` (its errors are TLS errors, not usage errors).
             tls: None,
+            file_cache: a.file_cache,
+            file_cache_valid: a.file_cache_valid,
         })
     }
 }

@@ -96,6 +96,19 @@ pub fn announce(addr: impl std::fmt::Display) -> io::Result<()> {
     out.flush()
 }
 
+/// The soft limit on open files of this process.
+pub fn fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
 /// Raises the soft limit on open files to the hard limit, as servers that hold thousands of
 /// clients must (the usual soft limit, 1024, would stop an echo server at about 1000 clients
 /// with "Too many open files"). Returns the new soft limit.

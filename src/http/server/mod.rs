@@ -40,6 +40,7 @@
 //! read 64 KiB at a time into the response buffer and written through TLS, so memory stays
 //! flat there too.
 
+pub mod cache;
 pub mod encoding;
 pub mod error_page;
 pub mod files;
@@ -139,6 +140,10 @@ pub struct Config {
     pub max_age: Option<Duration>,
     /// HTTPS: the TLS configuration (None: plain HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--file-cache`: most entries of the open-file cache (0: no cache). See [`cache`].
+    pub file_cache: usize,
+    /// `--file-cache-valid`: how long a cache entry is trusted after a check.
+    pub file_cache_valid: Duration,
 }
 
 impl Config {
@@ -162,6 +167,8 @@ impl Config {
             precompressed: false,
             max_age: None,
             tls: None,
+            file_cache: cache::DEFAULT_ENTRIES,
+            file_cache_valid: cache::DEFAULT_VALID,
         }
     }
 }
@@ -181,7 +188,13 @@ pub async fn run(
     };
     let opts = cfg.serve.clone();
     let log_counts = logger.counts();
+    let cache = (cfg.file_cache > 0 && !cfg.file_cache_valid.is_zero()).then(|| {
+        // Descriptors: a quarter of what this process may open; the rest is for connections.
+        let fds = crate::net::fd_limit().map_or(256, |l| usize::try_from(l / 4).unwrap_or(256));
+        cache::FileCache::new(cfg.file_cache, fds, cfg.file_cache_valid)
+    });
     let shared = Arc::new(Shared {
+        cache,
         tls: cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         root: files::Root::new(cfg.root.clone()),
         cfg,
@@ -432,6 +445,8 @@ where
 
 struct Shared {
     cfg: Config,
+    /// The open-file cache (None with `--file-cache 0`).
+    cache: Option<cache::FileCache>,
     /// The TLS acceptor when serving HTTPS.
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// The served directory, held open.
@@ -522,7 +537,7 @@ async fn requests<S: HttpIo>(s: &mut S, ip: Option<IpAddr>, sh: &Shared) -> Outc
         // Why the connection ends after this answer, for the close log line.
         let mut ended = None;
         let reply = match skip_body(s, &mut buf, &req, cfg).await {
-            Ok(()) => respond(&req, cfg, &sh.root).await,
+            Ok(()) => respond(&req, cfg, &sh.root, sh.cache.as_ref()).await,
             Err(BodySkip::Refused(status)) => {
                 close = true;
                 error_reply(status, &req.target, cfg)
