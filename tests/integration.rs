@@ -29,6 +29,10 @@ mod http_browser;
 /// `socklab http get` against real servers (Python origin, nginx) and a real proxy
 /// (tinyproxy), byte for byte against curl.
 mod http_client_interop;
+/// `http serve`'s open-file cache: files renamed over, rewritten in place, deleted or made
+/// unreadable under load are never mixed nor stale past `--file-cache-valid`; `--file-cache N`
+/// bounds the open descriptors, 0 turns it off; 404 and 403 are not cached.
+mod http_file_cache;
 /// `socklab http get` against socklab's server, Python origins (plain and TLS) and a Python proxy.
 mod http_get;
 /// Hostile peers against `http serve` and `http get` (issue 15): slow bodies, a log nobody
