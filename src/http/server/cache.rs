@@ -402,7 +402,6 @@ pub fn key(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -430,9 +429,19 @@ mod tests {
         assert!(keeps_bytes(SMALL, old, wall, MAX_BYTES));
         assert!(!keeps_bytes(SMALL + 1, old, wall, MAX_BYTES));
         // Modified less than SETTLE ago, or in the future (a clock step): may be mid-write.
-        assert!(!keeps_bytes(1024, wall - Duration::from_millis(500), wall, MAX_BYTES));
+        assert!(!keeps_bytes(
+            1024,
+            wall - Duration::from_millis(500),
+            wall,
+            MAX_BYTES
+        ));
         assert!(keeps_bytes(1024, wall - SETTLE, wall, MAX_BYTES));
-        assert!(!keeps_bytes(1024, wall + Duration::from_secs(1), wall, MAX_BYTES));
+        assert!(!keeps_bytes(
+            1024,
+            wall + Duration::from_secs(1),
+            wall,
+            MAX_BYTES
+        ));
         // The budget.
         assert!(!keeps_bytes(1024, old, wall, 1023));
         assert!(keeps_bytes(1024, old, wall, 1024));
@@ -492,7 +501,9 @@ mod tests {
         });
         assert!(matches!(&first.content, Content::Bytes(b) if b == "one"));
         assert_eq!(cache.size(), (1, 3, 0));
-        assert!(matches!(cache.get("/a", t0 + Duration::from_millis(10)), Lookup::Fresh(Some(f)) if Arc::ptr_eq(&f, &first)));
+        assert!(
+            matches!(cache.get("/a", t0 + Duration::from_millis(10)), Lookup::Fresh(Some(f)) if Arc::ptr_eq(&f, &first))
+        );
         // Due for a check; the same file: the same entry, checked again.
         let t1 = t0 + Duration::from_secs(2);
         let Lookup::Stale(Some(prev)) = cache.get("/a", t1) else {
@@ -553,9 +564,7 @@ mod tests {
                 t0 + Duration::from_millis(i),
                 id,
                 None,
-                |room| {
-                    CachedFile::new(o, HeaderValue::from_static("text/plain"), None, wall, room)
-                },
+                |room| CachedFile::new(o, HeaderValue::from_static("text/plain"), None, wall, room),
             );
             let (n, bytes, _) = cache.size();
             assert!(n <= 8, "{n} entries");
@@ -586,7 +595,13 @@ mod tests {
             let o = opened(dir.path(), &name);
             let id = Identity::of(&o.meta);
             let f = cache.put(&format!("/{name}"), t0, id, None, |room| {
-                CachedFile::new(o, HeaderValue::from_static("text/plain"), None, clock::wall(), room)
+                CachedFile::new(
+                    o,
+                    HeaderValue::from_static("text/plain"),
+                    None,
+                    clock::wall(),
+                    room,
+                )
             });
             assert!(matches!(f.content, Content::File(_)));
             let (_, _, fds) = cache.size();

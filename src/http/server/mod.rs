@@ -553,6 +553,11 @@ async fn requests<S: HttpIo>(s: &mut S, ip: Option<IpAddr>, sh: &Shared) -> Outc
         // 3. Answer, log, and go round again or close.
         let status = reply.head.status;
         let sent = send(s, reply, &req, close, sh.cfg.send_timeout, &mut out).await;
+        if let (Err(ConnError::FileShrank), Some(cache)) = (&sent, &sh.cache) {
+            // The cached length no longer holds: the next request opens the file again
+            // instead of failing the same way until the entry's period ends.
+            cache.remove(cache::key(&req.target));
+        }
         if out.capacity() > OUT_KEEP {
             // A large small-file response: do not keep its buffer for an idle connection.
             out = BytesMut::new();

@@ -30,8 +30,8 @@ use http::{HeaderValue, Method, StatusCode};
 use super::cache::{self, CachedFile, Content, FileCache, Identity, Lookup};
 use super::encoding;
 use super::{Config, error_page, files, listing, range};
-use crate::net::clock;
 use crate::http::h1::{Request, ResponseHead};
+use crate::net::clock;
 
 /// A response ready to send: the driver writes the head, then the body.
 pub(super) struct Reply {
@@ -86,11 +86,11 @@ pub(super) async fn respond(
         Err(status) => return error_reply(status, &req.target, cfg),
     };
     let resolved = files::resolve(root, &target, cfg.hidden);
-    if let (Some(cache), true) = (cache, stale.is_some()) {
-        if !matches!(resolved, Ok(files::Resolved::File(_))) {
-            // Deleted, made unreadable, replaced by a directory: forget it.
-            cache.remove(key);
-        }
+    if let (Some(cache), true) = (cache, stale.is_some())
+        && !matches!(resolved, Ok(files::Resolved::File(_)))
+    {
+        // Deleted, made unreadable, replaced by a directory: forget it.
+        cache.remove(key);
     }
     match resolved {
         Err(status) => error_reply(status, &req.target, cfg),
@@ -129,7 +129,13 @@ pub(super) async fn respond(
                     })
                 }
                 // No cache: the descriptor, used for this response only.
-                _ => Arc::new(CachedFile::new(opened, content_type, None, clock::wall(), 0)),
+                _ => Arc::new(CachedFile::new(
+                    opened,
+                    content_type,
+                    None,
+                    clock::wall(),
+                    0,
+                )),
             };
             let file = stored_variant(req, file, cfg, root, cache.zip(now));
             file_reply(req, &file, cfg)
