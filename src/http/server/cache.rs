@@ -153,6 +153,8 @@ pub struct CachedFile {
     pub mtime: SystemTime,
     /// Its weak ETag (with the coding, for a stored variant).
     pub etag: String,
+    /// The same, as a header value (cloning it copies no bytes).
+    pub etag_value: HeaderValue,
     /// `Last-Modified`.
     pub last_modified: HeaderValue,
     /// The plain file's `Content-Type` (a variant keeps the original's).
@@ -183,8 +185,12 @@ impl CachedFile {
         };
         let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(mtime))
             .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+        let etag = range::etag(len, mtime, coding.map(Coding::token));
         Self {
-            etag: range::etag(len, mtime, coding.map(Coding::token)),
+            // The tag is hex digits, quotes and a coding token: always a valid value.
+            etag_value: HeaderValue::from_str(&etag)
+                .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\"")),
+            etag,
             id: Identity::of(&meta),
             path,
             len,

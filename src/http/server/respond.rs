@@ -222,7 +222,7 @@ fn file_reply(req: &Request, file: &CachedFile, cfg: &Config) -> Reply {
     let len = file.len;
     // What a 304 must repeat of the 200 it stands for (RFC 9110 §15.4.5), a 206 too.
     let validators = |head: &mut ResponseHead| {
-        head.text(ETAG, &file.etag)
+        head.header(ETAG, file.etag_value.clone())
             .header(LAST_MODIFIED, file.last_modified.clone())
             .header(CACHE_CONTROL, cache_control(cfg));
         if cfg.precompressed {
