@@ -111,7 +111,10 @@ fn chromium_renders_the_page_and_sees_the_404() {
         );
         assert!(is_png(&file), "no screenshot {}", file.display());
     }
-    let log = srv.stdout_rest();
+    let log = srv.stdout_with(&[
+        "\"GET /missing-page.html HTTP/1.1\" 404",
+        "\"GET /pixel.png HTTP/1.1\" 200",
+    ]);
     assert!(
         log.contains("\"GET /missing-page.html HTTP/1.1\" 404"),
         "access log:\n{log}"
@@ -158,7 +161,7 @@ fn firefox_screenshots_the_page_and_the_404() {
             err_text(&out)
         );
     }
-    let log = srv.stdout_rest();
+    let log = srv.stdout_with(&["\"GET /missing-page.html HTTP/1.1\" 404"]);
     assert!(
         log.contains("\"GET /missing-page.html HTTP/1.1\" 404"),
         "access log:\n{log}"

@@ -271,7 +271,7 @@ impl Drop for UnreadStdout {
 }
 
 /// See: issue 15. With stdout a pipe nobody reads, the access log's 1,024-entry queue filled
-/// and then every request waited 100 ms for room (0.2 ms → 101 ms). A full queue now drops
+/// and then every request waited 100 ms for room (0.2 ms → 101 ms). A full buffer now drops
 /// and counts the line: requests keep their speed, and stderr says how many were dropped.
 #[test]
 fn r15_http_serve_a_blocked_access_log_never_slows_requests() {
@@ -293,16 +293,20 @@ fn r15_http_serve_a_blocked_access_log_never_slows_requests() {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_nodelay(true).unwrap();
     let mut buf = Vec::new();
-    // A 64 KiB pipe holds about 700 log lines and the queue 1,024 more: past 1,800 requests
-    // every line must be dropped. Time the requests after that.
+    // Lines of about 4 KiB (the User-Agent): a 64 KiB pipe holds 16 of them, and the writer's
+    // blocked batch and the worker's full shard (1 MiB each at most) about 520 more: past
+    // 2,000 requests every line must be dropped. Time the requests after that.
     const FILL: usize = 2_000;
     const TIMED: usize = 400;
+    let request = format!(
+        "GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: {}\r\n\r\n",
+        "a".repeat(4000)
+    );
     let mut slow = 0;
     let mut times = Vec::new();
     for i in 0..FILL + TIMED {
         let started = Instant::now();
-        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
+        s.write_all(request.as_bytes()).unwrap();
         let r = read_reply(&mut s, &mut buf);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello\n"[..]));
         let took = started.elapsed();
@@ -352,7 +356,7 @@ fn r15_http_serve_a_blocked_access_log_never_slows_requests() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count in {line:?}"));
-    // At least the timed requests' lines found the queue full.
+    // At least the timed requests' lines found the buffer full.
     assert!(dropped >= TIMED as u64, "{line}");
     let _ = srv.child.wait();
 }

@@ -301,8 +301,9 @@ Try it:
   printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc 127.0.0.1 8080
   curl --compressed -v http://127.0.0.1:8080/app.js   with --precompressed: Content-Encoding: br
 The access log (Combined Log Format + seconds taken) goes to stdout after the
-`listening on` line unless --access-log or --no-access-log. It never slows a request:
-when its 1,024-line queue is full (a stdout nobody reads) lines are dropped, and
+`listening on` line unless --access-log or --no-access-log. Lines are written in
+batches, at most 100 ms after their request. It never slows a request: when a worker
+has 1 MiB of lines not yet written (a stdout nobody reads) new lines are dropped, and
 stderr counts them (at once, every 10 s at most, and in total at shutdown).
 Timeouts: reading a request head is bounded by --header-timeout and --keepalive-timeout;
 a request body gets --header-timeout, then one second more for each --body-min-rate

@@ -123,6 +123,20 @@ impl Server {
         self.stdout_rest.lock().unwrap().clone()
     }
 
+    /// Stdout after the first line once it contains every one of `needles`, or as it is
+    /// after 5 s. An HTTP server's access log writes a busy moment's lines in batches, up to
+    /// 100 ms after their requests.
+    pub fn stdout_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.stdout_rest();
+            if needles.iter().all(|n| out.contains(n)) || Instant::now() >= deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until its log contains `needle`.
     pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;

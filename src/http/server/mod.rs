@@ -8,7 +8,8 @@
 //! - [`encoding`]: `--precompressed`, which stored variant (`.br`, `.zst`, `.gz`) a request's
 //!   `Accept-Encoding` asks for, as a pure function.
 //! - [`listing`], [`error_page`]: the HTML we generate.
-//! - [`log`]: the access log and its writer task.
+//! - [`log`]: the access log: lines formatted into per-worker buffers, written in batches by
+//!   one writer thread.
 //! - [`tls`]: HTTPS: the certificate (PEM files or self-signed) and the rustls configuration.
 //!
 //! One connection:
@@ -98,7 +99,7 @@ const SENDFILE_MAX: usize = 16 << 20;
 const READ_CHUNK: usize = 4096;
 /// Default longest wait for one write to the client (a client that stops reading is dropped).
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest the writer task gets to write the last log lines at shutdown.
+/// Longest the access log's writer gets to write the last lines at shutdown.
 const LOG_FLUSH: Duration = Duration::from_secs(2);
 
 /// Everything the file server needs, already checked.
@@ -179,7 +180,12 @@ pub async fn run(
     cfg: Config,
     shutdown: CancellationToken,
 ) -> Result<ServeSummary, NetError> {
-    let (logger, writer) = match log::start(cfg.log.clone(), cfg.json_log) {
+    // One log shard per runtime worker: the --workers threads, or the multi-thread runtime's.
+    let shards = match cfg.serve.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let (logger, writer) = match log::start(cfg.log.clone(), cfg.json_log, shards) {
         Ok(x) => x,
         Err(e) => {
             tracing::error!("cannot open the access log: {e}; logging no requests");
@@ -187,7 +193,7 @@ pub async fn run(
         }
     };
     let opts = cfg.serve.clone();
-    let log_counts = logger.counts();
+    let log_buffer = logger.buffer();
     let cache = (cfg.file_cache > 0 && !cfg.file_cache_valid.is_zero()).then(|| {
         // Descriptors: a quarter of what this process may open; the rest is for connections.
         let fds = crate::net::fd_limit().map_or(256, |l| usize::try_from(l / 4).unwrap_or(256));
@@ -203,11 +209,11 @@ pub async fn run(
     });
     let summary = host::serve_stream(bound.into(), opts, shutdown, shared).await;
     // The accept loop has dropped its handler and with it the last logger (unless a
-    // connection outlived the grace period): the writer drains its queue and ends.
+    // connection outlived the grace period): the writer writes the lines left and ends.
     if let Some(writer) = writer {
-        let _ = tokio::time::timeout(LOG_FLUSH, writer).await;
+        writer.finish(LOG_FLUSH).await;
     }
-    log_counts.report();
+    log_buffer.report();
     summary
 }
 
@@ -362,8 +368,7 @@ async fn plain_http_on_tls_port<S: Stream>(
             Ok(_) => {}
         }
     }
-    let line = String::from_utf8_lossy(first_line(&buf)).into_owned();
-    finish_early(io, respond::plain_http_reply(), ip, line, sh).await;
+    finish_early(io, respond::plain_http_reply(), ip, first_line(&buf), sh).await;
     Err(ConnError::PlainHttp)
 }
 
@@ -489,8 +494,7 @@ async fn requests<S: HttpIo>(s: &mut S, ip: Option<IpAddr>, sh: &Shared) -> Outc
                 Ok(Status::Partial) => {}
                 Err(e) => {
                     let reply = error_reply(e.status(), "", cfg);
-                    let line = String::from_utf8_lossy(first_line(&buf)).into_owned();
-                    finish_early(s, reply, ip, line, sh).await;
+                    finish_early(s, reply, ip, first_line(&buf), sh).await;
                     return Err(ConnError::Refused(e));
                 }
             }
@@ -519,7 +523,7 @@ async fn requests<S: HttpIo>(s: &mut S, ip: Option<IpAddr>, sh: &Shared) -> Outc
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && buf.is_empty() => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     let reply = error_reply(StatusCode::REQUEST_TIMEOUT, "", cfg);
-                    finish_early(s, reply, ip, String::new(), sh).await;
+                    finish_early(s, reply, ip, b"", sh).await;
                     return Err(ConnError::HeadTimeout(cfg.header_timeout));
                 }
                 Err(e) => return Err(ConnError::Read(e)),
@@ -563,17 +567,21 @@ async fn requests<S: HttpIo>(s: &mut S, ip: Option<IpAddr>, sh: &Shared) -> Outc
             out = BytesMut::new();
         }
         if let Some(started) = started {
-            let entry = log::Entry {
+            // Borrowed from the request: the line is formatted straight into the log's buffer.
+            sh.logger.log(&log::Line {
                 peer: ip,
                 time,
-                request: format!("{} {} {}", req.method, req.target, req.version.as_str()),
+                request: log::RequestText::Parts {
+                    method: req.method.as_str(),
+                    target: &req.target,
+                    version: req.version.as_str(),
+                },
                 status: status.as_u16(),
                 bytes: *sent.as_ref().unwrap_or(&0),
-                referer: header_text(&req, REFERER),
-                user_agent: header_text(&req, USER_AGENT),
+                referer: header_bytes(&req, REFERER),
+                user_agent: header_bytes(&req, USER_AGENT),
                 took: clock::since(started),
-            };
-            sh.logger.log(entry);
+            });
         }
         sent?;
         if close {
@@ -663,7 +671,7 @@ async fn finish_early<S: HttpIo>(
     s: &mut S,
     reply: Reply,
     ip: Option<IpAddr>,
-    request: String,
+    request: &[u8],
     sh: &Shared,
 ) {
     let status = reply.head.status.as_u16();
@@ -686,10 +694,10 @@ async fn finish_early<S: HttpIo>(
     )
     .await
     .unwrap_or(0);
-    sh.logger.log(log::Entry {
+    sh.logger.log(&log::Line {
         peer: ip,
         time,
-        request,
+        request: log::RequestText::Raw(request),
         status,
         bytes: sent,
         referer: None,
@@ -708,10 +716,8 @@ fn first_line(buf: &[u8]) -> &[u8] {
     &buf[..end.min(200)]
 }
 
-fn header_text(req: &Request, name: http::HeaderName) -> Option<String> {
-    req.headers
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+fn header_bytes(req: &Request, name: http::HeaderName) -> Option<&[u8]> {
+    req.headers.get(name).map(HeaderValue::as_bytes)
 }
 
 /// Writes the head and, unless the request was HEAD or the status has no body, the body,
