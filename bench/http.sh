@@ -24,7 +24,8 @@
 # on raw_syscalls:sys_enter while wrk runs; "na" without perf). Servers run on core 0, wrk on
 # core 1 (taskset); ROUNDS rounds, each file measured on its servers back to back; medians.
 #
-# Environment: ROUNDS=2 DURATION=10 CONNS=50 CARGO_TARGET_DIR  (quick: ROUNDS=1 DURATION=3)
+# Environment: ROUNDS=2 DURATION=10 CONNS=50 CARGO_TARGET_DIR, ROWS="1k 1k-log 1k-c1 100k 64m
+# 1k-tls" (a subset measures only those rows; quick: ROUNDS=1 DURATION=3)
 # The medians are computed over word-split lists on purpose.
 # shellcheck disable=SC2046
 set -euo pipefail
@@ -175,7 +176,7 @@ servers_of() {
     esac
 }
 base_of() { [[ $1 == 1k-log ]] && echo nginx-log || echo nginx; }
-ROWS="1k 1k-log 1k-c1 100k 64m 1k-tls"
+ROWS="${ROWS:-1k 1k-log 1k-c1 100k 64m 1k-tls}"
 # Files outer, servers inner: the runs being compared are seconds apart, not a whole round, so
 # this VM's drift (10-30 % over minutes) hits them alike.
 for r in $(seq "$ROUNDS"); do
