@@ -758,11 +758,21 @@ fn a_file_appearing_after_a_404_is_served_at_once() {
 /// keep-alive connection: a rename, an in-place write of the same size, a deletion, a new file.
 #[test]
 fn file_cache_0_sees_every_change_at_once() {
+    sees_every_change_at_once(&["--file-cache", "0"]);
+}
+
+/// `--file-cache-valid 0` turns the cache off too (`http serve --help` says so).
+#[test]
+fn file_cache_valid_0_sees_every_change_at_once() {
+    sees_every_change_at_once(&["--file-cache-valid", "0"]);
+}
+
+fn sees_every_change_at_once(flags: &[&str]) {
     let dir = open_tempdir();
     let path = dir.path().join("a.txt");
     let v = |seed| content(1024, seed);
     put_old(&path, &v(10));
-    let server = serve(dir.path(), &["--file-cache", "0"]);
+    let server = serve(dir.path(), flags);
     let mut c = Client::new(&server.addr);
     let body = |c: &mut Client| {
         let r = c.get("/a.txt").unwrap();

@@ -383,6 +383,7 @@ pub struct ServeArgs {
     file_cache: usize,
     /// How long a cached file is trusted before the next request for it checks the file
     /// again (a change, a rename over it, a deletion or a chmod is seen at most this late).
+    /// 0: no cache, as --file-cache 0.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR")]
     file_cache_valid: Duration,
     /// HTTPS: the certificate chain to present, a PEM file (the server's certificate first,

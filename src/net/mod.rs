@@ -98,6 +98,11 @@ pub fn announce(addr: impl std::fmt::Display) -> io::Result<()> {
 
 /// The soft limit on open files of this process.
 pub fn fd_limit() -> io::Result<u64> {
+    nofile().map(|lim| lim.rlim_cur)
+}
+
+/// RLIMIT_NOFILE, soft and hard.
+fn nofile() -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -106,24 +111,17 @@ pub fn fd_limit() -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(lim.rlim_cur)
+    Ok(lim)
 }
 
 /// Raises the soft limit on open files to the hard limit, as servers that hold thousands of
 /// clients must (the usual soft limit, 1024, would stop an echo server at about 1000 clients
 /// with "Too many open files"). Returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut lim = nofile()?;
     if lim.rlim_cur < lim.rlim_max {
         lim.rlim_cur = lim.rlim_max;
-        // SAFETY: as above.
+        // SAFETY: setrlimit only reads the struct we pass.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
             return Err(io::Error::last_os_error());
         }

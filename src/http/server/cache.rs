@@ -386,6 +386,15 @@ impl FileCache {
         }
     }
 
+    /// Forgets `key` and its stored variants (a file that shrank while it was sent: which of
+    /// them it was is not known here).
+    pub fn forget(&self, key: &str) {
+        self.remove(key);
+        for coding in Coding::ALL {
+            self.remove(&variant_key(key, coding));
+        }
+    }
+
     /// Forgets `key` (it no longer resolves to a regular file).
     pub fn remove(&self, key: &str) {
         if let Ok(mut inner) = self.inner.lock()
@@ -406,6 +415,12 @@ impl FileCache {
 /// The path part of a request target (before `?`): the cache's key.
 pub fn key(target: &str) -> &str {
     target.split_once('?').map_or(target, |(path, _)| path)
+}
+
+/// The key of `key`'s stored variant in `coding` (`--precompressed`): the plain key, a NUL
+/// (no request path holds one), the coding's token.
+pub fn variant_key(key: &str, coding: Coding) -> String {
+    format!("{key}\0{}", coding.token())
 }
 
 #[cfg(test)]
@@ -481,6 +496,7 @@ mod tests {
         assert_eq!(key("/a.txt?x=1"), "/a.txt");
         assert_eq!(key("/a.txt"), "/a.txt");
         assert_eq!(key("/?"), "/");
+        assert_eq!(variant_key("/a.js", Coding::Br), "/a.js\0br");
     }
 
     fn opened(dir: &Path, name: &str) -> Opened {

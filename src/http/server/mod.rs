@@ -560,7 +560,7 @@ async fn requests<S: HttpIo>(s: &mut S, ip: Option<IpAddr>, sh: &Shared) -> Outc
         if let (Err(ConnError::FileShrank), Some(cache)) = (&sent, &sh.cache) {
             // The cached length no longer holds: the next request opens the file again
             // instead of failing the same way until the entry's period ends.
-            cache.remove(cache::key(&req.target));
+            cache.forget(cache::key(&req.target));
         }
         if out.capacity() > OUT_KEEP {
             // A large small-file response: do not keep its buffer for an idle connection.

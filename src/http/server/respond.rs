@@ -173,7 +173,7 @@ fn stored_variant(
                 ))
             }),
             Some((cache, now)) => {
-                let vkey = format!("{}\0{}", cache::key(&req.target), coding.token());
+                let vkey = cache::variant_key(cache::key(&req.target), coding);
                 let stale = match cache.get(&vkey, now) {
                     Lookup::Fresh(found) => {
                         if let Some(v) = found {
